@@ -1,0 +1,133 @@
+"""What a plugin declares: ``ArchitectureSpec`` and its parts. Data only; no torch, no behaviour.
+
+Pattern semantics are explicit and never inferred from Python types:
+
+* ``Component.prefix`` is a regular expression matched with ``re.fullmatch`` against the full dotted name
+  of the module that *contains* the component's modules: a layer (then it has a named group ``layer``
+  capturing the layer index) or the whole component (for components without layers, like a projector).
+  Use alternation to cover several transformers layouts, e.g. ``(?:model\\.)?visual\\.blocks\\.(?P<layer>\\d+)``.
+* ``Component.roles`` maps a role to leaf paths *relative to* a prefix module (``self_attn.q_proj``).
+  A target's full name is ``<prefix module name>.<leaf>``. Each leaf must exist in at least one prefix
+  module of a tree, or the plugin is out of date for it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Roles the core knows, and the spec toggle that switches each on.
+KNOWN_ROLES: dict[str, str] = {
+    "attention": "finetune_attention_modules",
+    "mlp": "finetune_mlp_modules",
+    "cross_attention": "finetune_cross_attention (unset: finetune_attention_modules)",
+    "projection": "finetune_projector: lora",
+}
+# Components the spec has toggles and overrides for.
+KNOWN_COMPONENTS: tuple[str, ...] = ("vision", "projector", "language")
+
+_LEAF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
+
+
+class Component(BaseModel):
+    """One part of a VLM (vision encoder, projector, language model) and where its modules are."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="vision, projector or language")
+    prefix: str = Field(
+        description="regex (fullmatch) for the module holding this component's targets; with a named group "
+        "`layer` when it is a stack of layers"
+    )
+    roles: dict[str, tuple[str, ...]] = Field(description="role -> leaf paths relative to a prefix module")
+
+    @field_validator("name")
+    @classmethod
+    def _known_component(cls, name: str) -> str:
+        if name not in KNOWN_COMPONENTS:
+            raise ValueError(f"unknown component {name!r}; known: {', '.join(KNOWN_COMPONENTS)}")
+        return name
+
+    @field_validator("prefix")
+    @classmethod
+    def _compiles(cls, prefix: str) -> str:
+        try:
+            re.compile(prefix)
+        except re.error as exc:
+            raise ValueError(f"prefix {prefix!r} is not a valid regular expression: {exc}") from None
+        return prefix
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, roles: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        seen: dict[str, str] = {}
+        for role, leaves in roles.items():
+            if role not in KNOWN_ROLES:
+                raise ValueError(f"unknown role {role!r}; known roles: {', '.join(KNOWN_ROLES)}")
+            if not leaves:
+                raise ValueError(f"role {role!r} lists no leaf")
+            for leaf in leaves:
+                if not _LEAF.fullmatch(leaf):
+                    raise ValueError(f"role {role!r}: {leaf!r} is not a dotted leaf path like 'self_attn.q_proj'")
+                if leaf in seen:
+                    raise ValueError(f"leaf {leaf!r} is declared twice (roles {seen[leaf]!r} and {role!r})")
+                seen[leaf] = role
+        if not roles:
+            raise ValueError("a component needs at least one role")
+        return roles
+
+    @property
+    def layered(self) -> bool:
+        return "(?P<layer>" in self.prefix
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(self.prefix)
+
+
+class ReferenceModel(BaseModel):
+    """A published checkpoint whose config.json a plugin bundles (data only, no weights)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="short name users type, e.g. Qwen2-VL-7B-Instruct")
+    hub_id: str = Field(description="the Hub repository the config comes from, e.g. Qwen/Qwen2-VL-7B-Instruct")
+    config_path: Path = Field(description="path of the bundled config.json")
+
+
+class ArchitectureSpec(BaseModel):
+    """One model family's layout, as a plugin declares it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="unique architecture name, e.g. qwen2_vl")
+    title: str = Field(default="", description="human name, e.g. Qwen2-VL")
+    model_types: tuple[str, ...] = Field(description="HF config.model_type values this architecture handles")
+    components: tuple[Component, ...]
+    references: tuple[ReferenceModel, ...] = Field(default=(), description="bundled reference configs")
+
+    @model_validator(mode="after")
+    def _unique(self) -> ArchitectureSpec:
+        names = [c.name for c in self.components]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"component {dupes[0]!r} is declared twice")
+        if not self.model_types:
+            raise ValueError("model_types is empty")
+        for comp in self.components:
+            if comp.name == "projector" and comp.layered:
+                raise ValueError("the projector component has no layers; drop the (?P<layer>...) group")
+            if comp.name != "projector" and not comp.layered:
+                raise ValueError(
+                    f"component {comp.name!r}: prefix needs a named group (?P<layer>\\d+) for the layer index"
+                )
+        return self
+
+    def component(self, name: str) -> Component | None:
+        return next((c for c in self.components if c.name == name), None)
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name

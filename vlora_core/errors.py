@@ -1,0 +1,146 @@
+"""One error hierarchy. Every message says what is wrong, where, and how to fix it.
+
+Each family carries the exit code the CLI uses for it, so a script can tell the kinds apart:
+
+=====  ==========================================================
+code   meaning
+=====  ==========================================================
+0      success
+1      internal error (a bug in vlora: please report it)
+2      usage error (bad command-line arguments)
+3      invalid spec (file unreadable, malformed, or fails the schema)
+4      resolution failure (spec and model do not fit together)
+5      plugin failure (a plugin failed to load, is invalid, or conflicts)
+6      lock mismatch (reserved for ``vlora validate --lock``)
+=====  ==========================================================
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_SPEC = 3
+EXIT_RESOLUTION = 4
+EXIT_PLUGIN = 5
+EXIT_LOCK = 6
+
+
+class VloraError(Exception):
+    """Base of every error vlora raises on purpose.
+
+    ``where`` names the place at fault (``file:line``, a spec field, a plugin), ``hint`` says how to fix it.
+    ``str(error)`` is the complete one-paragraph message shown to users.
+    """
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        self.hint = hint
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+
+class UsageError(VloraError):
+    """The command line or the call itself is wrong (missing model, unreadable path...)."""
+
+    exit_code = EXIT_USAGE
+
+
+# --- spec ------------------------------------------------------------------------------------------
+
+
+class SpecError(VloraError):
+    """The spec file or object is invalid: unreadable, malformed, or fails the schema."""
+
+    exit_code = EXIT_SPEC
+
+
+class SpecFileError(SpecError):
+    """The spec file cannot be read or parsed (missing, unknown extension, malformed YAML/JSON/TOML)."""
+
+
+class SpecValidationError(SpecError):
+    """The spec parses but a field is invalid. ``problems`` holds one ``(where, message)`` per field."""
+
+    def __init__(self, problems: list[tuple[str, str]], *, hint: str | None = None) -> None:
+        self.problems = problems
+        first_where, _ = problems[0]
+        message = "; ".join(msg for _, msg in problems) if len(problems) == 1 else "\n".join(
+            f"{w}: {m}" for w, m in problems
+        )
+        super().__init__(message, where=first_where if len(problems) == 1 else None, hint=hint)
+
+
+# --- resolution --------------------------------------------------------------------------------------
+
+
+class ResolutionError(VloraError):
+    """The spec is valid, but it cannot be turned into a plan for this model."""
+
+    exit_code = EXIT_RESOLUTION
+
+
+class ModelLoadError(ResolutionError):
+    """The model reference (bundled name, directory, config.json, Hub id) cannot be turned into a module tree."""
+
+
+class UnsupportedModelError(ResolutionError):
+    """No installed plugin handles the model's ``model_type``."""
+
+
+class PatternMatchError(ResolutionError):
+    """A plugin pattern of an enabled component matches no module: the plugin is out of date for this layout."""
+
+
+class UnsupportedModuleTypeError(ResolutionError):
+    """A target is a module type LoRA cannot wrap (PEFT would fail half-way, after modifying the model)."""
+
+
+class ComponentOverlapError(ResolutionError):
+    """Two components claim the same module, or a target falls in no component."""
+
+
+class LayerSelectionError(ResolutionError):
+    """A layer selection names a layer the model does not have."""
+
+
+class EmptySelectionError(ResolutionError):
+    """The spec selects nothing on this model."""
+
+
+class UserPatternError(ResolutionError):
+    """A user pattern (``target_modules_extra`` / ``exclude_modules``) matches nothing it could."""
+
+
+class SpecArchitectureMismatch(ResolutionError):
+    """A spec field does not apply to this architecture (e.g. cross-attention on a model without it)."""
+
+
+# --- plugins -----------------------------------------------------------------------------------------
+
+
+class PluginError(VloraError):
+    """A plugin failed to import, declared invalid data, or conflicts with another plugin."""
+
+    exit_code = EXIT_PLUGIN
+
+
+class PluginConflictError(PluginError):
+    """Two plugins claim the same ``model_type``."""
+
+
+# --- lock --------------------------------------------------------------------------------------------
+
+
+class LockMismatchError(VloraError):
+    """A resolved plan differs from its lock file."""
+
+    exit_code = EXIT_LOCK

@@ -1,0 +1,246 @@
+"""Module trees: the names, types and shapes of a model's modules, from whatever the user has.
+
+A tree comes from a live ``nn.Module``, a ``PretrainedConfig``, or a reference string: a bundled
+reference name (``vlora models``), a directory holding ``config.json``, a ``config.json`` path, or a Hub
+id (config only, never weights). Configs are built into a model on the meta device: no memory, no weights.
+The tree is plain data, so ``resolve`` never touches the model itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModelLoadError, UsageError
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+    from transformers import PretrainedConfig
+
+    from .plugins import Registry
+
+# kinds of module LoRA (PEFT) can wrap, and how its adapter is shaped
+LINEAR, CONV, EMBEDDING = "linear", "conv", "embedding"
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleEntry:
+    """One module of a tree. ``kind`` is None for modules LoRA cannot wrap."""
+
+    name: str
+    type_name: str
+    kind: str | None
+    in_features: int = 0
+    out_features: int = 0
+    kernel: int = 1  # product of the kernel size for convolutions
+    own_params: int = 0  # parameters held directly by this module (not its children), tied ones counted once
+    bias_params: int = 0
+
+    def lora_params(self, r: int, *, dora: bool = False) -> int:
+        """Trainable parameters PEFT adds for an adapter of rank ``r`` on this module."""
+        if self.kind == CONV:
+            n = r * self.in_features * self.kernel + self.out_features * r
+        else:
+            n = r * (self.in_features + self.out_features)
+        if dora and self.kind != EMBEDDING:
+            n += self.out_features
+        return n
+
+
+@dataclass(frozen=True)
+class ModuleTree:
+    """The module names of one model with what vlora needs to know about each."""
+
+    entries: tuple[ModuleEntry, ...]
+    model_type: str | None
+    source: str  # what it was built from, for reports
+    total_params: int
+    transformers_version: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {e.name: e for e in self.entries})
+
+    def get(self, name: str) -> ModuleEntry | None:
+        return self._by_name.get(name)  # type: ignore[attr-defined]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name  # type: ignore[attr-defined]
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def subtree_params(self, prefix: str) -> int:
+        """Parameters of the module ``prefix`` and everything under it."""
+        dotted = prefix + "."
+        return sum(e.own_params for e in self.entries if e.name == prefix or e.name.startswith(dotted))
+
+
+def _kind(module: nn.Module) -> tuple[str | None, int, int, int]:
+    import torch.nn as nn
+
+    if isinstance(module, nn.Linear):  # includes quantized Linear subclasses (bitsandbytes, ...)
+        return LINEAR, int(module.in_features), int(module.out_features), 1
+    if isinstance(module, nn.Embedding):
+        return EMBEDDING, int(module.num_embeddings), int(module.embedding_dim), 1
+    if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+        return CONV, int(module.in_channels), int(module.out_channels), math.prod(module.kernel_size)
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "nx"):
+        return LINEAR, int(module.nx), int(module.nf), 1  # HF GPT-2 style Conv1D: weight is (in, out)
+    return None, 0, 0, 1
+
+
+def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTree:
+    """Read a live model (or one built on the meta device)."""
+    import transformers
+
+    seen: set[int] = set()
+    entries: list[ModuleEntry] = []
+    total = 0
+    for name, module in model.named_modules():
+        own = bias = 0
+        for pname, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            own += param.numel()
+            if pname == "bias":
+                bias += param.numel()
+        total += own
+        kind, fin, fout, kernel = _kind(module)
+        entries.append(ModuleEntry(name, type(module).__name__, kind, fin, fout, kernel, own, bias))
+    config = getattr(model, "config", None)
+    return ModuleTree(
+        entries=tuple(entries),
+        model_type=getattr(config, "model_type", None),
+        source=source or type(model).__name__,
+        total_params=total,
+        transformers_version=transformers.__version__,
+    )
+
+
+@contextmanager
+def _quiet_transformers():
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _model_class(config: PretrainedConfig) -> Any:
+    import transformers
+
+    for arch in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, arch, None)
+        if cls is not None:
+            return cls
+    for auto in ("AutoModelForImageTextToText", "AutoModelForVision2Seq", "AutoModelForCausalLM"):
+        cls = getattr(transformers, auto, None)
+        if cls is not None and type(config) in cls._model_mapping:
+            return cls
+    raise ModelLoadError(
+        f"transformers {transformers.__version__} has no model class for model_type "
+        f"{getattr(config, 'model_type', '?')!r}",
+        hint="upgrade transformers, or pass a live model instead of a config",
+    )
+
+
+def build_meta_model(config: PretrainedConfig) -> nn.Module:
+    """Instantiate a model from its config on the meta device (no memory, no weights)."""
+    import torch
+
+    cls = _model_class(config)
+    with _quiet_transformers(), torch.device("meta"):
+        if hasattr(cls, "_model_mapping"):  # an Auto class
+            return cls.from_config(config)
+        return cls._from_config(config)
+
+
+def tree_from_config(config: PretrainedConfig, *, source: str | None = None) -> ModuleTree:
+    model = build_meta_model(config)
+    return tree_from_module(model, source=source or f"{type(config).__name__} (meta device)")
+
+
+def config_from_dict(data: dict[str, Any], *, where: str) -> PretrainedConfig:
+    from transformers import AutoConfig
+
+    model_type = data.get("model_type")
+    if not model_type:
+        raise ModelLoadError("config has no model_type", where=where, hint="is this a transformers config.json?")
+    try:
+        return AutoConfig.for_model(**data)
+    except ValueError as exc:
+        raise ModelLoadError(
+            f"transformers does not know model_type {model_type!r}: {exc}".splitlines()[0],
+            where=where,
+            hint="upgrade transformers",
+        ) from None
+
+
+def config_from_file(path: Path) -> PretrainedConfig:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"cannot read config: {exc}", where=str(path)) from None
+    return config_from_dict(data, where=str(path))
+
+
+def config_from_ref(ref: str, registry: Registry) -> tuple[PretrainedConfig, str]:
+    """Turn a reference string into a config. Returns the config and a label for reports."""
+    found = registry.find_reference(ref)
+    if found is not None:
+        reference = found[2]
+        return config_from_file(reference.config_path), reference.name
+    path = Path(ref)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError("directory holds no config.json", where=str(path))
+        return config_from_file(path / "config.json"), str(path)
+    if path.is_file():
+        return config_from_file(path), str(path)
+    bundled = ", ".join(r.name for _, _, r in registry.references()) or "none"
+    if ref.count("/") == 1 and not ref.startswith((".", "/")) and not ref.endswith(".json"):
+        from transformers import AutoConfig
+
+        try:
+            with _quiet_transformers():
+                return AutoConfig.from_pretrained(ref), ref
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(
+                f"cannot get the config of Hub model {ref!r} (offline, not cached, or no such repository): "
+                f"{reason}",
+                hint=f"use a bundled reference ({bundled}), or a local directory / config.json",
+            ) from None
+    raise ModelLoadError(
+        f"model {ref!r} is not a bundled reference, an existing path, or a Hub id (owner/name)",
+        hint=f"bundled references: {bundled} (see `vlora models`)",
+    )
+
+
+def module_tree(model: Any, registry: Registry) -> ModuleTree:
+    """A module tree from a live model, a config, or a reference string/path."""
+    import torch.nn as nn
+    from transformers import PretrainedConfig
+
+    if isinstance(model, ModuleTree):
+        return model
+    if isinstance(model, nn.Module):
+        return tree_from_module(model)
+    if isinstance(model, PretrainedConfig):
+        return tree_from_config(model)
+    if isinstance(model, str | Path):
+        config, label = config_from_ref(str(model), registry)
+        return tree_from_config(config, source=label)
+    raise UsageError(
+        f"cannot read a model from a {type(model).__name__}",
+        hint="pass an nn.Module, a PretrainedConfig, a bundled reference name, a config path, or a Hub id",
+    )

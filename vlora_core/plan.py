@@ -1,0 +1,399 @@
+"""TargetPlan: the resolved, validated result. Targets, totals, JSON, table, LoraConfig, and apply().
+
+The PEFT config a plan emits follows three rules (see docs/peft.md):
+
+* ``target_modules`` is one anchored regular expression that matches exactly the planned names; never a
+  list (PEFT rewrites long lists into suffix sets that mean other modules on another model).
+* per-component rank/alpha are a few pattern keys (one per component that differs from the global
+  value), never one key per module.
+* fully trained modules go through ``modules_to_save`` with their exact names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from .errors import VloraError
+from .spec import VisionLoRASpec
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+    from peft import LoraConfig, PeftModel
+
+    from .plugins import Registry
+
+COMPONENT_ORDER = ("vision", "projector", "language")
+ROLE_ORDER = ("attention", "cross_attention", "mlp", "projection", "other")
+
+
+def _natural(name: str) -> tuple[Any, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+
+
+def _order(component: str, role: str) -> tuple[int, int, str, str]:
+    c = COMPONENT_ORDER.index(component) if component in COMPONENT_ORDER else len(COMPONENT_ORDER)
+    r = ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
+    return c, r, component, role
+
+
+def layer_ranges(layers: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"``; empty -> ``"-"``."""
+    if not layers:
+        return "-"
+    layers = sorted(set(layers))
+    parts, start, prev = [], layers[0], layers[0]
+    for n in [*layers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ",".join(parts)
+
+
+def package_version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module that gets a LoRA adapter."""
+
+    name: str
+    component: str
+    role: str
+    layer: int | None
+    leaf: str  # name relative to its layer (or to the projector)
+    stack: str  # the layer's name with the index as '*', e.g. model.visual.blocks.*
+    module_type: str
+    in_features: int
+    out_features: int
+    r: int
+    lora_alpha: float
+    lora_params: int
+    bias_params: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "component": self.component,
+            "role": self.role,
+            "layer": self.layer,
+            "leaf": self.leaf,
+            "module_type": self.module_type,
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "r": self.r,
+            "lora_alpha": self.lora_alpha,
+            "lora_params": self.lora_params,
+        }
+
+
+@dataclass(frozen=True)
+class FullModule:
+    """A module trained in full (``modules_to_save``), e.g. a projector in ``full`` mode."""
+
+    name: str
+    component: str
+    params: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "component": self.component, "params": self.params}
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    component: str
+    role: str
+    modules: int
+    layers: str
+    lora_params: int
+    share: float  # of all LoRA parameters
+    component_share: float  # of the component's base parameters
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.component,
+            "role": self.role,
+            "modules": self.modules,
+            "layers": self.layers,
+            "lora_params": self.lora_params,
+            "share": round(self.share, 6),
+            "component_share": round(self.component_share, 6),
+        }
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """Every target, every fully trained module, the counts, and where it all came from."""
+
+    architecture: str
+    architecture_title: str
+    model_type: str | None
+    model: str
+    plugin: str
+    plugin_version: str
+    spec: VisionLoRASpec
+    targets: tuple[Target, ...]
+    full_modules: tuple[FullModule, ...]
+    total_params: int
+    all_bias_params: int
+    component_params: dict[str, int]
+    layer_counts: dict[str, int]
+    warnings: tuple[str, ...]
+    transformers_version: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "targets", tuple(sorted(self.targets, key=lambda t: (_order(t.component, t.role), _natural(t.name))))
+        )
+
+    # --- counts -------------------------------------------------------------------------------------
+
+    @property
+    def lora_params(self) -> int:
+        return sum(t.lora_params for t in self.targets)
+
+    @property
+    def full_params(self) -> int:
+        return sum(m.params for m in self.full_modules)
+
+    @property
+    def bias_params(self) -> int:
+        """Base-model biases that PEFT's ``bias`` setting makes trainable."""
+        if self.spec.bias == "all":
+            return self.all_bias_params
+        if self.spec.bias == "lora_only":
+            return sum(t.bias_params for t in self.targets)
+        return 0
+
+    @property
+    def trainable_params(self) -> int:
+        return self.lora_params + self.full_params + self.bias_params
+
+    def summary(self) -> list[SummaryRow]:
+        groups: dict[tuple[str, str], list[Target]] = {}
+        for t in self.targets:
+            groups.setdefault((t.component, t.role), []).append(t)
+        total = self.lora_params or 1
+        rows = []
+        for (comp, role), ts in sorted(groups.items(), key=lambda kv: _order(*kv[0])):
+            n = sum(t.lora_params for t in ts)
+            base = self.component_params.get(comp) or 0
+            rows.append(
+                SummaryRow(
+                    component=comp,
+                    role=role,
+                    modules=len(ts),
+                    layers=layer_ranges([t.layer for t in ts if t.layer is not None]),
+                    lora_params=n,
+                    share=n / total,
+                    component_share=n / base if base else 0.0,
+                )
+            )
+        return rows
+
+    # --- PEFT ---------------------------------------------------------------------------------------
+
+    def _component_regex(self, targets: list[Target]) -> list[str]:
+        """Alternatives that match exactly ``targets``: one per (stack, identical leaf set) group."""
+        by_stack: dict[str, dict[int | None, set[str]]] = {}
+        for t in targets:
+            by_stack.setdefault(t.stack, {}).setdefault(t.layer, set()).add(t.leaf)
+        alternatives = []
+        for stack in sorted(by_stack, key=_natural):
+            layers = by_stack[stack]
+            groups: dict[tuple[str, ...], list[int | None]] = {}
+            for layer, leaves in layers.items():
+                groups.setdefault(tuple(sorted(leaves)), []).append(layer)
+            for leaves, idx in sorted(groups.items(), key=lambda kv: (min((i or 0) for i in kv[1]), kv[0])):
+                leaf_rx = "|".join(re.escape(leaf) for leaf in leaves)
+                if idx == [None]:
+                    head = re.escape(stack)
+                else:
+                    before, _, after = stack.partition("*")
+                    nums = "|".join(str(i) for i in sorted(i for i in idx if i is not None))
+                    head = f"{re.escape(before)}(?:{nums}){re.escape(after)}"
+                alternatives.append(f"{head}\\.(?:{leaf_rx})")
+        return alternatives
+
+    @property
+    def target_regex(self) -> str:
+        """One anchored regular expression matching exactly the planned module names."""
+        alternatives: list[str] = []
+        for comp in self._components():
+            alternatives += self._component_regex([t for t in self.targets if t.component == comp])
+        return "^(?:" + "|".join(alternatives) + ")$"
+
+    def _components(self) -> list[str]:
+        return sorted({t.component for t in self.targets}, key=lambda c: _order(c, "")[:1] + (c,))
+
+    def check_regex(self, names: list[str]) -> None:
+        """Fail loudly if the emitted regex would match anything but the targets (a bug, never user error)."""
+        rx = re.compile(self.target_regex)
+        matched = {n for n in names if rx.fullmatch(n)}
+        expected = {t.name for t in self.targets}
+        if self.targets and matched != expected:
+            extra, missing = sorted(matched - expected)[:3], sorted(expected - matched)[:3]
+            raise VloraError(f"internal error: target regex mismatch (extra {extra}, missing {missing})")
+
+    def patterns(self) -> tuple[dict[str, int], dict[str, float]]:
+        """``rank_pattern`` and ``alpha_pattern``: one key per component whose value differs from the spec's."""
+        rank: dict[str, int] = {}
+        alpha: dict[str, float] = {}
+        for comp in self._components():
+            ts = [t for t in self.targets if t.component == comp]
+            rs = {t.r for t in ts}
+            alphas = {t.lora_alpha for t in ts}
+            key = "(?:" + "|".join(self._component_regex(ts)) + ")"
+            if rs != {self.spec.r}:
+                (rank[key],) = rs
+            if alphas != {self.spec.lora_alpha}:
+                (alpha[key],) = alphas
+        return rank, alpha
+
+    def to_lora_config(self) -> LoraConfig:
+        """A new ``peft.LoraConfig`` for exactly this plan (a fresh object every call)."""
+        from peft import LoraConfig
+
+        spec = self.spec
+        rank, alpha = self.patterns()
+        lora_alpha: float | int = int(spec.lora_alpha) if float(spec.lora_alpha).is_integer() else spec.lora_alpha
+        return LoraConfig(
+            r=spec.r,
+            lora_alpha=lora_alpha,
+            lora_dropout=spec.lora_dropout,
+            bias=spec.bias,
+            use_rslora=spec.use_rslora,
+            use_dora=spec.use_dora,
+            init_lora_weights=spec.init_lora_weights,
+            target_modules=self.target_regex if self.targets else None,
+            rank_pattern=rank,
+            alpha_pattern=alpha,
+            modules_to_save=[m.name for m in self.full_modules] or None,
+        )
+
+    # --- output -------------------------------------------------------------------------------------
+
+    def versions(self) -> dict[str, str]:
+        return {
+            "vlora": package_version("vlora"),
+            "plugin": f"{self.plugin} {self.plugin_version}",
+            "transformers": self.transformers_version,
+            "peft": package_version("peft"),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe and deterministic: the same inputs give the same dict."""
+        total = self.total_params or 1
+        return {
+            "architecture": self.architecture,
+            "architecture_title": self.architecture_title,
+            "model_type": self.model_type,
+            "model": self.model,
+            "plugin": {"distribution": self.plugin, "version": self.plugin_version},
+            "versions": self.versions(),
+            "spec": self.spec.normalized(),
+            "targets": [t.to_dict() for t in self.targets],
+            "full_modules": [m.to_dict() for m in self.full_modules],
+            "summary": [row.to_dict() for row in self.summary()],
+            "totals": {
+                "targets": len(self.targets),
+                "lora_params": self.lora_params,
+                "full_params": self.full_params,
+                "bias_params": self.bias_params,
+                "trainable_params": self.trainable_params,
+                "model_params": self.total_params,
+                "lora_percent": round(100 * self.lora_params / total, 6),
+                "trainable_percent": round(100 * self.trainable_params / total, 6),
+            },
+            "layer_counts": dict(sorted(self.layer_counts.items())),
+            "target_modules": self.target_regex if self.targets else None,
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def table(self) -> str:
+        """A human-readable report: one row per component × role, then totals."""
+        spec = self.spec
+        head = [
+            f"{self.model} · {self.architecture_title} ({self.model_type}) · plugin {self.plugin} "
+            f"{self.plugin_version} · transformers {self.transformers_version}",
+            f"spec {spec.source or '(in memory)'}: "
+            + (f"task={spec.task}, " if spec.task else "")
+            + f"r={spec.r}, lora_alpha={spec.lora_alpha:g}, projector={spec.finetune_projector}",
+            "",
+        ]
+        rows = [("component", "role", "modules", "layers", "LoRA params", "share")]
+        for row in self.summary():
+            rows.append((row.component, row.role, str(row.modules), row.layers, f"{row.lora_params:,}",
+                         f"{100 * row.share:.1f}%"))
+        rows.append(("total", "", str(len(self.targets)), "", f"{self.lora_params:,}", "100.0%" if self.targets
+                     else "-"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        right = {2, 4, 5}
+        lines = []
+        for i, r in enumerate(rows):
+            cells = [c.rjust(widths[j]) if j in right else c.ljust(widths[j]) for j, c in enumerate(r)]
+            lines.append("  ".join(cells).rstrip())
+            if i == 0 or i == len(rows) - 2:
+                lines.append("  ".join("-" * w for w in widths))
+        total = self.total_params or 1
+        tail = [""]
+        for m in self.full_modules:
+            tail.append(f"fully trained: {m.name} ({m.component}, {m.params:,} parameters)")
+        if self.bias_params:
+            tail.append(f"biases trained (bias={spec.bias}): {self.bias_params:,} parameters")
+        tail.append(
+            f"LoRA parameters: {self.lora_params:,} = {100 * self.lora_params / total:.3f}% of "
+            f"{self.total_params:,} model parameters"
+        )
+        if self.trainable_params != self.lora_params:
+            tail.append(
+                f"trainable parameters: {self.trainable_params:,} = {100 * self.trainable_params / total:.3f}%"
+            )
+        for w in self.warnings:
+            tail.append(f"warning: {w}")
+        return "\n".join(head + lines + tail) + "\n"
+
+
+def apply(
+    model: nn.Module,
+    spec: VisionLoRASpec | dict[str, Any] | str,
+    *,
+    registry: Registry | None = None,
+    adapter_name: str = "default",
+) -> PeftModel:
+    """Resolve ``spec`` against ``model`` and wrap it with PEFT adapters for exactly the planned targets.
+
+    Nothing touches the model until the plan is valid; any resolution error leaves it unchanged. The
+    returned model carries the plan as ``peft_model.vlora_plan``.
+    """
+    from peft import get_peft_model
+
+    from .resolve import resolve
+
+    plan = resolve(spec, model, registry=registry)
+    config = plan.to_lora_config()
+    on_meta = any(p.is_meta for p in model.parameters())
+    peft_model = get_peft_model(model, config, adapter_name=adapter_name, low_cpu_mem_usage=on_meta)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    if trainable != plan.trainable_params:
+        peft_model.unload()
+        raise VloraError(
+            f"internal error: PEFT made {trainable:,} parameters trainable, the plan says "
+            f"{plan.trainable_params:,}; the model was restored",
+            hint="please report this with `vlora plan --json` output",
+        )
+    peft_model.vlora_plan = plan
+    return peft_model

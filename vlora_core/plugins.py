@@ -1,0 +1,195 @@
+"""Plugin registry: entry-point discovery, per-plugin load errors, conflicts, and disabling.
+
+A plugin that fails to import or declares invalid data is recorded as a failure, by name, and the
+others keep working. Two plugins claiming the same ``model_type`` is an error naming both, raised when
+that model_type is looked up (and shown by ``vlora plugins``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+from pydantic import ValidationError
+
+from . import hookspecs
+from .architecture import ArchitectureSpec, ReferenceModel
+from .errors import ModelLoadError, PluginConflictError, PluginError, UnsupportedModelError
+
+DISABLE_ENV = "VLORA_DISABLE_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One loaded plugin: where it comes from and what it declares."""
+
+    name: str
+    distribution: str
+    version: str
+    architectures: tuple[ArchitectureSpec, ...]
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """A plugin that could not be used, and why."""
+
+    name: str
+    distribution: str
+    reason: str
+
+
+@dataclass
+class Registry:
+    """The installed plugins and what they declare. Build with ``Registry.discover()`` or ``from_plugins``."""
+
+    plugins: list[PluginInfo] = field(default_factory=list)
+    failures: list[PluginFailure] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+
+    # --- construction -------------------------------------------------------------------------------
+
+    @classmethod
+    def discover(cls, *, disabled: Iterable[str] | None = None) -> Registry:
+        """Load every plugin registered under the ``vlora.plugins`` entry-point group.
+
+        ``disabled`` (default: the comma-separated ``VLORA_DISABLE_PLUGINS`` environment variable) names
+        entry points or distributions to skip.
+        """
+        if disabled is None:
+            disabled = [p.strip() for p in os.environ.get(DISABLE_ENV, "").split(",") if p.strip()]
+        off = set(disabled)
+        registry = cls()
+        for ep in sorted(metadata.entry_points(group=hookspecs.ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else "?"
+            if ep.name in off or dist in off:
+                registry.disabled.append(ep.name)
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plugin must not take the others down
+                registry.failures.append(
+                    PluginFailure(ep.name, dist, f"import failed: {type(exc).__name__}: {exc}")
+                )
+                continue
+            registry._add(module, name=ep.name, distribution=dist, version=version)
+        return registry
+
+    @classmethod
+    def from_plugins(cls, *plugins: Any, names: Iterable[str] | None = None) -> Registry:
+        """A registry of the given plugin objects/modules only (for tests and embedding)."""
+        registry = cls()
+        names = list(names) if names is not None else []
+        for i, plugin in enumerate(plugins):
+            name = names[i] if i < len(names) else getattr(plugin, "__name__", type(plugin).__name__)
+            registry._add(plugin, name=name, distribution=name, version="0")
+        return registry
+
+    def _add(self, plugin: Any, *, name: str, distribution: str, version: str) -> None:
+        pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        pm.add_hookspecs(hookspecs)
+        try:
+            pm.register(plugin, name=name)
+            results = pm.hook.vlora_architectures()
+        except Exception as exc:
+            self.failures.append(PluginFailure(name, distribution, f"{type(exc).__name__}: {exc}"))
+            return
+        archs: list[ArchitectureSpec] = []
+        for result in results:
+            items = result if isinstance(result, list | tuple) else [result]
+            for item in items:
+                try:
+                    archs.append(
+                        item if isinstance(item, ArchitectureSpec) else ArchitectureSpec.model_validate(item)
+                    )
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    loc = ".".join(str(p) for p in first["loc"])
+                    self.failures.append(
+                        PluginFailure(
+                            name, distribution, f"invalid ArchitectureSpec: {loc}: {first['msg']}".rstrip(": ")
+                        )
+                    )
+                    return
+        if not archs:
+            self.failures.append(PluginFailure(name, distribution, "vlora_architectures() returned nothing"))
+            return
+        self.plugins.append(PluginInfo(name, distribution, version, tuple(archs)))
+
+    # --- queries ------------------------------------------------------------------------------------
+
+    def architectures(self) -> list[tuple[PluginInfo, ArchitectureSpec]]:
+        return [(p, a) for p in self.plugins for a in p.architectures]
+
+    def conflicts(self) -> dict[str, list[tuple[PluginInfo, ArchitectureSpec]]]:
+        """model_type -> the (plugin, architecture) pairs claiming it, where more than one does."""
+        claims: dict[str, list[tuple[PluginInfo, ArchitectureSpec]]] = {}
+        for plugin, arch in self.architectures():
+            for model_type in arch.model_types:
+                claims.setdefault(model_type, []).append((plugin, arch))
+        return {mt: owners for mt, owners in claims.items() if len(owners) > 1}
+
+    def lookup(self, key: str) -> tuple[PluginInfo, ArchitectureSpec]:
+        """The architecture handling ``key`` (a model_type or an architecture name)."""
+        owners = [(p, a) for p, a in self.architectures() if key in a.model_types]
+        if not owners:
+            owners = [(p, a) for p, a in self.architectures() if key == a.name]
+        if len(owners) > 1:
+            who = " and ".join(f"{p.distribution} ({a.name})" for p, a in owners)
+            raise PluginConflictError(
+                f"model_type {key!r} is claimed by {who}",
+                where=f"plugins {', '.join(p.name for p, _ in owners)}",
+                hint=f"uninstall one, or disable one with {DISABLE_ENV}={owners[-1][0].name}",
+            )
+        if owners:
+            return owners[0]
+        covered = "; ".join(
+            f"{p.distribution}: {', '.join(a.model_types)}" for p, a in self.architectures()
+        ) or "none"
+        failed = "".join(f"\n  plugin {f.name} failed to load: {f.reason}" for f in self.failures)
+        raise UnsupportedModelError(
+            f"no installed plugin handles model_type {key!r} (installed: {covered}){failed}",
+            hint="install the plugin for this family (see `vlora plugins`), or write one: docs/plugins.md",
+        )
+
+    def references(self) -> list[tuple[PluginInfo, ArchitectureSpec, ReferenceModel]]:
+        return [(p, a, r) for p, a in self.architectures() for r in a.references]
+
+    def find_reference(self, ref: str) -> tuple[PluginInfo, ArchitectureSpec, ReferenceModel] | None:
+        key = ref.lower()
+        for item in self.references():
+            if key in (item[2].name.lower(), item[2].hub_id.lower()):
+                return item
+        return None
+
+    def require_reference(self, ref: str) -> tuple[PluginInfo, ArchitectureSpec, ReferenceModel]:
+        found = self.find_reference(ref)
+        if found is None:
+            names = ", ".join(r.name for _, _, r in self.references()) or "none installed"
+            raise ModelLoadError(f"no bundled reference config named {ref!r} (bundled: {names})")
+        return found
+
+
+def default_registry(*, reload: bool = False) -> Registry:
+    """The registry of installed plugins, discovered once per process (``reload=True`` to rediscover)."""
+    global _DEFAULT
+    if reload or _DEFAULT is None:
+        _DEFAULT = Registry.discover()
+    return _DEFAULT
+
+
+_DEFAULT: Registry | None = None
+
+
+def raise_for_failures(registry: Registry) -> None:
+    """Raise one ``PluginError`` listing every failed plugin (used by ``vlora plugins``)."""
+    if registry.failures:
+        lines = "; ".join(f"{f.name} ({f.distribution}): {f.reason}" for f in registry.failures)
+        raise PluginError(f"plugin failures: {lines}", hint=f"fix or uninstall them, or set {DISABLE_ENV}")
+
+
+__all__ = ["DISABLE_ENV", "PluginFailure", "PluginInfo", "Registry", "default_registry"]

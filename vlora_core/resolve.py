@@ -1,0 +1,439 @@
+"""spec × architecture × module tree → TargetPlan. Every validation rule lives here.
+
+``resolve`` is pure: it reads the spec, the plugin's declared patterns and the module tree, and either
+returns a plan or raises exactly one ``ResolutionError`` saying what is wrong, where, and how to fix it.
+It never touches a live model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .architecture import ArchitectureSpec, Component
+from .errors import (
+    ComponentOverlapError,
+    EmptySelectionError,
+    LayerSelectionError,
+    PatternMatchError,
+    SpecArchitectureMismatch,
+    UnsupportedModuleTypeError,
+    UsageError,
+    UserPatternError,
+)
+from .modeltree import ModuleEntry, ModuleTree, module_tree
+from .plan import FullModule, Target, TargetPlan
+from .plugins import PluginInfo, Registry, default_registry
+from .spec import LayerRange, VisionLoRASpec, load_spec, spec_from_data
+
+_TOWER_TOGGLE = {"vision": "finetune_vision_layers", "language": "finetune_language_layers"}
+
+
+@dataclass(frozen=True)
+class _Holder:
+    """A module matched by a component's prefix: a layer of a stack, or the whole (layer-less) component."""
+
+    name: str
+    component: str
+    layer: int | None
+    stack: str  # the name with the layer index written as '*'
+
+
+def _as_spec(spec: VisionLoRASpec | dict[str, Any] | str | Path) -> VisionLoRASpec:
+    if isinstance(spec, VisionLoRASpec):
+        return spec
+    if isinstance(spec, dict):
+        return spec_from_data(spec)
+    if isinstance(spec, str | Path):
+        return load_spec(spec)
+    raise UsageError(f"cannot read a spec from a {type(spec).__name__}", hint="pass a VisionLoRASpec, dict or path")
+
+
+def _holders(tree: ModuleTree, comp: Component) -> list[_Holder]:
+    pattern = comp.pattern
+    out = []
+    for entry in tree.entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        if comp.layered:
+            start, end = match.span("layer")
+            layer = int(match.group("layer"))
+            stack = entry.name[:start] + "*" + entry.name[end:]
+        else:
+            layer, stack = None, entry.name
+        out.append(_Holder(entry.name, comp.name, layer, stack))
+    return out
+
+
+def _role_enabled(role: str, spec: VisionLoRASpec) -> bool:
+    if role == "attention":
+        return spec.finetune_attention_modules
+    if role == "mlp":
+        return spec.finetune_mlp_modules
+    if role == "cross_attention":
+        if spec.finetune_cross_attention is not None:
+            return spec.finetune_cross_attention
+        return spec.finetune_attention_modules
+    if role == "projection":
+        return spec.finetune_projector == "lora"
+    return False
+
+
+def _component_enabled(name: str, spec: VisionLoRASpec) -> bool:
+    if name == "projector":
+        return spec.finetune_projector != "frozen"
+    return bool(getattr(spec, _TOWER_TOGGLE[name]))
+
+
+def _who(plugin: PluginInfo, arch: ArchitectureSpec) -> str:
+    return f"plugin {plugin.distribution} ({arch.name})"
+
+
+def _ancestor_holder(name: str, by_name: dict[str, _Holder]) -> _Holder | None:
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        holder = by_name.get(".".join(parts[:cut]))
+        if holder is not None:
+            return holder
+    return None
+
+
+def _select_layers(
+    spec: VisionLoRASpec, comp: str, holders: list[_Holder], arch: ArchitectureSpec
+) -> set[int] | None:
+    """The layer indices the spec selects for a component (None: all), validated against the tree."""
+    if comp == "projector":
+        return None
+    selection = getattr(spec, comp).layers
+    if selection is None:
+        return None
+    counts: dict[str, int] = {}
+    for h in holders:
+        counts[h.stack] = max(counts.get(h.stack, 0), (h.layer or 0) + 1)
+    count = max(counts.values())
+    if isinstance(selection, LayerRange):
+        n = selection.first if selection.first is not None else selection.last
+        assert n is not None
+        if n > count:
+            raise LayerSelectionError(
+                f"{selection.describe()} layers asked, but {arch.display_name} {comp} has {count} layers",
+                where=spec.locate(comp, "layers"),
+                hint=f"use a number from 1 to {count}, or leave `layers` out to train all {count}",
+            )
+        return set(selection.indices(count))
+    missing = [i for i in selection if i >= count]
+    if missing:
+        raise LayerSelectionError(
+            f"layer {missing[0]} does not exist: {arch.display_name} {comp} has {count} layers (0-{count - 1})",
+            where=spec.locate(comp, "layers"),
+            hint=f"use indices 0 to {count - 1}, or {{last: N}} for the last N layers",
+        )
+    return set(selection)
+
+
+def resolve(
+    spec: VisionLoRASpec | dict[str, Any] | str | Path,
+    model: Any = None,
+    *,
+    registry: Registry | None = None,
+) -> TargetPlan:
+    """Resolve a spec against a model into a validated ``TargetPlan``.
+
+    ``model`` is a live ``nn.Module``, a ``PretrainedConfig``, a bundled reference name, a directory or
+    ``config.json`` path, or a Hub id (config only). When None, the spec's ``model:`` is used.
+    """
+    spec = _as_spec(spec)
+    registry = registry or default_registry()
+    if model is None:
+        if spec.model is None:
+            raise UsageError(
+                "no model to resolve against",
+                where=spec.source,
+                hint="pass a model (--model REF on the command line) or set `model:` in the spec",
+            )
+        model = spec.model
+    tree = module_tree(model, registry)
+    key = spec.architecture or tree.model_type
+    if key is None:
+        raise UsageError(
+            "the model has no config.model_type to detect its architecture from",
+            hint="set `architecture:` in the spec (see `vlora plugins` for the names)",
+        )
+    plugin, arch = registry.lookup(key)
+    return _resolve(spec, tree, plugin, arch)
+
+
+def _resolve(spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: ArchitectureSpec) -> TargetPlan:
+    who = _who(plugin, arch)
+    warnings: list[str] = []
+    roles = {role for comp in arch.components for role in comp.roles}
+
+    # -- spec fields that do not apply to this architecture ---------------------------------------
+    if spec.finetune_cross_attention is not None and "cross_attention" not in roles:
+        raise SpecArchitectureMismatch(
+            f"{arch.display_name} has no cross-attention layers",
+            where=spec.locate("finetune_cross_attention"),
+            hint="remove finetune_cross_attention from the spec",
+        )
+    for name in ("vision", "projector", "language"):
+        if arch.component(name) is None and _component_enabled(name, spec):
+            toggle = "finetune_projector" if name == "projector" else _TOWER_TOGGLE[name]
+            raise SpecArchitectureMismatch(
+                f"{arch.display_name} has no {name} component ({who})",
+                where=spec.locate(toggle),
+                hint=f"set {toggle} to {'frozen' if name == 'projector' else 'false'}",
+            )
+
+    # -- where each component's modules are ----------------------------------------------------------
+    holders = {comp.name: _holders(tree, comp) for comp in arch.components}
+    by_name: dict[str, _Holder] = {}
+    for comp in arch.components:
+        for h in holders[comp.name]:
+            other = by_name.get(h.name)
+            if other is not None:
+                raise ComponentOverlapError(
+                    f"module {h.name} matches the prefix of both {other.component} and {comp.name}",
+                    where=who,
+                    hint="the plugin's component prefixes must not overlap; fix the plugin",
+                )
+            by_name[h.name] = h
+    # a holder nested inside another component's holder is an overlap too
+    for h in by_name.values():
+        parent = h.name.rpartition(".")[0]
+        outer = _ancestor_holder(parent, by_name) if parent else None
+        if outer is not None and outer.component != h.component:
+            raise ComponentOverlapError(
+                f"{h.component} module {h.name} lies inside {outer.component} module {outer.name}",
+                where=who,
+                hint="the plugin's component prefixes must not overlap; fix the plugin",
+            )
+
+    enabled = [c for c in arch.components if _component_enabled(c.name, spec)]
+    for comp in enabled:
+        if not holders[comp.name]:
+            raise PatternMatchError(
+                f"{comp.name} prefix {comp.prefix!r} matches no module of this {tree.source} tree "
+                f"(transformers {tree.transformers_version})",
+                where=who,
+                hint="the plugin is out of date for this transformers layout; update it (or pin transformers)",
+            )
+        for role, leaves in comp.roles.items():
+            for leaf in leaves:
+                if not any(f"{h.name}.{leaf}" in tree for h in holders[comp.name]):
+                    stacks = sorted({h.stack for h in holders[comp.name]})
+                    raise PatternMatchError(
+                        f"{comp.name} {role} leaf {leaf!r} matches no module under {', '.join(stacks)} "
+                        f"(transformers {tree.transformers_version})",
+                        where=who,
+                        hint="the plugin is out of date for this transformers layout; update it (or pin "
+                        "transformers)",
+                    )
+
+    # -- layer selections ----------------------------------------------------------------------------
+    selected_layers: dict[str, set[int] | None] = {}
+    for comp in arch.components:
+        if comp.name == "projector":
+            continue
+        override = getattr(spec, comp.name)
+        if override.layers is not None and not _component_enabled(comp.name, spec):
+            warnings.append(
+                f"{comp.name}.layers is set but {_TOWER_TOGGLE[comp.name]} is false: the selection is ignored"
+            )
+            continue
+        if _component_enabled(comp.name, spec):
+            selected_layers[comp.name] = _select_layers(spec, comp.name, holders[comp.name], arch)
+
+    # -- targets from the plugin's roles -------------------------------------------------------------
+    chosen: dict[str, tuple[_Holder, str, str]] = {}  # name -> (holder, role, leaf)
+    for comp in enabled:
+        layers = selected_layers.get(comp.name)
+        for role, leaves in comp.roles.items():
+            if not _role_enabled(role, spec):
+                continue
+            for h in holders[comp.name]:
+                if layers is not None and h.layer not in layers:
+                    continue
+                for leaf in leaves:
+                    name = f"{h.name}.{leaf}"
+                    if name in tree:
+                        chosen[name] = (h, role, leaf)
+
+    for name, (_h, role, leaf) in chosen.items():
+        entry = tree.get(name)
+        assert entry is not None
+        if entry.kind is None:
+            raise UnsupportedModuleTypeError(
+                f"{name} is a {entry.type_name}, which LoRA cannot wrap (role {role!r}, leaf {leaf!r})",
+                where=who,
+                hint="LoRA wraps Linear, Conv1d/2d/3d, Embedding and HF Conv1D; the plugin should not list it",
+            )
+
+    # -- user patterns -----------------------------------------------------------------------------
+    full_names = [h.name for h in holders.get("projector", [])] if spec.finetune_projector == "full" else []
+    for i, pattern in enumerate(spec.target_modules_extra):
+        where = spec.locate("target_modules_extra", i)
+        rx = re.compile(pattern)
+        hits = [e for e in tree.entries if rx.fullmatch(e.name)]
+        if not hits:
+            raise UserPatternError(
+                f"target_modules_extra pattern {pattern!r} matches no module of this model",
+                where=where,
+                hint="patterns are full-name regular expressions (fullmatch), e.g. "
+                "'model\\.visual\\.blocks\\.0\\.attn\\.qkv'; see the names with `vlora plan --json`",
+            )
+        for entry in hits:
+            _add_extra(entry, pattern, where, by_name, chosen, full_names)
+
+    for i, pattern in enumerate(spec.exclude_modules):
+        rx = re.compile(pattern)
+        dropped = [n for n in chosen if rx.fullmatch(n)]
+        if not dropped:
+            raise UserPatternError(
+                f"exclude_modules pattern {pattern!r} matches none of the {len(chosen)} planned targets",
+                where=spec.locate("exclude_modules", i),
+                hint="patterns are full-name regular expressions (fullmatch); remove it or fix it",
+            )
+        for n in dropped:
+            del chosen[n]
+
+    if not chosen and not full_names:
+        raise EmptySelectionError(_why_empty(spec, arch), where=spec.source or "spec",
+                                  hint="turn on at least one component and one role (or finetune_projector)")
+
+    # -- Linear modules inside a component's layers that no role claims --------------------------------
+    classified = {f"{h.name}.{leaf}" for comp in arch.components for h in holders[comp.name]
+                  for leaves in comp.roles.values() for leaf in leaves}
+    unclassified = sorted({
+        f"{_ancestor_holder(e.name, by_name).stack}.{e.name[len(_ancestor_holder(e.name, by_name).name) + 1:]}"
+        for e in tree.entries
+        if e.kind is not None and e.name not in classified and _ancestor_holder(e.name, by_name) is not None
+        and _ancestor_holder(e.name, by_name).component in {c.name for c in enabled}
+        and _ancestor_holder(e.name, by_name).component != "projector"
+    })
+    if unclassified:
+        warnings.append(
+            f"{who} gives no role to {', '.join(unclassified)}: they are never targeted "
+            "(add them with target_modules_extra if you want them)"
+        )
+
+    return _build_plan(spec, tree, plugin, arch, chosen, full_names, holders, warnings)
+
+
+def _add_extra(
+    entry: ModuleEntry,
+    pattern: str,
+    where: str,
+    by_name: dict[str, _Holder],
+    chosen: dict[str, tuple[_Holder, str, str]],
+    full_names: list[str],
+) -> None:
+    if entry.name in chosen:
+        return
+    holder = _ancestor_holder(entry.name, by_name)
+    if holder is None or holder.name == entry.name:
+        raise ComponentOverlapError(
+            f"target_modules_extra pattern {pattern!r} matches {entry.name}, which lies in no component",
+            where=where,
+            hint="extra targets must lie inside a component's layers or projector; narrow the pattern",
+        )
+    if entry.kind is None:
+        raise UnsupportedModuleTypeError(
+            f"target_modules_extra pattern {pattern!r} matches {entry.name}, a {entry.type_name}, "
+            "which LoRA cannot wrap",
+            where=where,
+            hint="LoRA wraps Linear, Conv1d/2d/3d, Embedding and HF Conv1D; narrow the pattern to those",
+        )
+    if holder.name in full_names:
+        raise ComponentOverlapError(
+            f"target_modules_extra pattern {pattern!r} matches {entry.name}, inside the fully trained "
+            f"projector {holder.name}",
+            where=where,
+            hint="a fully trained module cannot also get adapters; use finetune_projector: lora instead",
+        )
+    chosen[entry.name] = (holder, "other", entry.name[len(holder.name) + 1:])
+
+
+def _why_empty(spec: VisionLoRASpec, arch: ArchitectureSpec) -> str:
+    towers_off = not spec.finetune_vision_layers and not spec.finetune_language_layers
+    roles_off = not spec.finetune_attention_modules and not spec.finetune_mlp_modules and not (
+        spec.finetune_cross_attention
+    )
+    reasons = []
+    if towers_off:
+        reasons.append("finetune_vision_layers and finetune_language_layers are both false")
+    if roles_off:
+        reasons.append("finetune_attention_modules and finetune_mlp_modules are both false")
+    if spec.finetune_projector == "frozen":
+        reasons.append("finetune_projector is frozen")
+    if spec.exclude_modules:
+        reasons.append("exclude_modules removed every remaining target")
+    if not reasons or (not towers_off and not roles_off and not spec.exclude_modules):
+        reasons.append("the enabled roles have no module in the selected layers")
+    return f"the spec selects nothing to train on {arch.display_name}: " + "; ".join(reasons)
+
+
+def _build_plan(
+    spec: VisionLoRASpec,
+    tree: ModuleTree,
+    plugin: PluginInfo,
+    arch: ArchitectureSpec,
+    chosen: dict[str, tuple[_Holder, str, str]],
+    full_names: list[str],
+    holders: dict[str, list[_Holder]],
+    warnings: list[str],
+) -> TargetPlan:
+    targets = []
+    for name, (holder, role, leaf) in chosen.items():
+        entry = tree.get(name)
+        assert entry is not None
+        override = getattr(spec, holder.component, None)
+        r = (override.r if override is not None and override.r is not None else spec.r)
+        alpha = override.lora_alpha if override is not None and override.lora_alpha is not None else spec.lora_alpha
+        targets.append(
+            Target(
+                name=name,
+                component=holder.component,
+                role=role,
+                layer=holder.layer,
+                leaf=leaf,
+                stack=holder.stack,
+                module_type=entry.type_name,
+                in_features=entry.in_features,
+                out_features=entry.out_features,
+                r=r,
+                lora_alpha=alpha,
+                lora_params=entry.lora_params(r, dora=spec.use_dora),
+                bias_params=entry.bias_params,
+            )
+        )
+    full = tuple(
+        FullModule(name=n, component="projector", params=tree.subtree_params(n)) for n in sorted(full_names)
+    )
+    component_params = {
+        comp: sum(tree.subtree_params(h.name) for h in hs) for comp, hs in holders.items()
+    }
+    layer_counts = {
+        comp: len({h.layer for h in hs}) for comp, hs in holders.items() if hs and hs[0].layer is not None
+    }
+    plan = TargetPlan(
+        architecture=arch.name,
+        architecture_title=arch.display_name,
+        model_type=tree.model_type,
+        model=tree.source,
+        plugin=plugin.distribution,
+        plugin_version=plugin.version,
+        spec=spec,
+        targets=tuple(targets),
+        full_modules=full,
+        total_params=tree.total_params,
+        all_bias_params=sum(e.bias_params for e in tree.entries),
+        component_params=component_params,
+        layer_counts=layer_counts,
+        warnings=tuple(warnings),
+        transformers_version=tree.transformers_version,
+    )
+    plan.check_regex(tree.names)
+    return plan

@@ -1,0 +1,388 @@
+"""The user's intent: ``VisionLoRASpec``, task presets, per-component overrides, and file loading.
+
+Nothing here knows about any architecture or imports torch: a spec can be checked without a model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from .errors import SpecFileError, SpecValidationError
+
+# The "Training Strategy Guidelines" of the source document: which towers each task trains.
+# A preset only fills toggles the user did not set; explicit fields always win.
+TASK_PRESETS: dict[str, dict[str, bool]] = {
+    "ocr": {"finetune_vision_layers": True, "finetune_language_layers": True},
+    "captioning": {"finetune_vision_layers": True, "finetune_language_layers": True},
+    "vqa": {"finetune_vision_layers": False, "finetune_language_layers": True},
+    "domain_adaptation": {"finetune_vision_layers": True, "finetune_language_layers": False},
+}
+
+Task = Literal["ocr", "captioning", "vqa", "domain_adaptation"]
+ProjectorMode = Literal["frozen", "lora", "full"]
+
+_INIT_CHOICES = ("gaussian", "olora", "pissa", "orthogonal")
+_INIT_NEEDS_EXTRA = ("eva", "corda", "loftq")
+
+
+class LayerRange(BaseModel):
+    """``{last: N}`` or ``{first: N}``: the last or first N layers of a component."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first: int | None = Field(default=None, ge=1, description="the first N layers (0 .. N-1)")
+    last: int | None = Field(default=None, ge=1, description="the last N layers")
+
+    def indices(self, count: int) -> list[int]:
+        if self.first is not None:
+            return list(range(min(self.first, count)))
+        assert self.last is not None
+        return list(range(max(count - self.last, 0), count))
+
+    def describe(self) -> str:
+        return f"first {self.first}" if self.first is not None else f"last {self.last}"
+
+
+LayerSelection = list[int] | LayerRange
+
+
+def _check_layers(value: Any) -> Any:
+    """Accept ``[0, 1, 2]`` or ``{last: N}`` / ``{first: N}``; reject anything else with one clear message."""
+    if value is None or isinstance(value, LayerRange):
+        return value
+    if isinstance(value, Mapping):
+        keys = set(value)
+        if len(keys) != 1 or not keys <= {"first", "last"}:
+            raise ValueError(
+                f"expected a list of layer indices like [0, 1, 2], or {{last: N}} or {{first: N}}; got {dict(value)}"
+            )
+        (key,) = keys
+        n = value[key]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"{key}: N must be a whole number >= 1, got {n!r}")
+        return LayerRange(**{key: n})
+    if isinstance(value, list | tuple):
+        bad = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        if bad:
+            raise ValueError(
+                f"layer indices must be whole numbers >= 0 (use {{last: N}} for the last N layers); got {bad[0]!r}"
+            )
+        if not value:
+            raise ValueError("an empty list selects no layer; leave `layers` out to train every layer")
+        dupes = sorted({v for v in value if list(value).count(v) > 1})
+        if dupes:
+            raise ValueError(f"layer {dupes[0]} is listed twice")
+        return sorted(value)
+    raise ValueError(f"expected a list of layer indices like [0, 1, 2], or {{last: N}}; got {value!r}")
+
+
+class ComponentOverride(BaseModel):
+    """Per-component settings; anything left out follows the top-level value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: int | None = Field(default=None, ge=1, le=4096, description="LoRA rank for this component")
+    lora_alpha: float | None = Field(default=None, gt=0, description="LoRA alpha for this component")
+    layers: LayerSelection | None = Field(
+        default=None,
+        description="layers to adapt: a list of indices ([0, 1, 2]) or {last: N} / {first: N}; default: all",
+    )
+
+    _check = field_validator("layers", mode="before")(lambda cls, v: _check_layers(v))
+
+
+class ProjectorOverride(BaseModel):
+    """Projector settings (it has no layers)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: int | None = Field(default=None, ge=1, le=4096, description="LoRA rank for the projector")
+    lora_alpha: float | None = Field(default=None, gt=0, description="LoRA alpha for the projector")
+
+
+def _compile_user_pattern(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return pattern
+
+
+class VisionLoRASpec(BaseModel):
+    """What to train in a vision-language model, independent of any architecture.
+
+    The four ``finetune_*`` toggles keep the names and defaults users know from Unsloth.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="vlora spec")
+
+    task: Task | None = Field(
+        default=None,
+        description="preset for the tower toggles: ocr, captioning (both towers), vqa (language only), "
+        "domain_adaptation (vision only). Explicit toggles win over the preset.",
+    )
+    finetune_vision_layers: bool = Field(default=True, description="adapt the vision encoder's layers")
+    finetune_language_layers: bool = Field(default=True, description="adapt the language model's layers")
+    finetune_attention_modules: bool = Field(default=True, description="adapt attention projections")
+    finetune_mlp_modules: bool = Field(default=True, description="adapt MLP projections")
+    finetune_projector: ProjectorMode = Field(
+        default="frozen", description="the vision→language projector: frozen, lora (adapters), full (train all of it)"
+    )
+    finetune_cross_attention: bool | None = Field(
+        default=None,
+        description="for architectures with cross-attention layers; unset follows finetune_attention_modules",
+    )
+
+    r: int = Field(default=16, ge=1, le=4096, description="LoRA rank")
+    lora_alpha: float = Field(default=16, gt=0, description="LoRA alpha (scaling = alpha / r)")
+    lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="dropout on the LoRA input, in [0, 1)")
+    bias: Literal["none", "all", "lora_only"] = Field(default="none", description="which biases train (PEFT)")
+    use_rslora: bool = Field(default=False, description="rank-stabilised scaling alpha / sqrt(r)")
+    use_dora: bool = Field(default=False, description="weight-decomposed LoRA (adds a magnitude vector)")
+    init_lora_weights: bool | str = Field(
+        default=True,
+        description="true (B=0), false (random, for tests), gaussian, olora, pissa, pissa_niter_<N>, orthogonal",
+    )
+
+    vision: ComponentOverride = Field(default_factory=ComponentOverride, description="vision encoder overrides")
+    projector: ProjectorOverride = Field(default_factory=ProjectorOverride, description="projector overrides")
+    language: ComponentOverride = Field(default_factory=ComponentOverride, description="language model overrides")
+
+    target_modules_extra: list[str] = Field(
+        default_factory=list,
+        description="extra targets: regular expressions matched against full dotted module names (fullmatch)",
+    )
+    exclude_modules: list[str] = Field(
+        default_factory=list,
+        description="drop planned targets whose full dotted name matches one of these regular expressions",
+    )
+
+    architecture: str | None = Field(
+        default=None, description="architecture name or model_type; default: detected from the model config"
+    )
+    model: str | None = Field(
+        default=None,
+        description="default model reference: bundled name (vlora models), directory, config.json or Hub id",
+    )
+
+    _source: str | None = PrivateAttr(default=None)
+    _lines: dict[tuple[str | int, ...], int] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_task_preset(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("task"), str) and data["task"] in TASK_PRESETS:
+            merged = dict(TASK_PRESETS[data["task"]])
+            merged.update(data)
+            return merged
+        return data
+
+    @field_validator("init_lora_weights", mode="before")
+    @classmethod
+    def _check_init(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            if value in _INIT_CHOICES or re.fullmatch(r"pissa_niter_[1-9]\d*", value):
+                return value
+            if value in _INIT_NEEDS_EXTRA:
+                raise ValueError(
+                    f"{value!r} needs an extra PEFT config vlora does not pass; build the LoraConfig with "
+                    f"plan.to_lora_config() and set it there"
+                )
+        raise ValueError(
+            f"expected true, false, or one of {', '.join(_INIT_CHOICES)}, pissa_niter_<N>; got {value!r}"
+        )
+
+    @field_validator("target_modules_extra", "exclude_modules")
+    @classmethod
+    def _check_patterns(cls, patterns: list[str]) -> list[str]:
+        return [_compile_user_pattern(p) for p in patterns]
+
+    # --- provenance ---------------------------------------------------------------------------------
+
+    @property
+    def source(self) -> str | None:
+        """The file this spec was loaded from, if any."""
+        return self._source
+
+    def locate(self, *path: str | int) -> str:
+        """``file:line`` of a field when the spec came from a file (else the dotted field path)."""
+        return _where(self._source, self._lines, path)
+
+    def normalized(self) -> dict[str, Any]:
+        """Every field with its effective value (presets expanded), JSON-safe and deterministic."""
+        return self.model_dump(mode="json")
+
+
+# --- loading -----------------------------------------------------------------------------------------
+
+
+def _field_path(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _where(source: str | None, lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> str:
+    field = _field_path(path)
+    if source is None:
+        return field or "spec"
+    for cut in range(len(path), -1, -1):
+        line = lines.get(tuple(path[:cut]))
+        if line is not None:
+            return f"{source}:{line}" + (f": {field}" if field else "")
+    return f"{source}: {field}" if field else source
+
+
+def _yaml_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, key.value)
+            out[sub] = key.start_mark.line + 1
+            _yaml_lines(value, sub, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[(*path, i)] = item.start_mark.line + 1
+            _yaml_lines(item, (*path, i), out)
+
+
+def _toml_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Best effort: the line of each ``key =`` under its ``[table]`` header (TOML parsers give no positions)."""
+    out: dict[tuple[str | int, ...], int] = {(): 1}
+    table: tuple[str, ...] = ()
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = re.fullmatch(r"\[\s*([A-Za-z0-9_.\s]+?)\s*\]", line)
+        if header:
+            table = tuple(part.strip() for part in header.group(1).split("."))
+            out.setdefault(table, number)
+            continue
+        key = re.match(r"([A-Za-z0-9_]+)\s*=", line)
+        if key:
+            out.setdefault((*table, key.group(1)), number)
+    return out
+
+
+def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecFileError("no such file", where=str(path), hint="check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecFileError(f"cannot read the file: {exc}", where=str(path)) from None
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = f":{mark.line + 1}" if mark else ""
+            problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+            raise SpecFileError(
+                f"malformed YAML: {problem}", where=f"{path}{line}", hint="fix the YAML syntax at that line"
+            ) from None
+        lines: dict[tuple[str | int, ...], int] = {}
+        if node is not None:
+            _yaml_lines(node, (), lines)
+        return data, lines
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecFileError(f"malformed JSON: {exc.msg}", where=f"{path}:{exc.lineno}") from None
+        lines = {}
+        try:  # JSON is YAML: reuse the YAML composer for key positions
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            if node is not None:
+                _yaml_lines(node, (), lines)
+        except yaml.YAMLError:
+            pass
+        return data, lines
+    if suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            match = re.search(r"line (\d+)", str(exc))
+            line = f":{match.group(1)}" if match else ""
+            raise SpecFileError(f"malformed TOML: {exc}", where=f"{path}{line}") from None
+        return data, _toml_lines(text)
+    raise SpecFileError(
+        f"unknown spec file type {suffix or '(none)'!r}", where=str(path), hint="use .yaml, .yml, .json or .toml"
+    )
+
+
+def _problems(exc: ValidationError, source: str | None, lines: Mapping[tuple[str | int, ...], int]):
+    known = sorted(VisionLoRASpec.model_fields)
+    problems: list[tuple[str, str]] = []
+    for err in exc.errors():
+        loc = tuple(part for part in err["loc"] if not (isinstance(part, str) and ("[" in part or part in (
+            "LayerRange", "list"))))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            parent = loc[:-1]
+            choices = known
+            if parent and parent[0] in ("vision", "language"):
+                choices = sorted(ComponentOverride.model_fields)
+            elif parent and parent[0] == "projector":
+                choices = sorted(ProjectorOverride.model_fields)
+            close = difflib.get_close_matches(key, choices, n=1)
+            message = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            message += f"; known keys here: {', '.join(choices)}"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
+            message += f" (got {err['input']!r})"
+        field = _field_path(loc)
+        where = _where(source, lines, loc)
+        if field and not where.endswith(field):
+            message = f"{field}: {message}"
+        problems.append((where, message))
+    return problems
+
+
+def spec_from_data(data: Any, *, source: str | None = None, lines: Mapping | None = None) -> VisionLoRASpec:
+    """Validate already-parsed data (a dict) into a spec; errors name the field (and ``file:line``)."""
+    lines = dict(lines or {})
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise SpecFileError(
+            f"a spec must be a mapping of fields, got {type(data).__name__}",
+            where=source or "spec",
+            hint="see `vlora schema` for the fields",
+        )
+    try:
+        spec = VisionLoRASpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise SpecValidationError(
+            _problems(exc, source, lines), hint="see docs/spec.md or `vlora schema` for every field"
+        ) from None
+    spec._source = source
+    spec._lines = lines
+    return spec
+
+
+def load_spec(path: str | Path) -> VisionLoRASpec:
+    """Load and validate a spec from a YAML, JSON or TOML file."""
+    path = Path(path)
+    data, lines = _read(path)
+    return spec_from_data(data, source=str(path), lines=lines)
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """JSON Schema of the spec file format (for editors and CI)."""
+    schema = VisionLoRASpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
