@@ -208,22 +208,51 @@ def config_from_ref(ref: str, registry: Registry) -> tuple[PretrainedConfig, str
         return config_from_file(path), str(path)
     bundled = ", ".join(r.name for _, _, r in registry.references()) or "none"
     if ref.count("/") == 1 and not ref.startswith((".", "/")) and not ref.endswith(".json"):
-        from transformers import AutoConfig
-
-        try:
-            with _quiet_transformers():
-                return AutoConfig.from_pretrained(ref), ref
-        except Exception as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(
-                f"cannot get the config of Hub model {ref!r} (offline, not cached, or no such repository): "
-                f"{reason}",
-                hint=f"use a bundled reference ({bundled}), or a local directory / config.json",
-            ) from None
+        return _config_from_hub(ref, bundled), ref
     raise ModelLoadError(
         f"model {ref!r} is not a bundled reference, an existing path, or a Hub id (owner/name)",
         hint=f"bundled references: {bundled} (see `vlora models`)",
     )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _config_from_hub(ref: str, bundled: str) -> PretrainedConfig:
+    """A Hub config: from the local cache if there, else fetched (config.json only, never weights)."""
+    from transformers import AutoConfig
+
+    hint = f"use a bundled reference ({bundled}), or a local directory / config.json"
+    with _quiet_transformers():
+        try:
+            return AutoConfig.from_pretrained(ref, local_files_only=True)
+        except Exception:
+            pass
+        if not _hub_reachable():
+            raise ModelLoadError(
+                f"the config of Hub model {ref!r} is not in the local cache and the Hub cannot be reached",
+                hint=hint,
+            )
+        hub_logger = logging.getLogger("huggingface_hub")
+        level = hub_logger.level
+        hub_logger.setLevel(logging.ERROR)
+        try:
+            return AutoConfig.from_pretrained(ref)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"cannot get the config of Hub model {ref!r}: {reason}", hint=hint) from None
+        finally:
+            hub_logger.setLevel(level)
 
 
 def module_tree(model: Any, registry: Registry) -> ModuleTree:

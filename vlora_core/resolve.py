@@ -279,7 +279,7 @@ def _resolve(spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: A
         hits = [e for e in tree.entries if rx.fullmatch(e.name)]
         if not hits:
             raise UserPatternError(
-                f"target_modules_extra pattern {pattern!r} matches no module of this model",
+                f"pattern {pattern!r} matches no module of this model",
                 where=where,
                 hint="patterns are full-name regular expressions (fullmatch), e.g. "
                 "'model\\.visual\\.blocks\\.0\\.attn\\.qkv'; see the names with `vlora plan --json`",
@@ -292,7 +292,7 @@ def _resolve(spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: A
         dropped = [n for n in chosen if rx.fullmatch(n)]
         if not dropped:
             raise UserPatternError(
-                f"exclude_modules pattern {pattern!r} matches none of the {len(chosen)} planned targets",
+                f"pattern {pattern!r} matches none of the {len(chosen)} planned targets",
                 where=spec.locate("exclude_modules", i),
                 hint="patterns are full-name regular expressions (fullmatch); remove it or fix it",
             )
@@ -335,20 +335,20 @@ def _add_extra(
     holder = _ancestor_holder(entry.name, by_name)
     if holder is None or holder.name == entry.name:
         raise ComponentOverlapError(
-            f"target_modules_extra pattern {pattern!r} matches {entry.name}, which lies in no component",
+            f"pattern {pattern!r} matches {entry.name}, which lies in no component",
             where=where,
             hint="extra targets must lie inside a component's layers or projector; narrow the pattern",
         )
     if entry.kind is None:
         raise UnsupportedModuleTypeError(
-            f"target_modules_extra pattern {pattern!r} matches {entry.name}, a {entry.type_name}, "
+            f"pattern {pattern!r} matches {entry.name}, a {entry.type_name}, "
             "which LoRA cannot wrap",
             where=where,
             hint="LoRA wraps Linear, Conv1d/2d/3d, Embedding and HF Conv1D; narrow the pattern to those",
         )
     if holder.name in full_names:
         raise ComponentOverlapError(
-            f"target_modules_extra pattern {pattern!r} matches {entry.name}, inside the fully trained "
+            f"pattern {pattern!r} matches {entry.name}, inside the fully trained "
             f"projector {holder.name}",
             where=where,
             hint="a fully trained module cannot also get adapters; use finetune_projector: lora instead",

@@ -11,10 +11,19 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import SpecFileError, SpecValidationError
 
@@ -117,6 +126,9 @@ def _compile_user_pattern(pattern: str) -> str:
     return pattern
 
 
+UserPattern = Annotated[str, AfterValidator(_compile_user_pattern)]
+
+
 class VisionLoRASpec(BaseModel):
     """What to train in a vision-language model, independent of any architecture.
 
@@ -157,11 +169,11 @@ class VisionLoRASpec(BaseModel):
     projector: ProjectorOverride = Field(default_factory=ProjectorOverride, description="projector overrides")
     language: ComponentOverride = Field(default_factory=ComponentOverride, description="language model overrides")
 
-    target_modules_extra: list[str] = Field(
+    target_modules_extra: list[UserPattern] = Field(
         default_factory=list,
         description="extra targets: regular expressions matched against full dotted module names (fullmatch)",
     )
-    exclude_modules: list[str] = Field(
+    exclude_modules: list[UserPattern] = Field(
         default_factory=list,
         description="drop planned targets whose full dotted name matches one of these regular expressions",
     )
@@ -202,11 +214,6 @@ class VisionLoRASpec(BaseModel):
         raise ValueError(
             f"expected true, false, or one of {', '.join(_INIT_CHOICES)}, pissa_niter_<N>; got {value!r}"
         )
-
-    @field_validator("target_modules_extra", "exclude_modules")
-    @classmethod
-    def _check_patterns(cls, patterns: list[str]) -> list[str]:
-        return [_compile_user_pattern(p) for p in patterns]
 
     # --- provenance ---------------------------------------------------------------------------------
 
@@ -342,7 +349,9 @@ def _problems(exc: ValidationError, source: str | None, lines: Mapping[tuple[str
             close = difflib.get_close_matches(key, choices, n=1)
             message = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
             message += f"; known keys here: {', '.join(choices)}"
-        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
+        elif "input" in err and err["type"] not in ("missing", "value_error") and not isinstance(
+            err["input"], dict | list
+        ):
             message += f" (got {err['input']!r})"
         field = _field_path(loc)
         where = _where(source, lines, loc)
