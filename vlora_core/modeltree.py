@@ -75,10 +75,14 @@ class ModuleTree:
     def names(self) -> list[str]:
         return [e.name for e in self.entries]
 
-    def subtree_params(self, prefix: str) -> int:
-        """Parameters of the module ``prefix`` and everything under it."""
+    def subtree_params(self, prefix: str, *, bias: bool = False) -> int:
+        """Parameters (or, with ``bias=True``, bias parameters) of the module ``prefix`` and everything under it."""
         dotted = prefix + "."
-        return sum(e.own_params for e in self.entries if e.name == prefix or e.name.startswith(dotted))
+        return sum(
+            e.bias_params if bias else e.own_params
+            for e in self.entries
+            if e.name == prefix or e.name.startswith(dotted)
+        )
 
 
 def _kind(module: nn.Module) -> tuple[str | None, int, int, int]:

@@ -104,6 +104,7 @@ class FullModule:
     name: str
     component: str
     params: int
+    bias_params: int = 0  # PEFT freezes the original's biases, even with bias="all"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "component": self.component, "params": self.params}
@@ -169,8 +170,8 @@ class TargetPlan:
     @property
     def bias_params(self) -> int:
         """Base-model biases that PEFT's ``bias`` setting makes trainable."""
-        if self.spec.bias == "all":
-            return self.all_bias_params
+        if self.spec.bias == "all":  # every bias but those of fully trained originals (PEFT freezes them)
+            return self.all_bias_params - sum(m.bias_params for m in self.full_modules)
         if self.spec.bias == "lora_only":
             return sum(t.bias_params for t in self.targets)
         return 0

@@ -410,7 +410,9 @@ def _build_plan(
             )
         )
     full = tuple(
-        FullModule(name=n, component="projector", params=tree.subtree_params(n)) for n in sorted(full_names)
+        FullModule(
+            name=n, component="projector", params=tree.subtree_params(n), bias_params=tree.subtree_params(n, bias=True)
+        ) for n in sorted(full_names)
     )
     component_params = {
         comp: sum(tree.subtree_params(h.name) for h in hs) for comp, hs in holders.items()

@@ -358,6 +358,8 @@ def _problems(exc: ValidationError, source: str | None, lines: Mapping[tuple[str
         if field and not where.endswith(field):
             message = f"{field}: {message}"
         problems.append((where, message))
+    if source is not None:  # in file order
+        problems.sort(key=lambda p: int(m.group(1)) if (m := re.match(rf"{re.escape(source)}:(\d+)", p[0])) else 0)
     return problems
 
 

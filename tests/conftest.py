@@ -1,0 +1,26 @@
+"""Core test fixtures. The architecture under test is declared in tinyvlm.py and registered in-test."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tinyvlm import FakePlugin, TinyVLM  # noqa: E402
+
+from vlora_core import Registry  # noqa: E402
+
+
+@pytest.fixture
+def model() -> TinyVLM:
+    torch.manual_seed(0)
+    return TinyVLM()
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry.from_plugins(FakePlugin(), names=["fake"])

@@ -1,0 +1,146 @@
+"""Plugin registry: entry-point discovery, broken plugins reported by name, conflicts, disabling."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+from tinyvlm import FakePlugin, TinyVLM, make_registry, tiny_architecture
+
+from vlora_core import (
+    Component,
+    PluginConflictError,
+    Registry,
+    UnsupportedModelError,
+    hookimpl,
+    resolve,
+)
+
+GOOD = """
+from vlora_core import ArchitectureSpec, Component, hookimpl
+
+@hookimpl
+def vlora_architectures():
+    return [ArchitectureSpec(name="{arch}", model_types=("{model_type}",), components=(
+        Component(name="language", prefix=r"language\\.layers\\.(?P<layer>\\d+)", roles={{"mlp": ("mlp.up",)}}),
+    ))]
+"""
+
+
+def _install(tmp_path, monkeypatch, dist: str, module: str, source: str) -> None:
+    """Install a plugin the way pip does: a module plus a .dist-info with an entry point, on sys.path."""
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+    info = tmp_path / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[vlora.plugins]\n{module} = {module}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop(module, None)
+
+
+def _mine(registry: Registry, prefix: str = "vlora-test") -> list[str]:
+    return sorted(p.distribution for p in registry.plugins if p.distribution.startswith(prefix))
+
+
+def test_discovers_entry_points_with_distribution_and_version(tmp_path, monkeypatch):
+    _install(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
+    registry = Registry.discover(disabled=[])
+    (info,) = [p for p in registry.plugins if p.distribution == "vlora-test-good"]
+    assert (info.name, info.version) == ("vt_good", "1.2.3")
+    assert registry.lookup("mt_g")[1].name == "g"
+
+
+def test_broken_plugins_are_reported_by_name_and_others_keep_working(tmp_path, monkeypatch):
+    _install(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
+    _install(tmp_path, monkeypatch, "vlora-test-import", "vt_import", "raise RuntimeError('boom at import')\n")
+    _install(tmp_path, monkeypatch, "vlora-test-hook", "vt_hook", """
+        from vlora_core import hookimpl
+        @hookimpl
+        def vlora_architectures():
+            raise ValueError("boom in hook")
+    """)
+    _install(tmp_path, monkeypatch, "vlora-test-data", "vt_data", """
+        from vlora_core import hookimpl
+        @hookimpl
+        def vlora_architectures():
+            return [{"name": "bad", "model_types": ["x"], "components": [
+                {"name": "vision", "prefix": "v\\\\.(?P<layer>\\\\d+)", "roles": {"attentoin": ["q"]}}]}]
+    """)
+    registry = Registry.discover(disabled=[])
+    assert _mine(registry) == ["vlora-test-good"]
+    failures = {f.distribution: f.reason for f in registry.failures if f.distribution.startswith("vlora-test")}
+    assert "boom at import" in failures["vlora-test-import"]
+    assert "boom in hook" in failures["vlora-test-hook"]
+    assert "unknown role 'attentoin'" in failures["vlora-test-data"]
+    assert registry.lookup("mt_g")[1].name == "g"
+
+
+def test_disable_by_environment_variable(tmp_path, monkeypatch):
+    _install(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
+    monkeypatch.setenv("VLORA_DISABLE_PLUGINS", "vt_good, other")
+    registry = Registry.discover()
+    assert _mine(registry) == []
+    assert "vt_good" in registry.disabled
+    with pytest.raises(UnsupportedModelError, match="no installed plugin handles model_type 'mt_g'"):
+        registry.lookup("mt_g")
+
+
+def test_two_plugins_claiming_one_model_type_is_an_error_naming_both(tmp_path, monkeypatch):
+    _install(tmp_path, monkeypatch, "vlora-test-one", "vt_one", GOOD.format(arch="one", model_type="shared"))
+    _install(tmp_path, monkeypatch, "vlora-test-two", "vt_two", GOOD.format(arch="two", model_type="shared"))
+    registry = Registry.discover(disabled=[])
+    with pytest.raises(PluginConflictError) as info:
+        registry.lookup("shared")
+    assert "vlora-test-one" in str(info.value) and "vlora-test-two" in str(info.value)
+    assert "VLORA_DISABLE_PLUGINS" in str(info.value)
+    assert set(registry.conflicts()) == {"shared"}
+
+
+@pytest.mark.parametrize(
+    ("component", "words"),
+    [
+        (dict(name="vision", prefix=r"vision\.layers\.(?P<layer>\d+", roles={"mlp": ("mlp.up",)}),
+         "not a valid regular expression"),
+        (dict(name="vision", prefix=r"v\.(?P<layer>\d+)", roles={"mlp": ("mlp.up", "mlp.up")}), "declared twice"),
+        (dict(name="vision", prefix=r"v\.(?P<layer>\d+)", roles={"mlp": ("mlp.up",), "attention": ("mlp.up",)}),
+         "declared twice"),
+        (dict(name="vision", prefix=r"v\.(?P<layer>\d+)", roles={"mlp": ("mlp/up",)}), "dotted leaf path"),
+        (dict(name="vision", prefix=r"vision\.layers", roles={"mlp": ("mlp.up",)}), "named group (?P<layer>"),
+        (dict(name="audio", prefix=r"a\.(?P<layer>\d+)", roles={"mlp": ("mlp.up",)}), "unknown component"),
+    ],
+)
+def test_invalid_architecture_data_is_a_plugin_failure(component, words):
+    class Bad:
+        @hookimpl
+        def vlora_architectures(self):
+            return [{"name": "bad", "model_types": ["bad"], "components": [component]}]
+
+    registry = Registry.from_plugins(Bad(), FakePlugin(), names=["bad", "fake"])
+    assert [f.name for f in registry.failures] == ["bad"]
+    assert words in registry.failures[0].reason
+    assert [p.name for p in registry.plugins] == ["fake"]
+
+
+def test_unknown_model_type_lists_what_is_installed():
+    registry = make_registry(tiny_architecture())
+    model = TinyVLM()
+    model.config.model_type = "mystery"
+    with pytest.raises(UnsupportedModelError) as info:
+        resolve({}, model, registry=registry)
+    assert "no installed plugin handles model_type 'mystery'" in str(info.value)
+    assert "fake: tinyvlm" in str(info.value)
+
+
+def test_architecture_can_be_named_in_the_spec():
+    registry = make_registry(tiny_architecture())
+    model = TinyVLM()
+    model.config.model_type = "mystery"
+    plan = resolve({"architecture": "tiny"}, model, registry=registry)
+    assert plan.architecture == "tiny"
+
+
+def test_component_model_is_frozen_data():
+    comp = Component(name="vision", prefix=r"v\.(?P<layer>\d+)", roles={"mlp": ("fc",)})
+    with pytest.raises(Exception, match="frozen"):
+        comp.prefix = "x"
