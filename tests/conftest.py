@@ -10,9 +10,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tinyvlm import FakePlugin, TinyVLM  # noqa: E402
+from tinyvlm import FakePlugin, TinyVLM
 
-from vlora_core import Registry  # noqa: E402
+from vlora_core import Registry
 
 
 @pytest.fixture

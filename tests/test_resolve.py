@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 import torch.nn as nn
-from tinyvlm import ATTENTION, LANGUAGE_LAYERS, MLP_LEAVES, VISION_LAYERS, TinyVLM, make_registry, tiny_architecture
+from tinyvlm import ATTENTION, LANGUAGE_LAYERS, MLP_LEAVES, VISION_LAYERS, make_registry, tiny_architecture
 
 from vlora_core import (
     Component,
@@ -167,7 +167,7 @@ def test_prefix_matching_nothing(model):
 def test_non_lora_module_declared_by_a_plugin(model):
     arch = tiny_architecture(vision=Component(name="vision", prefix=r"vision\.layers\.(?P<layer>\d+)",
                                               roles={"attention": ATTENTION, "mlp": ("mlp.up", "norm")}))
-    with pytest.raises(UnsupportedModuleTypeError, match="vision.layers.0.norm is a LayerNorm"):
+    with pytest.raises(UnsupportedModuleTypeError, match=r"vision\.layers\.0\.norm is a LayerNorm"):
         resolve({}, model, registry=make_registry(arch))
 
 
@@ -178,7 +178,7 @@ def test_overlapping_components(model):
         resolve({}, model, registry=make_registry(arch))
     arch = tiny_architecture(projector=Component(name="projector", prefix=r"vision\.layers\.0\.mlp",
                                                  roles={"projection": ("up",)}))
-    with pytest.raises(ComponentOverlapError, match="lies inside vision module vision.layers.0"):
+    with pytest.raises(ComponentOverlapError, match=r"lies inside vision module vision\.layers\.0"):
         resolve({}, model, registry=make_registry(arch))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,7 +221,6 @@ def config_from_ref(ref: str, registry: Registry) -> tuple[PretrainedConfig, str
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    import os
     import socket
     from urllib.parse import urlparse
 
@@ -242,6 +242,11 @@ def _config_from_hub(ref: str, bundled: str) -> PretrainedConfig:
             return AutoConfig.from_pretrained(ref, local_files_only=True)
         except Exception:
             pass
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+            raise ModelLoadError(
+                f"the config of Hub model {ref!r} is not in the local cache, and HF_HUB_OFFLINE is set",
+                hint=hint,
+            )
         if not _hub_reachable():
             raise ModelLoadError(
                 f"the config of Hub model {ref!r} is not in the local cache and the Hub cannot be reached",

@@ -235,7 +235,7 @@ class TargetPlan:
         return "^(?:" + "|".join(alternatives) + ")$"
 
     def _components(self) -> list[str]:
-        return sorted({t.component for t in self.targets}, key=lambda c: _order(c, "")[:1] + (c,))
+        return sorted({t.component for t in self.targets}, key=lambda c: (*_order(c, "")[:1], c))
 
     def check_regex(self, names: list[str]) -> None:
         """Fail loudly if the emitted regex would match anything but the targets (a bug, never user error)."""
