@@ -206,9 +206,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
         return errors.EXIT_OK
     if not refs:
         print("no bundled reference configs (install an architecture plugin)")
-    width = max((len(r.name) for _, _, r in refs), default=0)
-    for p, a, r in refs:
-        print(f"{r.name:<{width}}  {a.display_name:<12} {r.hub_id}  ({p.distribution})")
+    rows = [("name", "architecture", "hub id", "plugin")]
+    rows += [(r.name, a.display_name, r.hub_id, p.distribution) for p, a, r in refs]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3])
     return errors.EXIT_OK
 
 

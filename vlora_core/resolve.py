@@ -303,16 +303,8 @@ def _resolve(spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: A
         raise EmptySelectionError(_why_empty(spec, arch), where=spec.source or "spec",
                                   hint="turn on at least one component and one role (or finetune_projector)")
 
-    # -- Linear modules inside a component's layers that no role claims --------------------------------
-    classified = {f"{h.name}.{leaf}" for comp in arch.components for h in holders[comp.name]
-                  for leaves in comp.roles.values() for leaf in leaves}
-    unclassified = sorted({
-        f"{_ancestor_holder(e.name, by_name).stack}.{e.name[len(_ancestor_holder(e.name, by_name).name) + 1:]}"
-        for e in tree.entries
-        if e.kind is not None and e.name not in classified and _ancestor_holder(e.name, by_name) is not None
-        and _ancestor_holder(e.name, by_name).component in {c.name for c in enabled}
-        and _ancestor_holder(e.name, by_name).component != "projector"
-    })
+    # -- Linear modules inside an enabled tower's layers that no role claims ---------------------------
+    unclassified = _unclassified(tree, arch, holders, by_name, {c.name for c in enabled} - {"projector"})
     if unclassified:
         warnings.append(
             f"{who} gives no role to {', '.join(unclassified)}: they are never targeted "
@@ -320,6 +312,31 @@ def _resolve(spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: A
         )
 
     return _build_plan(spec, tree, plugin, arch, chosen, full_names, holders, warnings)
+
+
+def _unclassified(
+    tree: ModuleTree,
+    arch: ArchitectureSpec,
+    holders: dict[str, list[_Holder]],
+    by_name: dict[str, _Holder],
+    components: set[str],
+) -> list[str]:
+    """Wrappable modules inside the layers of ``components`` that no role names, as ``stack.leaf`` patterns."""
+    classified = {
+        f"{h.name}.{leaf}"
+        for comp in arch.components
+        for h in holders[comp.name]
+        for leaves in comp.roles.values()
+        for leaf in leaves
+    }
+    found = set()
+    for entry in tree.entries:
+        if entry.kind is None or entry.name in classified:
+            continue
+        holder = _ancestor_holder(entry.name, by_name)
+        if holder is not None and holder.name != entry.name and holder.component in components:
+            found.add(f"{holder.stack}.{entry.name[len(holder.name) + 1:]}")
+    return sorted(found)
 
 
 def _add_extra(

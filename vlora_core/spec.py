@@ -347,8 +347,9 @@ def _problems(exc: ValidationError, source: str | None, lines: Mapping[tuple[str
             elif parent and parent[0] == "projector":
                 choices = sorted(ProjectorOverride.model_fields)
             close = difflib.get_close_matches(key, choices, n=1)
-            message = f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-            message += f"; known keys here: {', '.join(choices)}"
+            message = f"unknown key {key!r}" + (
+                f" (did you mean {close[0]!r}?)" if close else f"; known keys here: {', '.join(choices)}"
+            )
         elif "input" in err and err["type"] not in ("missing", "value_error") and not isinstance(
             err["input"], dict | list
         ):
