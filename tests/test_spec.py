@@ -156,3 +156,20 @@ def test_schema_accepts_good_and_rejects_bad():
     assert validator.is_valid(json.loads(json.dumps(VisionLoRASpec().normalized())))
     assert not validator.is_valid({"r": 0})
     assert not validator.is_valid({"unknown": 1})
+
+
+def test_loading_and_checking_a_spec_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.yaml"
+    path.write_text("task: vqa\nr: 8\n")
+    code = (
+        "import sys; from vlora_core.cli import main; "
+        f"rc = main(['validate', {str(path)!r}]); "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'; "
+        "sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok (schema only" in proc.stdout

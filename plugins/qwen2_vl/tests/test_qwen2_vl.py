@@ -193,3 +193,11 @@ def test_full_size_old_layout_on_meta():
         (t.component, t.role, t.layer, t.leaf) for t in plan_old.targets]
     assert plan_old.full_modules[0].name == "visual.merger"
     assert plan_old.full_params == plan_new.full_params > 0
+
+
+def test_resolve_accepts_a_config_object(family):
+    config = tiny_config(family)
+    from_config = resolve({"task": "ocr"}, config)
+    from_model = resolve({"task": "ocr"}, tiny_model(family))
+    assert [t.to_dict() for t in from_config.targets] == [t.to_dict() for t in from_model.targets]
+    assert from_config.total_params == from_model.total_params

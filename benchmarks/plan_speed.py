@@ -1,0 +1,86 @@
+"""How long `vlora plan` takes, Python imports excluded, beside the cheapest PEFT route to the same counts.
+
+For every bundled reference config, in one process and one run, median of N repetitions each:
+
+  plan     load the spec, build the module tree on the meta device, resolve, render table and JSON
+           (what `vlora plan` does after its imports)
+  build    instantiate the model on the meta device only (the floor: plan includes it)
+  peft     build on meta + get_peft_model(low_cpu_mem_usage=True) with the plan's LoraConfig + count
+           trainable parameters (the cheapest PEFT-based way to learn the same numbers)
+
+and checks that the PEFT count equals the plan's. Also times the whole CLI once per model, imports
+included, for reference. Target: plan under 0.5 s for Qwen2-VL-7B-Instruct.
+
+    .venv/bin/python benchmarks/plan_speed.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from peft import get_peft_model
+
+from vlora_core import default_registry, load_spec, resolve
+from vlora_core.modeltree import build_meta_model, config_from_file
+
+SPEC = "task: ocr\nfinetune_projector: lora\nr: 16\n"
+
+
+def median_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    spec_path = Path(tempfile.mkdtemp()) / "bench.yaml"
+    spec_path.write_text(SPEC)
+    refs = default_registry().references()
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, Python {platform.python_version()}, "
+          f"torch {torch.__version__}")
+    header = f"{'model':<24} {'plan s':>8} {'build s':>8} {'peft s':>8} {'plan/peft':>9} {'cli s':>7}  counts"
+    print(header)
+    print("-" * len(header))
+    for _, _, ref in refs:
+        def plan_once(name=ref.name):
+            plan = resolve(load_spec(spec_path), name)
+            plan.table()
+            plan.to_json()
+            return plan
+
+        plan = plan_once()  # warm-up (imports of model classes)
+        config = config_from_file(ref.config_path)
+        t_plan = median_time(plan_once, args.repeat)
+        t_build = median_time(lambda config=config: build_meta_model(config), args.repeat)
+        counts = {}
+
+        def peft_once(config=config, plan=plan):
+            model = build_meta_model(config)
+            peft_model = get_peft_model(model, plan.to_lora_config(), low_cpu_mem_usage=True)
+            counts["n"] = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+
+        t_peft = median_time(peft_once, args.repeat)
+        same = "equal" if counts["n"] == plan.trainable_params else f"DIFFER {counts['n']} vs {plan.trainable_params}"
+        start = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).parent / "vlora"), "plan", str(spec_path), "--model", ref.name],
+                       check=True, capture_output=True)
+        t_cli = time.perf_counter() - start
+        print(f"{ref.name:<24} {t_plan:8.3f} {t_build:8.3f} {t_peft:8.3f} {t_plan / t_peft:9.2f} {t_cli:7.2f}  {same}")
+
+
+if __name__ == "__main__":
+    main()
