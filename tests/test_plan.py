@@ -9,7 +9,7 @@ import pytest
 import torch
 from tinyvlm import LANGUAGE_LAYERS, VISION_LAYERS, TinyVLM, batch, snapshot
 
-from vlora_core import LayerSelectionError, UserPatternError, apply, resolve
+from vlora_core import EmptySelectionError, LayerSelectionError, UserPatternError, apply, resolve
 from vlora_core.plan import layer_ranges
 
 
@@ -141,3 +141,13 @@ def test_layer_ranges():
     assert layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
     assert layer_ranges([]) == "-"
     assert layer_ranges([3]) == "3"
+
+
+def test_full_projector_without_adapters_is_planned_but_not_applied(model, registry):
+    spec = {"finetune_vision_layers": False, "finetune_language_layers": False, "finetune_projector": "full"}
+    plan = resolve(spec, model, registry=registry)
+    assert plan.targets == () and plan.trainable_params == plan.full_params > 0
+    before = [(n, type(m).__name__) for n, m in model.named_modules()]
+    with pytest.raises(EmptySelectionError, match="PEFT cannot build a LoRA model without one"):
+        apply(model, spec, registry=registry)
+    assert [(n, type(m).__name__) for n, m in model.named_modules()] == before

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from .errors import VloraError
+from .errors import EmptySelectionError, VloraError
 from .spec import VisionLoRASpec
 
 if TYPE_CHECKING:
@@ -266,6 +266,15 @@ class TargetPlan:
         from peft import LoraConfig
 
         spec = self.spec
+        if not self.targets:
+            full = ", ".join(m.name for m in self.full_modules)
+            raise EmptySelectionError(
+                f"the plan trains {full} in full but has no LoRA target, and PEFT cannot build a LoRA model "
+                "without one",
+                where=spec.source or "spec",
+                hint="enable a tower (finetune_vision_layers / finetune_language_layers), or use "
+                "finetune_projector: lora",
+            )
         rank, alpha = self.patterns()
         lora_alpha: float | int = int(spec.lora_alpha) if float(spec.lora_alpha).is_integer() else spec.lora_alpha
         return LoraConfig(
@@ -276,7 +285,7 @@ class TargetPlan:
             use_rslora=spec.use_rslora,
             use_dora=spec.use_dora,
             init_lora_weights=spec.init_lora_weights,
-            target_modules=self.target_regex if self.targets else None,
+            target_modules=self.target_regex,
             rank_pattern=rank,
             alpha_pattern=alpha,
             modules_to_save=[m.name for m in self.full_modules] or None,

@@ -91,6 +91,9 @@ BAD = {
     "r0.yaml": ("r: 0\n", 3, ":1: r: Input should be greater than or equal to 1"),
     "dropout.yaml": ("lora_dropout: 1.5\n", 3, ":1: lora_dropout: Input should be less than 1"),
     "off.yaml": ("finetune_vision_layers: false\nfinetune_language_layers: false\n", 4, "selects nothing"),
+    "alloff.yaml": ("finetune_vision_layers: false\nfinetune_language_layers: false\n"
+                    "finetune_attention_modules: false\nfinetune_mlp_modules: false\n", 4,
+                    "finetune_attention_modules and finetune_mlp_modules are both false"),
     "layer99.yaml": ("vision:\n  layers: [0, 99]\n", 4, ":2: vision.layers: layer 99 does not exist: Qwen2-VL "
                      "vision has 32 layers (0-31)"),
     "regex.yaml": ("target_modules_extra:\n  - 'model\\.visual\\.(0'\n", 3,
