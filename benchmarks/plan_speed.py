@@ -68,7 +68,7 @@ def main() -> None:
         t_build = median_time(lambda config=config: build_meta_model(config), args.repeat)
         counts = {}
 
-        def peft_once(config=config, plan=plan):
+        def peft_once(config=config, plan=plan, counts=counts):
             model = build_meta_model(config)
             peft_model = get_peft_model(model, plan.to_lora_config(), low_cpu_mem_usage=True)
             counts["n"] = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)

@@ -151,7 +151,7 @@ def test_stale_plugin_pattern_is_reported_with_the_transformers_version(model):
     with pytest.raises(PatternMatchError) as info:
         resolve({}, model, registry=make_registry(arch))
     text = str(info.value)
-    assert "language mlp leaf 'mlp.gate' matches no module under language.layers.*" in text
+    assert "language mlp leaf 'mlp.gate' matches no module or parameter under language.layers.*" in text
     assert "transformers " in text and "plugin fake (tiny)" in text
     # a disabled component's patterns are not checked
     assert resolve({"finetune_language_layers": False}, model, registry=make_registry(arch)).targets

@@ -11,6 +11,7 @@ from vlora_core import ArchitectureSpec, Component, Registry, hookimpl
 HIDDEN = 8
 VISION_LAYERS = 4
 LANGUAGE_LAYERS = 3
+GLOBAL_LAYERS = 2
 
 
 class TinyConfig(PretrainedConfig):
@@ -51,9 +52,10 @@ class Projector(nn.Module):
     def __init__(self, d: int) -> None:
         super().__init__()
         self.linear_1, self.linear_2 = nn.Linear(d, 2 * d), nn.Linear(2 * d, d)
+        self.scale = nn.Parameter(torch.eye(d))  # a bare 2-D parameter, like Gemma-3's projector weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(torch.tanh(self.linear_1(x)))
+        return self.linear_2(torch.tanh(self.linear_1(x))) @ self.scale
 
 
 class Tower(nn.Module):
@@ -68,13 +70,15 @@ class Tower(nn.Module):
 
 
 class TinyVLM(nn.Module):
-    """vision (a patch Conv2d + 4 blocks), projector (2 Linear), language (Embedding + 3 blocks), lm_head."""
+    """vision (a patch Conv2d, 4 local blocks, 2 global blocks), projector (2 Linear and a bare parameter),
+    language (Embedding + 3 blocks), lm_head."""
 
     def __init__(self) -> None:
         super().__init__()
         self.config = TinyConfig()
         self.patch = nn.Conv2d(3, HIDDEN, kernel_size=2, stride=2)
         self.vision = Tower(VISION_LAYERS, HIDDEN)
+        self.vision_global = Tower(GLOBAL_LAYERS, HIDDEN)
         self.projector = Projector(HIDDEN)
         self.embed = nn.Embedding(32, HIDDEN)
         self.language = Tower(LANGUAGE_LAYERS, HIDDEN)
@@ -82,7 +86,7 @@ class TinyVLM(nn.Module):
 
     def forward(self, pixels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         img = self.patch(pixels).flatten(2).transpose(1, 2)  # (B, patches, d)
-        img = self.projector(self.vision(img))
+        img = self.projector(self.vision_global(self.vision(img)))
         x = torch.cat([img, self.embed(ids)], dim=1)
         return self.lm_head(self.language(x))
 
@@ -105,6 +109,12 @@ def tiny_architecture(**changes) -> ArchitectureSpec:
         name="tiny", title="TinyVLM", model_types=("tinyvlm",),
         components=tuple(c for c in components.values() if c is not None),
     )
+
+
+def stacked_vision() -> Component:
+    """The vision component as two stacks of layers: local ``vision`` and ``vision_global``."""
+    return Component(name="vision", prefix=r"(?P<stack>vision|vision_global)\.layers\.(?P<layer>\d+)",
+                     roles={"attention": ATTENTION, "mlp": MLP_LEAVES})
 
 
 class FakePlugin:

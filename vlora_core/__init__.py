@@ -3,7 +3,7 @@
 The public API is everything in ``__all__``; plugins and users import only from here.
 """
 
-from .architecture import KNOWN_COMPONENTS, KNOWN_ROLES, ArchitectureSpec, Component, ReferenceModel
+from .architecture import KNOWN_COMPONENTS, KNOWN_ROLES, ArchitectureSpec, Component, ReferenceModel, UnusedLayers
 from .errors import (
     ComponentOverlapError,
     EmptySelectionError,
@@ -64,6 +64,7 @@ __all__ = [
     "TargetPlan",
     "UnsupportedModelError",
     "UnsupportedModuleTypeError",
+    "UnusedLayers",
     "UsageError",
     "UserPatternError",
     "VisionLoRASpec",

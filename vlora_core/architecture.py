@@ -6,9 +6,15 @@ Pattern semantics are explicit and never inferred from Python types:
   of the module that *contains* the component's modules: a layer (then it has a named group ``layer``
   capturing the layer index) or the whole component (for components without layers, like a projector).
   Use alternation to cover several transformers layouts, e.g. ``(?:model\\.)?visual\\.blocks\\.(?P<layer>\\d+)``.
+  A component made of several stacks of layers (Llama-3.2-Vision's local and global vision encoders)
+  adds a named group ``stack`` that captures the stack's name, e.g.
+  ``vision_model\\.(?P<stack>transformer|global_transformer)\\.layers\\.(?P<layer>\\d+)``; users can then
+  select layers per stack.
 * ``Component.roles`` maps a role to leaf paths *relative to* a prefix module (``self_attn.q_proj``).
-  A target's full name is ``<prefix module name>.<leaf>``. Each leaf must exist in at least one prefix
-  module of a tree, or the plugin is out of date for it.
+  A target's full name is ``<prefix module name>.<leaf>``; the empty leaf ``""`` is the prefix module
+  itself (a projector that is one bare Linear). A leaf may also name a parameter that is not inside a
+  module of its own (Gemma-3's projector weight); LoRA then goes through PEFT's ``target_parameters``.
+  Each leaf must exist in at least one prefix module of a tree, or the plugin is out of date for it.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ class Component(BaseModel):
             if not leaves:
                 raise ValueError(f"role {role!r} lists no leaf")
             for leaf in leaves:
-                if not _LEAF.fullmatch(leaf):
+                if leaf and not _LEAF.fullmatch(leaf):
                     raise ValueError(f"role {role!r}: {leaf!r} is not a dotted leaf path like 'self_attn.q_proj'")
                 if leaf in seen:
                     raise ValueError(f"leaf {leaf!r} is declared twice (roles {seen[leaf]!r} and {role!r})")
@@ -83,8 +89,23 @@ class Component(BaseModel):
         return "(?P<layer>" in self.prefix
 
     @property
+    def stacked(self) -> bool:
+        """True when the component has several stacks of layers, told apart by the group ``stack``."""
+        return "(?P<stack>" in self.prefix
+
+    @property
     def pattern(self) -> re.Pattern[str]:
         return re.compile(self.prefix)
+
+
+class UnusedLayers(BaseModel):
+    """Layers of a component whose output the model never uses (returned by ``vlora_unused_layers``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    component: str = Field(description="the component, e.g. vision")
+    layers: tuple[int, ...] = Field(description="layer indices whose output is never used")
+    reason: str = Field(description="why, in words users understand, e.g. 'vision_feature_layer is -2'")
 
 
 class ReferenceModel(BaseModel):
@@ -119,6 +140,8 @@ class ArchitectureSpec(BaseModel):
         for comp in self.components:
             if comp.name == "projector" and comp.layered:
                 raise ValueError("the projector component has no layers; drop the (?P<layer>...) group")
+            if comp.stacked and not comp.layered:
+                raise ValueError(f"component {comp.name!r}: a (?P<stack>...) group needs a (?P<layer>...) group too")
             if comp.name != "projector" and not comp.layered:
                 raise ValueError(
                     f"component {comp.name!r}: prefix needs a named group (?P<layer>\\d+) for the layer index"

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 # kinds of module LoRA (PEFT) can wrap, and how its adapter is shaped
 LINEAR, CONV, EMBEDDING = "linear", "conv", "embedding"
+PARAMETER = "parameter"  # a bare 2-D nn.Parameter, adapted through PEFT's target_parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +63,16 @@ class ModuleTree:
     source: str  # what it was built from, for reports
     total_params: int
     transformers_version: str
+    params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every parameter's full name and shape (tied: once)
+    config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # model.config.to_dict()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {e.name: e for e in self.entries})
+        object.__setattr__(self, "_params", dict(self.params))
+
+    def param_shape(self, name: str) -> tuple[int, ...] | None:
+        """Shape of the parameter with this full name, if there is one."""
+        return self._params.get(name)  # type: ignore[attr-defined]
 
     def get(self, name: str) -> ModuleEntry | None:
         return self._by_name.get(name)  # type: ignore[attr-defined]
@@ -106,6 +114,7 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
 
     seen: set[int] = set()
     entries: list[ModuleEntry] = []
+    params: list[tuple[str, tuple[int, ...]]] = []
     total = 0
     for name, module in model.named_modules():
         own = bias = 0
@@ -114,7 +123,9 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
                 continue
             seen.add(id(param))
             own += param.numel()
-            if pname == "bias":
+            full = f"{name}.{pname}" if name else pname
+            params.append((full, tuple(param.shape)))
+            if "bias" in full:  # what PEFT's bias="all" makes trainable
                 bias += param.numel()
         total += own
         kind, fin, fout, kernel = _kind(module)
@@ -126,6 +137,8 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
         source=source or type(model).__name__,
         total_params=total,
         transformers_version=transformers.__version__,
+        params=tuple(params),
+        config=config.to_dict() if hasattr(config, "to_dict") else {},
     )
 
 

@@ -18,6 +18,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from .errors import EmptySelectionError, VloraError
+from .modeltree import PARAMETER
 from .spec import VisionLoRASpec
 
 if TYPE_CHECKING:
@@ -56,6 +57,15 @@ def layer_ranges(layers: list[int]) -> str:
     return ",".join(parts)
 
 
+def _layers_text(targets: list[Target]) -> str:
+    stacks = sorted({t.stack for t in targets if t.stack}, key=lambda s: min(
+        (i for i, t in enumerate(targets) if t.stack == s)))
+    if not stacks:
+        return layer_ranges([t.layer for t in targets if t.layer is not None])
+    return " ".join(f"{s}:{layer_ranges([t.layer for t in targets if t.stack == s and t.layer is not None])}"
+                    for s in stacks)
+
+
 def package_version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -71,8 +81,10 @@ class Target:
     component: str
     role: str
     layer: int | None
-    leaf: str  # name relative to its layer (or to the projector)
-    stack: str  # the layer's name with the index as '*', e.g. model.visual.blocks.*
+    leaf: str  # name relative to its layer (or to the projector); "" for the layer/projector module itself
+    stack: str | None  # the stack's name, in components with several stacks of layers
+    path: str  # the holding module's name with the layer index as '*', e.g. model.visual.blocks.*
+    kind: str  # linear, conv, embedding (modules) or parameter (a bare 2-D parameter)
     module_type: str
     in_features: int
     out_features: int
@@ -87,6 +99,7 @@ class Target:
             "component": self.component,
             "role": self.role,
             "layer": self.layer,
+            "stack": self.stack,
             "leaf": self.leaf,
             "module_type": self.module_type,
             "in_features": self.in_features,
@@ -194,7 +207,7 @@ class TargetPlan:
                     component=comp,
                     role=role,
                     modules=len(ts),
-                    layers=layer_ranges([t.layer for t in ts if t.layer is not None]),
+                    layers=_layers_text(ts),
                     lora_params=n,
                     share=n / total,
                     component_share=n / base if base else 0.0,
@@ -205,33 +218,43 @@ class TargetPlan:
     # --- PEFT ---------------------------------------------------------------------------------------
 
     def _component_regex(self, targets: list[Target]) -> list[str]:
-        """Alternatives that match exactly ``targets``: one per (stack, identical leaf set) group."""
-        by_stack: dict[str, dict[int | None, set[str]]] = {}
+        """Alternatives that match exactly ``targets``: one per (path, identical leaf set) group."""
+        by_path: dict[str, dict[int | None, set[str]]] = {}
         for t in targets:
-            by_stack.setdefault(t.stack, {}).setdefault(t.layer, set()).add(t.leaf)
+            by_path.setdefault(t.path, {}).setdefault(t.layer, set()).add(t.leaf)
         alternatives = []
-        for stack in sorted(by_stack, key=_natural):
-            layers = by_stack[stack]
+        for path in sorted(by_path, key=_natural):
             groups: dict[tuple[str, ...], list[int | None]] = {}
-            for layer, leaves in layers.items():
+            for layer, leaves in by_path[path].items():
                 groups.setdefault(tuple(sorted(leaves)), []).append(layer)
             for leaves, idx in sorted(groups.items(), key=lambda kv: (min((i or 0) for i in kv[1]), kv[0])):
-                leaf_rx = "|".join(re.escape(leaf) for leaf in leaves)
                 if idx == [None]:
-                    head = re.escape(stack)
+                    head = re.escape(path)
                 else:
-                    before, _, after = stack.partition("*")
+                    before, _, after = path.partition("*")
                     nums = "|".join(str(i) for i in sorted(i for i in idx if i is not None))
                     head = f"{re.escape(before)}(?:{nums}){re.escape(after)}"
-                alternatives.append(f"{head}\\.(?:{leaf_rx})")
+                tails = [f"\\.{re.escape(leaf)}" if leaf else "" for leaf in leaves]
+                alternatives.append(head + (tails[0] if len(tails) == 1 else f"(?:{'|'.join(tails)})"))
         return alternatives
 
     @property
-    def target_regex(self) -> str:
-        """One anchored regular expression matching exactly the planned module names."""
+    def module_targets(self) -> list[Target]:
+        return [t for t in self.targets if t.kind != PARAMETER]
+
+    @property
+    def parameter_targets(self) -> list[Target]:
+        return [t for t in self.targets if t.kind == PARAMETER]
+
+    @property
+    def target_regex(self) -> str | None:
+        """One anchored regular expression matching exactly the planned module names (None: no module target)."""
+        modules = self.module_targets
+        if not modules:
+            return None
         alternatives: list[str] = []
         for comp in self._components():
-            alternatives += self._component_regex([t for t in self.targets if t.component == comp])
+            alternatives += self._component_regex([t for t in modules if t.component == comp])
         return "^(?:" + "|".join(alternatives) + ")$"
 
     def _components(self) -> list[str]:
@@ -239,10 +262,12 @@ class TargetPlan:
 
     def check_regex(self, names: list[str]) -> None:
         """Fail loudly if the emitted regex would match anything but the targets (a bug, never user error)."""
+        if self.target_regex is None:
+            return
         rx = re.compile(self.target_regex)
         matched = {n for n in names if rx.fullmatch(n)}
-        expected = {t.name for t in self.targets}
-        if self.targets and matched != expected:
+        expected = {t.name for t in self.module_targets}
+        if matched != expected:
             extra, missing = sorted(matched - expected)[:3], sorted(expected - matched)[:3]
             raise VloraError(f"internal error: target regex mismatch (extra {extra}, missing {missing})")
 
@@ -254,7 +279,9 @@ class TargetPlan:
             ts = [t for t in self.targets if t.component == comp]
             rs = {t.r for t in ts}
             alphas = {t.lora_alpha for t in ts}
-            key = "(?:" + "|".join(self._component_regex(ts)) + ")"
+            keys = self._component_regex([t for t in ts if t.kind != PARAMETER])
+            keys += [re.escape(t.name) for t in ts if t.kind == PARAMETER]
+            key = "(?:" + "|".join(keys) + ")"
             if rs != {self.spec.r}:
                 (rank[key],) = rs
             if alphas != {self.spec.lora_alpha}:
@@ -286,6 +313,7 @@ class TargetPlan:
             use_dora=spec.use_dora,
             init_lora_weights=spec.init_lora_weights,
             target_modules=self.target_regex,
+            target_parameters=[t.name for t in self.parameter_targets] or None,
             rank_pattern=rank,
             alpha_pattern=alpha,
             modules_to_save=[m.name for m in self.full_modules] or None,
@@ -326,7 +354,8 @@ class TargetPlan:
                 "trainable_percent": round(100 * self.trainable_params / total, 6),
             },
             "layer_counts": dict(sorted(self.layer_counts.items())),
-            "target_modules": self.target_regex if self.targets else None,
+            "target_modules": self.target_regex,
+            "target_parameters": [t.name for t in self.parameter_targets],
             "warnings": list(self.warnings),
         }
 

@@ -17,7 +17,7 @@ import pluggy
 from pydantic import ValidationError
 
 from . import hookspecs
-from .architecture import ArchitectureSpec, ReferenceModel
+from .architecture import ArchitectureSpec, ReferenceModel, UnusedLayers
 from .errors import ModelLoadError, PluginConflictError, PluginError, UnsupportedModelError
 
 DISABLE_ENV = "VLORA_DISABLE_PLUGINS"
@@ -25,12 +25,41 @@ DISABLE_ENV = "VLORA_DISABLE_PLUGINS"
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """One loaded plugin: where it comes from and what it declares."""
+    """One loaded plugin: where it comes from, what it declares, and its hooks."""
 
     name: str
     distribution: str
     version: str
     architectures: tuple[ArchitectureSpec, ...]
+    manager: pluggy.PluginManager | None = field(default=None, compare=False, repr=False)
+
+    def unused_layers(
+        self, arch: ArchitectureSpec, config: dict[str, Any], layer_counts: dict[str, int]
+    ) -> list[UnusedLayers]:
+        """What the plugin's optional ``vlora_unused_layers`` hook says (nothing when it has none)."""
+        if self.manager is None:
+            return []
+        try:
+            results = self.manager.hook.vlora_unused_layers(
+                architecture=arch, config=config, layer_counts=layer_counts
+            )
+            found = [UnusedLayers.model_validate(item) for result in results if result for item in result]
+        except Exception as exc:
+            raise PluginError(
+                f"vlora_unused_layers failed: {type(exc).__name__}: {exc}",
+                where=f"plugin {self.distribution} ({arch.name})",
+                hint="fix the plugin, or disable it with " + DISABLE_ENV,
+            ) from None
+        for item in found:
+            count = layer_counts.get(item.component)
+            if count is None or any(not 0 <= i < count for i in item.layers):
+                raise PluginError(
+                    f"vlora_unused_layers names {item.component} layers {list(item.layers)}, but the model has "
+                    f"{count or 0} {item.component} layers",
+                    where=f"plugin {self.distribution} ({arch.name})",
+                    hint="fix the plugin",
+                )
+        return found
 
 
 @dataclass(frozen=True)
@@ -118,7 +147,7 @@ class Registry:
         if not archs:
             self.failures.append(PluginFailure(name, distribution, "vlora_architectures() returned nothing"))
             return
-        self.plugins.append(PluginInfo(name, distribution, version, tuple(archs)))
+        self.plugins.append(PluginInfo(name, distribution, version, tuple(archs), manager=pm))
 
     # --- queries ------------------------------------------------------------------------------------
 

@@ -61,37 +61,48 @@ class LayerRange(BaseModel):
         return f"first {self.first}" if self.first is not None else f"last {self.last}"
 
 
-LayerSelection = list[int] | LayerRange
+LayerSelection = list[int] | LayerRange | dict[str, list[int] | LayerRange]
+
+_LAYERS_FORMS = "a list of layer indices like [0, 1, 2], {last: N}, {first: N}, or one of those per stack"
 
 
-def _check_layers(value: Any) -> Any:
-    """Accept ``[0, 1, 2]`` or ``{last: N}`` / ``{first: N}``; reject anything else with one clear message."""
-    if value is None or isinstance(value, LayerRange):
+def _check_one(value: Any, what: str) -> list[int] | LayerRange:
+    if isinstance(value, LayerRange):
         return value
     if isinstance(value, Mapping):
         keys = set(value)
         if len(keys) != 1 or not keys <= {"first", "last"}:
-            raise ValueError(
-                f"expected a list of layer indices like [0, 1, 2], or {{last: N}} or {{first: N}}; got {dict(value)}"
-            )
+            raise ValueError(f"{what}expected [0, 1, 2], {{last: N}} or {{first: N}}; got {dict(value)}")
         (key,) = keys
         n = value[key]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"{key}: N must be a whole number >= 1, got {n!r}")
+            raise ValueError(f"{what}{key}: N must be a whole number >= 1, got {n!r}")
         return LayerRange(**{key: n})
     if isinstance(value, list | tuple):
         bad = [v for v in value if isinstance(v, bool) or not isinstance(v, int) or v < 0]
         if bad:
             raise ValueError(
-                f"layer indices must be whole numbers >= 0 (use {{last: N}} for the last N layers); got {bad[0]!r}"
+                f"{what}layer indices must be whole numbers >= 0 (use {{last: N}} for the last N layers); "
+                f"got {bad[0]!r}"
             )
         if not value:
-            raise ValueError("an empty list selects no layer; leave `layers` out to train every layer")
+            raise ValueError(f"{what}an empty list selects no layer; leave `layers` out to train every layer")
         dupes = sorted({v for v in value if list(value).count(v) > 1})
         if dupes:
-            raise ValueError(f"layer {dupes[0]} is listed twice")
+            raise ValueError(f"{what}layer {dupes[0]} is listed twice")
         return sorted(value)
-    raise ValueError(f"expected a list of layer indices like [0, 1, 2], or {{last: N}}; got {value!r}")
+    raise ValueError(f"{what}expected {_LAYERS_FORMS}; got {value!r}")
+
+
+def _check_layers(value: Any) -> Any:
+    """``[0, 1, 2]``, ``{last: N}``, ``{first: N}``, or a mapping of stack name to one of those."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping) and value and not set(value) & {"first", "last"}:
+        if not all(isinstance(k, str) for k in value):
+            raise ValueError(f"expected {_LAYERS_FORMS}; got {dict(value)}")
+        return {stack: _check_one(sel, f"{stack}: ") for stack, sel in value.items()}
+    return _check_one(value, "")
 
 
 class ComponentOverride(BaseModel):
@@ -103,7 +114,8 @@ class ComponentOverride(BaseModel):
     lora_alpha: float | None = Field(default=None, gt=0, description="LoRA alpha for this component")
     layers: LayerSelection | None = Field(
         default=None,
-        description="layers to adapt: a list of indices ([0, 1, 2]) or {last: N} / {first: N}; default: all",
+        description="layers to adapt: a list of indices ([0, 1, 2]), {last: N} or {first: N}; for a component "
+        "with several stacks of layers, one of those per stack name; default: all",
     )
 
     _check = field_validator("layers", mode="before")(lambda cls, v: _check_layers(v))
@@ -168,6 +180,12 @@ class VisionLoRASpec(BaseModel):
     vision: ComponentOverride = Field(default_factory=ComponentOverride, description="vision encoder overrides")
     projector: ProjectorOverride = Field(default_factory=ProjectorOverride, description="projector overrides")
     language: ComponentOverride = Field(default_factory=ComponentOverride, description="language model overrides")
+
+    include_unused_layers: bool = Field(
+        default=False,
+        description="also adapt layers whose output the model never uses (e.g. LLaVA's vision layers after "
+        "vision_feature_layer); they get no gradient, so they are left out by default, with a warning",
+    )
 
     target_modules_extra: list[UserPattern] = Field(
         default_factory=list,
