@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-import textwrap
-
 import pytest
-from tinyvlm import FakePlugin, TinyVLM, make_registry, tiny_architecture
+from tinyvlm import FakePlugin, TinyVLM, install_plugin, make_registry, tiny_architecture
 
 from vlora_core import (
     Component,
@@ -28,23 +25,12 @@ def vlora_architectures():
 """
 
 
-def _install(tmp_path, monkeypatch, dist: str, module: str, source: str) -> None:
-    """Install a plugin the way pip does: a module plus a .dist-info with an entry point, on sys.path."""
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
-    info = tmp_path / f"{dist.replace('-', '_')}-1.2.3.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
-    (info / "entry_points.txt").write_text(f"[vlora.plugins]\n{module} = {module}\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop(module, None)
-
-
 def _mine(registry: Registry, prefix: str = "vlora-test") -> list[str]:
     return sorted(p.distribution for p in registry.plugins if p.distribution.startswith(prefix))
 
 
 def test_discovers_entry_points_with_distribution_and_version(tmp_path, monkeypatch):
-    _install(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
+    install_plugin(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
     registry = Registry.discover(disabled=[])
     (info,) = [p for p in registry.plugins if p.distribution == "vlora-test-good"]
     assert (info.name, info.version) == ("vt_good", "1.2.3")
@@ -52,15 +38,15 @@ def test_discovers_entry_points_with_distribution_and_version(tmp_path, monkeypa
 
 
 def test_broken_plugins_are_reported_by_name_and_others_keep_working(tmp_path, monkeypatch):
-    _install(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
-    _install(tmp_path, monkeypatch, "vlora-test-import", "vt_import", "raise RuntimeError('boom at import')\n")
-    _install(tmp_path, monkeypatch, "vlora-test-hook", "vt_hook", """
+    install_plugin(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
+    install_plugin(tmp_path, monkeypatch, "vlora-test-import", "vt_import", "raise RuntimeError('boom at import')\n")
+    install_plugin(tmp_path, monkeypatch, "vlora-test-hook", "vt_hook", """
         from vlora_core import hookimpl
         @hookimpl
         def vlora_architectures():
             raise ValueError("boom in hook")
     """)
-    _install(tmp_path, monkeypatch, "vlora-test-data", "vt_data", """
+    install_plugin(tmp_path, monkeypatch, "vlora-test-data", "vt_data", """
         from vlora_core import hookimpl
         @hookimpl
         def vlora_architectures():
@@ -77,7 +63,7 @@ def test_broken_plugins_are_reported_by_name_and_others_keep_working(tmp_path, m
 
 
 def test_disable_by_environment_variable(tmp_path, monkeypatch):
-    _install(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
+    install_plugin(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
     monkeypatch.setenv("VLORA_DISABLE_PLUGINS", "vt_good, other")
     registry = Registry.discover()
     assert _mine(registry) == []
@@ -87,8 +73,8 @@ def test_disable_by_environment_variable(tmp_path, monkeypatch):
 
 
 def test_two_plugins_claiming_one_model_type_is_an_error_naming_both(tmp_path, monkeypatch):
-    _install(tmp_path, monkeypatch, "vlora-test-one", "vt_one", GOOD.format(arch="one", model_type="shared"))
-    _install(tmp_path, monkeypatch, "vlora-test-two", "vt_two", GOOD.format(arch="two", model_type="shared"))
+    install_plugin(tmp_path, monkeypatch, "vlora-test-one", "vt_one", GOOD.format(arch="one", model_type="shared"))
+    install_plugin(tmp_path, monkeypatch, "vlora-test-two", "vt_two", GOOD.format(arch="two", model_type="shared"))
     registry = Registry.discover(disabled=[])
     with pytest.raises(PluginConflictError) as info:
         registry.lookup("shared")

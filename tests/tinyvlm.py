@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import textwrap
+
 import torch
 import torch.nn as nn
 from transformers import PretrainedConfig
@@ -137,3 +140,14 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def install_plugin(tmp_path, monkeypatch, dist: str, module: str, source: str) -> None:
+    """Install a plugin the way pip does: a module plus a .dist-info with an entry point, on sys.path."""
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+    info = tmp_path / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[vlora.plugins]\n{module} = {module}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # also invalidates import caches
+    sys.modules.pop(module, None)

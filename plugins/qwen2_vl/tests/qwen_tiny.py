@@ -11,6 +11,8 @@ from transformers import (
     Qwen2VLForConditionalGeneration,
 )
 
+from vlora_core.testing import relayout
+
 IMAGE_TOKEN = 100
 TEXT = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
             vocab_size=128, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]})
@@ -35,24 +37,12 @@ def tiny_model(family: str) -> nn.Module:
     return cls(tiny_config(family))
 
 
-class OldLayout(nn.Module):
-    """The module names of transformers 4.46-4.51: ``visual.*`` at the top, language at ``model.layers.*``.
+# transformers 4.46-4.51: ``visual.*`` at the top, the language model's layers at ``model.layers.*``
+OLD_LAYOUT = {"visual": "model.visual", "model": "model.language_model", "lm_head": "lm_head"}
 
-    The same submodules, re-parented the way those versions held them (the class then had children
-    ``visual``, ``model`` and ``lm_head``), so only the names differ, as they did. ``forward`` runs the
-    current class on those shared submodules, so adapters injected under the old names take part.
-    """
 
-    def __init__(self, new: nn.Module) -> None:
-        super().__init__()
-        self.config = new.config
-        self.visual = new.model.visual
-        self.model = new.model.language_model
-        self.lm_head = new.lm_head
-        object.__setattr__(self, "_current", new)  # not registered: the names stay the old ones
-
-    def forward(self, **kwargs):
-        return self._current(**kwargs)
+def old_layout(model: nn.Module) -> nn.Module:
+    return relayout(model, OLD_LAYOUT)
 
 
 def image_batch(model_config) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from qwen_tiny import OldLayout, image_batch, tiny_config, tiny_model
+from qwen_tiny import OLD_LAYOUT, image_batch, old_layout, tiny_config, tiny_model
 
 from vlora_core import EmptySelectionError, LayerSelectionError, apply, default_registry, resolve
 from vlora_core.modeltree import build_meta_model, config_from_file
@@ -46,7 +46,7 @@ COMBOS = list(itertools.product([True, False], [True, False], [True, False], [Tr
 def test_every_combination_gives_the_exact_module_set(family, old):
     model = tiny_model(family)
     if old:
-        model = OldLayout(model)
+        model = old_layout(model)
     layout = OLD if old else NEW
     tree_names = {n for n, _ in model.named_modules()}
     for vision, language, attention, mlp, projector in COMBOS:
@@ -85,7 +85,7 @@ def test_qwen2_5_vision_mlp_never_leaks_into_a_language_only_plan():
 
 def test_old_and_new_layouts_resolve_the_same_logical_targets(family):
     new = tiny_model(family)
-    old = OldLayout(tiny_model(family))
+    old = old_layout(tiny_model(family))
     spec = {"finetune_projector": "lora", "vision": {"layers": {"last": 2}}}
 
     def logical(plan):
@@ -98,7 +98,7 @@ def test_old_and_new_layouts_resolve_the_same_logical_targets(family):
 def test_apply_trains_exactly_the_plan_and_backward_works(family, old):
     model = tiny_model(family)
     if old:
-        model = OldLayout(model)
+        model = old_layout(model)
     spec = {"r": 4, "vision": {"r": 2, "layers": [1, 2]}, "finetune_projector": "full", "init_lora_weights": False}
     plan = resolve(spec, model)
     base = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -188,7 +188,7 @@ def test_full_size_old_layout_on_meta():
     _, _, ref = registry.require_reference("Qwen2-VL-7B-Instruct")
     new = build_meta_model(config_from_file(ref.config_path))
     plan_new = resolve({"finetune_projector": "full"}, new)
-    plan_old = resolve({"finetune_projector": "full"}, OldLayout(new))
+    plan_old = resolve({"finetune_projector": "full"}, old_layout(new))
     assert [(t.component, t.role, t.layer, t.leaf) for t in plan_new.targets] == [
         (t.component, t.role, t.layer, t.leaf) for t in plan_old.targets]
     assert plan_old.full_modules[0].name == "visual.merger"
@@ -201,3 +201,10 @@ def test_resolve_accepts_a_config_object(family):
     from_model = resolve({"task": "ocr"}, tiny_model(family))
     assert [t.to_dict() for t in from_config.targets] == [t.to_dict() for t in from_model.targets]
     assert from_config.total_params == from_model.total_params
+
+
+def test_conformance(vlora_conformance, family):
+    report = vlora_conformance("qwen2_vl", tiny_model(family), inputs=image_batch(tiny_config(family)),
+                               layouts={"4.46": OLD_LAYOUT})
+    assert report.plugin.distribution == "vlora-qwen2-vl"
+    assert {t.component for t in report.plans["lora"].targets} == {"vision", "projector", "language"}

@@ -1,0 +1,229 @@
+"""Conformance kit for plugin authors: one call that checks a plugin against a tiny model.
+
+Opt in from a plugin's ``conftest.py``::
+
+    pytest_plugins = ["vlora_core.testing"]
+
+and use the ``vlora_conformance`` fixture (or call ``check_plugin`` directly)::
+
+    def test_conformance(vlora_conformance):
+        vlora_conformance("my_plugin", tiny_model(), inputs=tiny_batch())
+
+``check_plugin`` checks, and fails with one message saying what is wrong:
+
+1. the plugin loads through its entry point (``vlora.plugins`` group), by entry-point or distribution name;
+2. every architecture's patterns compile, and one of them handles the model's ``model_type``;
+3. with every component and role switched on, every declared prefix and leaf matches the model
+   (``PatternMatchError`` otherwise), components do not overlap, no Linear inside a component's layers is
+   left without a role, and every target is a type LoRA can wrap;
+4. ``apply`` makes exactly the planned parameters trainable, for the projector in ``lora`` and ``full`` mode;
+5. a forward and backward pass works (when ``inputs`` are given): every trainable parameter gets a
+   gradient, no base weight does;
+6. every old layout in ``layouts`` (see ``relayout``) resolves to the same logical targets.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import torch.nn as nn
+
+from .plan import TargetPlan, apply
+from .plugins import PluginInfo, Registry
+from .resolve import resolve
+
+Inputs = Mapping[str, Any] | Callable[[nn.Module], Mapping[str, Any]] | None
+
+
+class ConformanceError(AssertionError):
+    """A plugin does not meet the contract; the message says which check and why."""
+
+
+@dataclass
+class ConformanceReport:
+    """What ``check_plugin`` looked at, for plugin tests that want to assert more."""
+
+    plugin: PluginInfo
+    plans: dict[str, TargetPlan] = field(default_factory=dict)  # projector mode -> plan with everything on
+    layouts: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+
+
+def _fail(check: str, message: str) -> None:
+    raise ConformanceError(f"[{check}] {message}")
+
+
+class _Relayout(nn.Module):
+    """A root module that holds another model's submodules under other names; forward runs the original."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.config = getattr(model, "config", None)
+        object.__setattr__(self, "_original", model)  # not registered: only the new names are visible
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self._original(*args, **kwargs)
+
+
+def relayout(model: nn.Module, names: Mapping[str, str]) -> nn.Module:
+    """The same model under another transformers layout's module names.
+
+    ``names`` maps each new dotted name to the dotted name of a module in ``model`` (``""`` for the root's
+    direct children is not needed; list top-level pieces). Missing intermediate containers are created as
+    empty modules. Parameters are shared, not copied, and every parameter of ``model`` must be placed
+    exactly once, so the result is faithful. Example, the transformers 4.46 names of a LLaVA::
+
+        relayout(model, {"vision_tower.vision_model": "model.vision_tower",
+                         "multi_modal_projector": "model.multi_modal_projector",
+                         "language_model.model": "model.language_model",
+                         "language_model.lm_head": "lm_head"})
+    """
+    root = _Relayout(model)
+    for new, old in names.items():
+        module = model.get_submodule(old)
+        parent: nn.Module = root
+        *path, leaf = new.split(".")
+        for part in path:
+            if not hasattr(parent, part):
+                parent.add_module(part, nn.Module())
+            parent = getattr(parent, part)
+        parent.add_module(leaf, module)
+    placed = {id(p) for p in root.parameters()}
+    missing = [n for n, p in model.named_parameters() if id(p) not in placed]
+    if missing:
+        raise ValueError(f"relayout leaves out parameters of the model, e.g. {missing[0]}; map every module")
+    return root
+
+
+def _find_plugin(plugin: str, registry: Registry) -> PluginInfo:
+    for failure in registry.failures:
+        if plugin in (failure.name, failure.distribution):
+            _fail("loads", f"plugin {plugin!r} failed to load: {failure.reason}")
+    for info in registry.plugins:
+        if plugin in (info.name, info.distribution):
+            return info
+    installed = ", ".join(f"{p.name} ({p.distribution})" for p in registry.plugins) or "none"
+    _fail("loads", f"no plugin {plugin!r} among the installed entry points ({installed}); is it pip-installed?")
+    raise AssertionError  # unreachable
+
+
+def _everything(projector: str) -> dict[str, Any]:
+    return {
+        "finetune_vision_layers": True,
+        "finetune_language_layers": True,
+        "finetune_attention_modules": True,
+        "finetune_mlp_modules": True,
+        "finetune_projector": projector,
+        "include_unused_layers": True,
+        "init_lora_weights": False,  # non-zero B, so every adapter gets a gradient in the backward check
+        "r": 2,
+    }
+
+
+def _resolve_all(spec: dict[str, Any], model: nn.Module, registry: Registry, check: str) -> TargetPlan:
+    try:
+        plan = resolve(spec, model, registry=registry)
+    except Exception as exc:
+        _fail(check, f"{type(exc).__name__}: {exc}")
+    unclassified = [w for w in plan.warnings if "gives no role to" in w]
+    if unclassified:
+        _fail("partition", unclassified[0])
+    return plan
+
+
+def _check_apply(plan: TargetPlan, model: nn.Module, spec: dict[str, Any], registry: Registry, inputs: Inputs):
+    mode = spec["finetune_projector"]
+    peft_model = apply(model, spec, registry=registry)
+    trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    count = sum(p.numel() for p in trainable.values())
+    if count != plan.trainable_params:
+        _fail("apply", f"projector {mode}: PEFT trains {count:,} parameters, the plan says {plan.trainable_params:,}")
+    adapted = {re.sub(r"\.lora_[AB]\..*$", "", n).removeprefix("base_model.model.") for n in trainable if ".lora_" in n}
+    module_names = {t.name for t in plan.module_targets}
+    if not module_names <= adapted:
+        _fail("apply", f"projector {mode}: no adapter on {sorted(module_names - adapted)[:3]}")
+    if inputs is None:
+        return
+    batch = inputs(model) if callable(inputs) else inputs
+    output = peft_model(**batch)
+    loss = getattr(output, "loss", None)
+    if loss is None:
+        logits = output.logits if hasattr(output, "logits") else output
+        loss = logits.float().pow(2).mean()
+    loss.backward()
+    missing = [n for n, p in trainable.items() if p.grad is None]
+    if missing:
+        _fail("backward", f"projector {mode}: no gradient reached {missing[:3]} (of {len(missing)})")
+    leaked = [n for n, p in peft_model.named_parameters() if not p.requires_grad and p.grad is not None]
+    if leaked:
+        _fail("backward", f"base weights got gradients: {leaked[:3]}")
+
+
+def _logical(plan: TargetPlan) -> list[tuple[Any, ...]]:
+    return sorted((t.component, t.role, t.stack or "", -1 if t.layer is None else t.layer, t.leaf, t.r,
+                   t.lora_params) for t in plan.targets)
+
+
+def check_plugin(
+    plugin: str,
+    model: nn.Module,
+    inputs: Inputs = None,
+    *,
+    layouts: Mapping[str, Mapping[str, str]] | None = None,
+    registry: Registry | None = None,
+) -> ConformanceReport:
+    """Check ``plugin`` (entry-point or distribution name) against a tiny ``model``; see the module docstring.
+
+    ``inputs``: keyword arguments for ``model(**inputs)`` (or a function of the model returning them) for
+    the forward/backward check. ``layouts``: name -> ``relayout`` mapping of older transformers layouts.
+    The model itself is never modified (each check works on a deep copy).
+    """
+    registry = registry or Registry.discover(disabled=[])
+    info = _find_plugin(plugin, registry)
+    for arch in info.architectures:
+        for comp in arch.components:
+            try:
+                re.compile(comp.prefix)
+            except re.error as exc:
+                _fail("patterns", f"{arch.name} {comp.name} prefix does not compile: {exc}")
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if not any(model_type in a.model_types for a in info.architectures):
+        handled = sorted(mt for a in info.architectures for mt in a.model_types)
+        _fail("patterns", f"plugin {plugin!r} handles {handled}, not the model's model_type {model_type!r}")
+    only = Registry(plugins=[info])
+    report = ConformanceReport(plugin=info)
+    arch = next(a for a in info.architectures if model_type in a.model_types)
+    modes = ["lora", "full"] if arch.component("projector") else ["frozen"]
+    for mode in modes:
+        spec = _everything(mode)
+        if not arch.component("vision"):
+            spec["finetune_vision_layers"] = False
+        if not arch.component("language"):
+            spec["finetune_language_layers"] = False
+        plan = _resolve_all(spec, model, only, "patterns")
+        report.plans[mode] = plan
+        _check_apply(plan, copy.deepcopy(model), spec, only, inputs)
+    reference = _logical(report.plans[modes[0]])
+    for name, names in (layouts or {}).items():
+        old = relayout(copy.deepcopy(model), names)
+        plan = _resolve_all(_everything(modes[0]), old, only, f"layout {name}")
+        report.layouts[name] = _logical(plan)
+        if report.layouts[name] != reference:
+            diff = sorted(set(reference) ^ set(report.layouts[name]))[:3]
+            _fail(f"layout {name}", f"resolves other logical targets than the current layout, e.g. {diff}")
+        if plan.to_lora_config().target_modules == report.plans[modes[0]].to_lora_config().target_modules:
+            _fail(f"layout {name}", "module names did not change: is the mapping a different layout?")
+    return report
+
+
+@pytest.fixture
+def vlora_conformance() -> Callable[..., ConformanceReport]:
+    """The ``check_plugin`` function, as a fixture."""
+    return check_plugin
+
+
+__all__ = ["ConformanceError", "ConformanceReport", "check_plugin", "relayout", "vlora_conformance"]
