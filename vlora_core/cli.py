@@ -176,7 +176,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         for p in registry.plugins:
             print(f"{p.distribution} {p.version} (entry point {p.name})")
             for a in p.architectures:
-                print(f"  {a.name:<14} {a.display_name:<14} model_types: {', '.join(a.model_types)}")
+                print(f"  {a.name:<14} {a.display_name:<18} model_types: {', '.join(a.model_types)}")
         for name in registry.disabled:
             print(f"disabled: {name}")
         for mt, owners in sorted(conflicts.items()):

@@ -1,0 +1,63 @@
+"""vlora plugin for Gemma-3 (``gemma3``: 4B, 12B, 27B).
+
+Module names (``N`` is a layer index):
+
+===============  ======================================  =====================================  =============================
+part             transformers 4.50 - 4.51                4.52 - 5.5                             5.6 and later
+===============  ======================================  =====================================  =============================
+vision (SigLIP)  ``vision_tower.vision_model.encoder``   ``model.vision_tower.vision_model.``   ``model.vision_tower.encoder.``
+                 ``.layers.N``                           ``encoder.layers.N``                   ``layers.N``
+projector        ``multi_modal_projector``               ``model.multi_modal_projector``        same
+language         ``language_model.model.layers.N``       ``model.language_model.layers.N``      same
+===============  ======================================  =====================================  =============================
+
+The projector is not a Linear: it holds an RMSNorm and a bare parameter ``mm_input_projection_weight``
+(vision width x text width) that it multiplies with. ``finetune_projector: full`` trains the whole
+projector module; ``lora`` puts an adapter on that parameter through PEFT's ``target_parameters``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vlora_core import ArchitectureSpec, Component, ReferenceModel, hookimpl
+
+CONFIGS = Path(__file__).parent / "configs"
+
+GEMMA3 = ArchitectureSpec(
+    name="gemma3",
+    title="Gemma-3",
+    model_types=("gemma3",),
+    components=(
+        Component(
+            name="vision",
+            prefix=r"(?:model\.)?vision_tower\.(?:vision_model\.)?encoder\.layers\.(?P<layer>\d+)",
+            roles={
+                "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"),
+                "mlp": ("mlp.fc1", "mlp.fc2"),
+            },
+        ),
+        Component(
+            name="projector",
+            prefix=r"(?:model\.)?multi_modal_projector",
+            roles={"projection": ("mm_input_projection_weight",)},
+        ),
+        Component(
+            name="language",
+            prefix=r"(?:model\.language_model|language_model\.model)\.layers\.(?P<layer>\d+)",
+            roles={
+                "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),
+                "mlp": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
+            },
+        ),
+    ),
+    references=tuple(
+        ReferenceModel(name=name, hub_id=f"google/{name}", config_path=CONFIGS / f"{name}.json")
+        for name in ("gemma-3-4b-it", "gemma-3-12b-it", "gemma-3-27b-it")
+    ),
+)
+
+
+@hookimpl
+def vlora_architectures() -> list[ArchitectureSpec]:
+    return [GEMMA3]

@@ -1,0 +1,98 @@
+"""vlora plugin for LLaVA-1.5 (``llava``) and LLaVA-NeXT (``llava_next``).
+
+Module names (``N`` is a layer index):
+
+=================  ======================================  =====================================  =============================
+part               transformers 4.46 - 4.51                4.52 - 5.5                             5.6 and later
+=================  ======================================  =====================================  =============================
+vision (CLIP)      ``vision_tower.vision_model.encoder``   ``model.vision_tower.vision_model.``   ``model.vision_tower.encoder.``
+                   ``.layers.N``                           ``encoder.layers.N``                   ``layers.N``
+projector          ``multi_modal_projector``               ``model.multi_modal_projector``        same
+language           ``language_model.model.layers.N``       ``model.language_model.layers.N``      same
+=================  ======================================  =====================================  =============================
+
+LLaVA takes its image features from the hidden state ``vision_feature_layer`` (-2 for every published
+checkpoint), so the CLIP layers after it never influence the output and adapters there get no gradient.
+``vlora_unused_layers`` reports them; the plan leaves them out unless the spec sets
+``include_unused_layers: true``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vlora_core import ArchitectureSpec, Component, ReferenceModel, UnusedLayers, hookimpl
+
+CONFIGS = Path(__file__).parent / "configs"
+
+VISION = Component(
+    name="vision",
+    prefix=r"(?:model\.)?vision_tower\.(?:vision_model\.)?encoder\.layers\.(?P<layer>\d+)",
+    roles={
+        "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"),
+        "mlp": ("mlp.fc1", "mlp.fc2"),
+    },
+)
+PROJECTOR = Component(
+    name="projector", prefix=r"(?:model\.)?multi_modal_projector", roles={"projection": ("linear_1", "linear_2")}
+)
+LANGUAGE = Component(
+    name="language",
+    prefix=r"(?:model\.language_model|language_model\.model)\.layers\.(?P<layer>\d+)",
+    roles={
+        "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),
+        "mlp": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
+    },
+)
+
+
+def _reference(name: str) -> ReferenceModel:
+    return ReferenceModel(name=name, hub_id=f"llava-hf/{name}", config_path=CONFIGS / f"{name}.json")
+
+
+LLAVA = ArchitectureSpec(
+    name="llava",
+    title="LLaVA-1.5",
+    model_types=("llava",),
+    components=(VISION, PROJECTOR, LANGUAGE),
+    references=(_reference("llava-1.5-7b-hf"), _reference("llava-1.5-13b-hf")),
+)
+LLAVA_NEXT = ArchitectureSpec(
+    name="llava_next",
+    title="LLaVA-NeXT",
+    model_types=("llava_next",),
+    components=(VISION, PROJECTOR, LANGUAGE),
+    references=(_reference("llava-v1.6-mistral-7b-hf"), _reference("llava-v1.6-vicuna-7b-hf")),
+)
+
+
+@hookimpl
+def vlora_architectures() -> list[ArchitectureSpec]:
+    return [LLAVA, LLAVA_NEXT]
+
+
+def first_unused_layer(feature_layer: int | list[int], count: int) -> int:
+    """Index of the first vision layer whose output the features never see.
+
+    ``hidden_states[0]`` is the embedding output and ``hidden_states[i]`` the output of layer ``i - 1``, so
+    features taken from ``hidden_states[k]`` use layers ``0 .. k-1``. Negative ``k`` counts from the end
+    of the ``count + 1`` hidden states; a list takes the deepest.
+    """
+    layers = feature_layer if isinstance(feature_layer, list) else [feature_layer]
+    return max(k if k >= 0 else count + 1 + k for k in layers)
+
+
+@hookimpl
+def vlora_unused_layers(
+    architecture: ArchitectureSpec, config: dict[str, Any], layer_counts: dict[str, int]
+) -> list[UnusedLayers] | None:
+    if architecture.name not in ("llava", "llava_next") or "vision" not in layer_counts:
+        return None
+    feature_layer = config.get("vision_feature_layer", -2)
+    count = layer_counts["vision"]
+    first = first_unused_layer(feature_layer, count)
+    if first >= count:
+        return None
+    return [UnusedLayers(component="vision", layers=tuple(range(first, count)),
+                         reason=f"image features come from vision_feature_layer={feature_layer}")]
