@@ -20,11 +20,16 @@ and use the ``vlora_conformance`` fixture (or call ``check_plugin`` directly)::
 5. a forward and backward pass works (when ``inputs`` are given): every trainable parameter gets a
    gradient, no base weight does;
 6. every old layout in ``layouts`` (see ``relayout``) resolves to the same logical targets.
+
+``check_toggle_combinations`` resolves every combination of the four toggles and the projector modes
+and compares each plan with the target names the test computed itself; ``relayout`` rebuilds a model
+under an older transformers layout's module names.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ from typing import Any
 import pytest
 import torch.nn as nn
 
+from .errors import EmptySelectionError
 from .plan import TargetPlan, apply
 from .plugins import PluginInfo, Registry
 from .resolve import resolve
@@ -72,10 +78,9 @@ class _Relayout(nn.Module):
 def relayout(model: nn.Module, names: Mapping[str, str]) -> nn.Module:
     """The same model under another transformers layout's module names.
 
-    ``names`` maps each new dotted name to the dotted name of a module in ``model`` (``""`` for the root's
-    direct children is not needed; list top-level pieces). Missing intermediate containers are created as
-    empty modules. Parameters are shared, not copied, and every parameter of ``model`` must be placed
-    exactly once, so the result is faithful. Example, the transformers 4.46 names of a LLaVA::
+    ``names`` maps each new dotted name to the dotted name of a module (or a parameter) in ``model``.
+    Missing intermediate containers are created as empty modules. Parameters are shared, not copied,
+    and every parameter of ``model`` must be placed exactly once, so the result is faithful. Example, the transformers 4.46 names of a LLaVA::
 
         relayout(model, {"vision_tower.vision_model": "model.vision_tower",
                          "multi_modal_projector": "model.multi_modal_projector",
@@ -84,14 +89,16 @@ def relayout(model: nn.Module, names: Mapping[str, str]) -> nn.Module:
     """
     root = _Relayout(model)
     for new, old in names.items():
-        module = model.get_submodule(old)
         parent: nn.Module = root
         *path, leaf = new.split(".")
         for part in path:
             if not hasattr(parent, part):
                 parent.add_module(part, nn.Module())
             parent = getattr(parent, part)
-        parent.add_module(leaf, module)
+        try:
+            parent.add_module(leaf, model.get_submodule(old))
+        except AttributeError:  # a parameter held directly by a module (LLaVA-NeXT's image_newline)
+            parent.register_parameter(leaf, model.get_parameter(old))
     placed = {id(p) for p in root.parameters()}
     missing = [n for n, p in model.named_parameters() if id(p) not in placed]
     if missing:
@@ -220,10 +227,56 @@ def check_plugin(
     return report
 
 
+TOGGLES = ("finetune_vision_layers", "finetune_language_layers", "finetune_attention_modules", "finetune_mlp_modules")
+
+
+def check_toggle_combinations(
+    model: nn.Module,
+    expected: Callable[[dict[str, Any]], set[str]],
+    *,
+    registry: Registry | None = None,
+    projector_modes: tuple[str, ...] = ("frozen", "lora", "full"),
+    extra: Mapping[str, list[Any]] | None = None,
+) -> int:
+    """Resolve every combination of the four toggles x projector modes (x ``extra`` values) and compare.
+
+    ``expected(spec)`` returns the target names that spec must give, computed by the test from the model's
+    config, independently of the plugin. Where it returns nothing and the projector is not trained in
+    full, resolve must raise ``EmptySelectionError``. Returns the number of combinations checked.
+    """
+    extra = dict(extra or {})
+    axes = [[True, False]] * len(TOGGLES) + [list(projector_modes)] + list(extra.values())
+    names = [*TOGGLES, "finetune_projector", *extra]
+    checked = 0
+    for values in itertools.product(*axes):
+        spec = {k: v for k, v in zip(names, values, strict=True) if v is not None}
+        want = expected(spec)
+        if not want and spec["finetune_projector"] != "full":
+            try:
+                resolve(spec, model, registry=registry)
+            except EmptySelectionError:
+                checked += 1
+                continue
+            _fail("combinations", f"{spec}: expected nothing to train, resolve found targets")
+        got = {t.name for t in resolve(spec, model, registry=registry).targets}
+        if got != want:
+            _fail("combinations", f"{spec}: unexpected {sorted(got - want)[:3]}, missing {sorted(want - got)[:3]}")
+        checked += 1
+    return checked
+
+
 @pytest.fixture
 def vlora_conformance() -> Callable[..., ConformanceReport]:
     """The ``check_plugin`` function, as a fixture."""
     return check_plugin
 
 
-__all__ = ["ConformanceError", "ConformanceReport", "check_plugin", "relayout", "vlora_conformance"]
+__all__ = [
+    "TOGGLES",
+    "ConformanceError",
+    "ConformanceReport",
+    "check_plugin",
+    "check_toggle_combinations",
+    "relayout",
+    "vlora_conformance",
+]

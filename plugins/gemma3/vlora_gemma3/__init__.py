@@ -1,15 +1,13 @@
 """vlora plugin for Gemma-3 (``gemma3``: 4B, 12B, 27B).
 
-Module names (``N`` is a layer index):
+Module names by transformers version (``N`` is a layer index):
 
-===============  ======================================  =====================================  =============================
-part             transformers 4.50 - 4.51                4.52 - 5.5                             5.6 and later
-===============  ======================================  =====================================  =============================
-vision (SigLIP)  ``vision_tower.vision_model.encoder``   ``model.vision_tower.vision_model.``   ``model.vision_tower.encoder.``
-                 ``.layers.N``                           ``encoder.layers.N``                   ``layers.N``
-projector        ``multi_modal_projector``               ``model.multi_modal_projector``        same
-language         ``language_model.model.layers.N``       ``model.language_model.layers.N``      same
-===============  ======================================  =====================================  =============================
+* 4.50 - 4.51 (Gemma-3 starts at 4.50): ``vision_tower.vision_model.encoder.layers.N``,
+  ``multi_modal_projector``,
+  ``language_model.model.layers.N``;
+* 4.52 - 5.5: ``model.vision_tower.vision_model.encoder.layers.N``, ``model.multi_modal_projector``,
+  ``model.language_model.layers.N``;
+* 5.6 and later: as 4.52, without the ``vision_model.`` level: ``model.vision_tower.encoder.layers.N``.
 
 The projector is not a Linear: it holds an RMSNorm and a bare parameter ``mm_input_projection_weight``
 (vision width x text width) that it multiplies with. ``finetune_projector: full`` trains the whole

@@ -1,15 +1,12 @@
 """vlora plugin for LLaVA-1.5 (``llava``) and LLaVA-NeXT (``llava_next``).
 
-Module names (``N`` is a layer index):
+Module names by transformers version (``N`` is a layer index):
 
-=================  ======================================  =====================================  =============================
-part               transformers 4.46 - 4.51                4.52 - 5.5                             5.6 and later
-=================  ======================================  =====================================  =============================
-vision (CLIP)      ``vision_tower.vision_model.encoder``   ``model.vision_tower.vision_model.``   ``model.vision_tower.encoder.``
-                   ``.layers.N``                           ``encoder.layers.N``                   ``layers.N``
-projector          ``multi_modal_projector``               ``model.multi_modal_projector``        same
-language           ``language_model.model.layers.N``       ``model.language_model.layers.N``      same
-=================  ======================================  =====================================  =============================
+* 4.46 - 4.51: ``vision_tower.vision_model.encoder.layers.N``, ``multi_modal_projector``,
+  ``language_model.model.layers.N``;
+* 4.52 - 5.5: ``model.vision_tower.vision_model.encoder.layers.N``, ``model.multi_modal_projector``,
+  ``model.language_model.layers.N``;
+* 5.6 and later: as 4.52, without the ``vision_model.`` level: ``model.vision_tower.encoder.layers.N``.
 
 LLaVA takes its image features from the hidden state ``vision_feature_layer`` (-2 for every published
 checkpoint), so the CLIP layers after it never influence the output and adapters there get no gradient.

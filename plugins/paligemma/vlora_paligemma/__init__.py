@@ -1,15 +1,12 @@
 """vlora plugin for PaliGemma and PaliGemma 2 (``paligemma``).
 
-Module names (``N`` is a layer index):
+Module names by transformers version (``N`` is a layer index):
 
-===============  ======================================  =====================================  =============================
-part             transformers 4.46 - 4.51                4.52 - 5.5                             5.6 and later
-===============  ======================================  =====================================  =============================
-vision (SigLIP)  ``vision_tower.vision_model.encoder``   ``model.vision_tower.vision_model.``   ``model.vision_tower.encoder.``
-                 ``.layers.N``                           ``encoder.layers.N``                   ``layers.N``
-projector        ``multi_modal_projector.linear``        ``model.multi_modal_projector.linear`` same
-language         ``language_model.model.layers.N``       ``model.language_model.layers.N``      same
-===============  ======================================  =====================================  =============================
+* 4.46 - 4.51: ``vision_tower.vision_model.encoder.layers.N``, ``multi_modal_projector.linear``,
+  ``language_model.model.layers.N``;
+* 4.52 - 5.5: ``model.vision_tower.vision_model.encoder.layers.N``, ``model.multi_modal_projector.linear``,
+  ``model.language_model.layers.N``;
+* 5.6 and later: as 4.52, without the ``vision_model.`` level: ``model.vision_tower.encoder.layers.N``.
 
 The language model is Gemma (PaliGemma) or Gemma 2 (PaliGemma 2); both have the same leaf names.
 """

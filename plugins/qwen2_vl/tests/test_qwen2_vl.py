@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
 import torch
 from qwen_tiny import OLD_LAYOUT, image_batch, old_layout, tiny_config, tiny_model
 
-from vlora_core import EmptySelectionError, LayerSelectionError, apply, default_registry, resolve
+from vlora_core import LayerSelectionError, apply, default_registry, resolve
 from vlora_core.modeltree import build_meta_model, config_from_file
+from vlora_core.testing import check_toggle_combinations
 
 VISION_LEAVES = {
     "qwen2_vl": {"attention": ["attn.qkv", "attn.proj"], "mlp": ["mlp.fc1", "mlp.fc2"]},
@@ -39,28 +39,22 @@ def expected(family, config, layout, vision, language, attention, mlp, projector
     return names
 
 
-COMBOS = list(itertools.product([True, False], [True, False], [True, False], [True, False], ["frozen", "lora", "full"]))
-
-
 @pytest.mark.parametrize("old", [False, True], ids=["layout-4.52+", "layout-4.46"])
 def test_every_combination_gives_the_exact_module_set(family, old):
-    model = tiny_model(family)
-    if old:
-        model = old_layout(model)
+    model = old_layout(tiny_model(family)) if old else tiny_model(family)
     layout = OLD if old else NEW
     tree_names = {n for n, _ in model.named_modules()}
-    for vision, language, attention, mlp, projector in COMBOS:
-        spec = dict(finetune_vision_layers=vision, finetune_language_layers=language,
-                    finetune_attention_modules=attention, finetune_mlp_modules=mlp, finetune_projector=projector)
-        want = expected(family, model.config, layout, vision, language, attention, mlp, projector)
-        assert want <= tree_names
-        if not want and projector != "full":
-            with pytest.raises(EmptySelectionError):
-                resolve(spec, model)
-            continue
-        plan = resolve(spec, model)
-        assert {t.name for t in plan.targets} == want, spec
-        assert [m.name for m in plan.full_modules] == ([layout["merger"]] if projector == "full" else [])
+
+    def want(spec):
+        names = expected(family, model.config, layout, spec["finetune_vision_layers"],
+                         spec["finetune_language_layers"], spec["finetune_attention_modules"],
+                         spec["finetune_mlp_modules"], spec["finetune_projector"])
+        assert names <= tree_names
+        return names
+
+    assert check_toggle_combinations(model, want) == 48
+    full = resolve({"finetune_projector": "full"}, model)
+    assert [m.name for m in full.full_modules] == [layout["merger"]]
 
 
 def test_merger_is_never_vision_and_patch_embed_never_a_target(family):
