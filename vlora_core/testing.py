@@ -80,7 +80,8 @@ def relayout(model: nn.Module, names: Mapping[str, str]) -> nn.Module:
 
     ``names`` maps each new dotted name to the dotted name of a module (or a parameter) in ``model``.
     Missing intermediate containers are created as empty modules. Parameters are shared, not copied,
-    and every parameter of ``model`` must be placed exactly once, so the result is faithful. Example, the transformers 4.46 names of a LLaVA::
+    and every parameter of ``model`` must be placed exactly once, so the result is faithful. Example,
+    the transformers 4.46 names of a LLaVA::
 
         relayout(model, {"vision_tower.vision_model": "model.vision_tower",
                          "multi_modal_projector": "model.multi_modal_projector",
