@@ -364,6 +364,7 @@ def _resolve(spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: A
 
     for name, pick in chosen.items():
         _check_wrappable(tree, name, pick, who)
+    _check_parameter_targets(spec, arch, [n for n, p in chosen.items() if p.kind == "parameter"])
 
     # -- user patterns -----------------------------------------------------------------------------
     full_names = [h.name for h in holders.get("projector", [])] if spec.finetune_projector == "full" else []
@@ -417,6 +418,21 @@ def _check_wrappable(tree: ModuleTree, name: str, pick: _Pick, who: str) -> None
             where=who,
             hint=f"{_WRAPPABLE}; the plugin should not list it",
         )
+
+
+def _check_parameter_targets(spec: VisionLoRASpec, arch: ArchitectureSpec, names: list[str]) -> None:
+    """PEFT adapts bare parameters (``target_parameters``) without dropout and without DoRA."""
+    if not names:
+        return
+    for field, bad in (("use_dora", spec.use_dora), ("lora_dropout", spec.lora_dropout != 0)):
+        if bad:
+            raise SpecArchitectureMismatch(
+                f"{names[0]} on {arch.display_name} is a bare parameter, adapted through PEFT's "
+                f"target_parameters, which does not support {field}: {getattr(spec, field)}",
+                where=spec.locate(field),
+                hint=f"set {field} to {'false' if field == 'use_dora' else '0'}, or train the projector with "
+                "finetune_projector: full",
+            )
 
 
 def _unclassified(

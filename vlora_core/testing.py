@@ -126,7 +126,6 @@ def _everything(projector: str) -> dict[str, Any]:
         "finetune_attention_modules": True,
         "finetune_mlp_modules": True,
         "finetune_projector": projector,
-        "include_unused_layers": True,
         "init_lora_weights": False,  # non-zero B, so every adapter gets a gradient in the backward check
         "r": 2,
     }
