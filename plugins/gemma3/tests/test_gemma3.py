@@ -45,7 +45,8 @@ PATHS = {
     "4.52": ("model.vision_tower.vision_model.encoder.layers", "model.multi_modal_projector",
              "model.language_model.layers"),
 }
-V_ATT, V_MLP = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"], ["mlp.fc1", "mlp.fc2"]
+V_ATT = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"]
+V_MLP = ["mlp.fc1", "mlp.fc2"]
 L_ATT = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
 L_MLP = ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 

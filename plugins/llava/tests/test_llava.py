@@ -41,7 +41,8 @@ def inputs(family: str) -> dict:
 def layouts(family: str) -> dict[str, dict[str, str]]:
     newline = {"image_newline": "model.image_newline"} if family == "llava_next" else {}
     return {
-        "4.46": {"vision_tower.vision_model": "model.vision_tower", "multi_modal_projector": "model.multi_modal_projector",
+        "4.46": {"vision_tower.vision_model": "model.vision_tower",
+                 "multi_modal_projector": "model.multi_modal_projector",
                  "language_model.model": "model.language_model", "language_model.lm_head": "lm_head", **newline},
         "4.52": {"model.vision_tower.vision_model": "model.vision_tower",
                  "model.multi_modal_projector": "model.multi_modal_projector",
@@ -56,7 +57,8 @@ PATHS = {  # vision layers, projector, language layers
     "4.52": ("model.vision_tower.vision_model.encoder.layers", "model.multi_modal_projector",
              "model.language_model.layers"),
 }
-V_ATT, V_MLP = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"], ["mlp.fc1", "mlp.fc2"]
+V_ATT = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"]
+V_MLP = ["mlp.fc1", "mlp.fc2"]
 L_ATT = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
 L_MLP = ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 
