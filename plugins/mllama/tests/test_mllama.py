@@ -121,7 +121,7 @@ def lora_from_dims(config: dict, r: int) -> dict[str, int]:
     v, t = config["vision_config"], config["text_config"]
     vd, vi = v["hidden_size"], v["intermediate_size"]
     h, inter, heads, kv = t["hidden_size"], t["intermediate_size"], t["num_attention_heads"], t["num_key_value_heads"]
-    hd, layers, cross = h // heads, t["num_hidden_layers"], len(t["cross_attention_layers"])
+    hd, layers = h // heads, t["num_hidden_layers"]
     attention = (h + heads * hd) + 2 * (h + kv * hd) + (heads * hd + h)
     return {
         "vision": r * (v["num_hidden_layers"] + v["num_global_layers"]) * (4 * 2 * vd + 2 * (vd + vi)),
