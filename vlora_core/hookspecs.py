@@ -16,7 +16,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def vlora_architectures() -> list[ArchitectureSpec]:  # type: ignore[empty-body]
+def vlora_architectures() -> list[ArchitectureSpec]:
     """Return the architectures this plugin supports, as data.
 
     Called once per registry load. Each ``ArchitectureSpec`` names the ``model_type`` values it handles,
@@ -27,7 +27,7 @@ def vlora_architectures() -> list[ArchitectureSpec]:  # type: ignore[empty-body]
 @hookspec
 def vlora_unused_layers(
     architecture: ArchitectureSpec, config: dict[str, Any], layer_counts: dict[str, int]
-) -> list[UnusedLayers] | None:  # type: ignore[empty-body]
+) -> list[UnusedLayers] | None:
     """Name layers whose output the model never uses, so the plan can leave them out (optional hook).
 
     Called only on the plugin that owns ``architecture``, once per resolve, with the model's config as a

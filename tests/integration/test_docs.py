@@ -7,7 +7,10 @@ use only an in-test plugin. ``sh`` blocks (the set-up commands in README) are ru
 - ``console`` blocks: each ``$ vlora ...`` line runs; the lines after it are its expected output, with
   ``...`` standing for any lines and the version header compared up to "· transformers"; a trailing
   ``# exit N`` sets the expected exit code (default 0);
-- ``yaml`` / ``json`` / ``toml`` blocks are specs: they must validate, and resolve when they name a model.
+- ``yaml`` / ``json`` / ``toml`` blocks are specs: they must validate, and resolve when they name a model;
+- a block whose info string says ``file=PATH`` must be exactly the repository file PATH (the tutorial
+  shows the tutorial plugin's real files, which its own tests run);
+- ``pyi`` blocks in docs/hooks.md are the hook signatures, checked against vlora_core/hookspecs.py.
 """
 
 from __future__ import annotations
@@ -28,11 +31,17 @@ from vlora_core.spec import spec_from_data
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted([ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(ROOT / "docs").glob("*.md")])
-FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
 
 
 def blocks(path: Path, lang: str) -> list[str]:
-    return [body for kind, body in FENCE.findall(path.read_text()) if kind == lang]
+    """Bodies of the blocks in ``lang``, except copies of repository files (``file=...`` blocks)."""
+    return [body for kind, info, body in FENCE.findall(path.read_text()) if kind == lang and "file=" not in info]
+
+
+def file_blocks(path: Path) -> list[tuple[str, str]]:
+    return [(re.search(r"file=(\S+)", info).group(1), body) for _, info, body in FENCE.findall(path.read_text())
+            if "file=" in info]
 
 
 def _ids(path: Path) -> str:
@@ -150,3 +159,44 @@ def test_readme_commands_are_what_ci_runs():
     assert text.index("```sh") < text.index("## "), "the two commands come first"
     ci = (ROOT / ".ci" / "run").read_text()
     assert "readme_block 1" in ci and "readme_block 2" in ci and os.access(ROOT / ".ci" / "run", os.X_OK)
+
+
+FILE_BLOCKS = [(p, f, b) for p in DOCS for f, b in file_blocks(p)]
+
+
+@pytest.mark.parametrize(("path", "file", "body"), FILE_BLOCKS, ids=[f"{p.name}:{f}" for p, f, _ in FILE_BLOCKS])
+def test_file_blocks_are_the_real_files(path, file, body):
+    assert (ROOT / file).read_text() == body, f"{path.name}: the block for {file} differs from the file"
+
+
+def _normalize(code: str) -> str:
+    code = " ".join(code.split())
+    return re.sub(r",?\s*\)", ")", re.sub(r"\(\s+", "(", code))
+
+
+def _hook_headers() -> dict[str, str]:
+    """``def vlora_...(...) -> ...:`` of every hook in hookspecs.py, whitespace-normalized."""
+    import inspect
+
+    from vlora_core import hookspecs
+
+    headers = {}
+    for name, fn in vars(hookspecs).items():
+        if name.startswith("vlora_") and callable(fn):
+            source = inspect.getsource(fn)
+            header = source[source.index("def "):source.index(":\n", source.index(")")) + 1]
+            headers[name] = _normalize(header)
+    return headers
+
+
+def test_every_hook_is_documented_with_its_exact_signature():
+    documented = {}
+    for body in blocks(ROOT / "docs" / "hooks.md", "pyi"):
+        text = _normalize(body)
+        name = re.match(r"def (vlora_\w+)", text).group(1)
+        documented[name] = text.removesuffix(" ...")
+    headers = _hook_headers()
+    assert headers, "no hooks found"
+    assert sorted(documented) == sorted(headers), "docs/hooks.md must document exactly the hooks of hookspecs.py"
+    for name, header in headers.items():
+        assert documented[name] == header, f"docs/hooks.md: {name} is documented as\n{documented[name]}\nbut is\n{header}"
