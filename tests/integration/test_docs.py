@@ -199,4 +199,4 @@ def test_every_hook_is_documented_with_its_exact_signature():
     assert headers, "no hooks found"
     assert sorted(documented) == sorted(headers), "docs/hooks.md must document exactly the hooks of hookspecs.py"
     for name, header in headers.items():
-        assert documented[name] == header, f"docs/hooks.md: {name} is documented as\n{documented[name]}\nbut is\n{header}"
+        assert documented[name] == header, f"docs/hooks.md documents {name} as\n{documented[name]}\nbut it is\n{header}"
