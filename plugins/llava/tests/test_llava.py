@@ -145,3 +145,12 @@ def test_full_size_reference_plans(name):
     assert plan.layer_counts == {"vision": 24, "language": config["text_config"].get("num_hidden_layers", 32)}
     if name in PUBLISHED:
         assert plan.total_params == PUBLISHED[name]
+
+
+def test_cross_attention_toggle_on_llava_is_an_error():
+    from vlora_core import SpecArchitectureMismatch
+
+    with pytest.raises(SpecArchitectureMismatch) as info:
+        resolve({"finetune_cross_attention": True}, "llava-1.5-7b-hf")
+    assert "LLaVA-1.5 has no cross-attention layers" in str(info.value)
+    assert info.value.where == "finetune_cross_attention"
