@@ -325,25 +325,7 @@ def _resolve(spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: A
             continue
         selected[comp.name] = _select_layers(spec, comp.name, holders[comp.name], arch)
 
-    counts = {c: len({(h.stack, h.layer) for h in hs}) for c, hs in holders.items() if hs and hs[0].layer is not None}
-    unused: dict[str, set[int]] = {}
-    for item in plugin.unused_layers(arch, tree.config, counts):
-        unused.setdefault(item.component, set()).update(item.layers)
-        if _component_enabled(item.component, spec) and item.layers:
-            layers = ", ".join(str(i) for i in sorted(item.layers))
-            if spec.include_unused_layers:
-                warnings.append(
-                    f"{item.component} layers {layers} are adapted although the model never uses their output "
-                    f"({item.reason}); they will get no gradient"
-                )
-            else:
-                warnings.append(
-                    f"{item.component} layers {layers} are left out: the model never uses their output "
-                    f"({item.reason}), so adapters there would get no gradient; set include_unused_layers: true "
-                    "to add them anyway"
-                )
-    if spec.include_unused_layers:
-        unused = {}
+    unused = _unused_layers(spec, tree, plugin, arch, holders, warnings)
 
     # -- targets from the plugin's roles -------------------------------------------------------------
     chosen: dict[str, _Pick] = {}
@@ -354,8 +336,7 @@ def _resolve(spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: A
             if not _role_enabled(role, spec):
                 continue
             for h in holders[comp.name]:
-                if h.layer is not None and (h.layer in skip or (layers is not None and h.layer not in layers.get(
-                        h.stack, set()))):
+                if not _layer_selected(h, layers, skip):
                     continue
                 for leaf in leaves:
                     found = _lookup(tree, h, leaf)
@@ -398,6 +379,45 @@ def _resolve(spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: A
         )
 
     return _build_plan(spec, tree, plugin, arch, chosen, full_names, holders, warnings)
+
+
+def _layer_selected(holder: _Holder, layers: dict[str | None, set[int]] | None, skip: set[int]) -> bool:
+    if holder.layer is None:
+        return True
+    if holder.layer in skip:
+        return False
+    return layers is None or holder.layer in layers.get(holder.stack, set())
+
+
+def _unused_layers(
+    spec: VisionLoRASpec,
+    tree: ModuleTree,
+    plugin: PluginInfo,
+    arch: ArchitectureSpec,
+    holders: dict[str, list[_Holder]],
+    warnings: list[str],
+) -> dict[str, set[int]]:
+    """Layers to leave out because the plugin says the model never uses their output (none when the spec
+    sets include_unused_layers); each is reported in ``warnings``."""
+    counts = {c: len({(h.stack, h.layer) for h in hs}) for c, hs in holders.items() if hs and hs[0].layer is not None}
+    unused: dict[str, set[int]] = {}
+    for item in plugin.unused_layers(arch, tree.config, counts):
+        unused.setdefault(item.component, set()).update(item.layers)
+        if not (_component_enabled(item.component, spec) and item.layers):
+            continue
+        layers = ", ".join(str(i) for i in sorted(item.layers))
+        if spec.include_unused_layers:
+            warnings.append(
+                f"{item.component} layers {layers} are adapted although the model never uses their output "
+                f"({item.reason}); they will get no gradient"
+            )
+        else:
+            warnings.append(
+                f"{item.component} layers {layers} are left out: the model never uses their output "
+                f"({item.reason}), so adapters there would get no gradient; set include_unused_layers: true "
+                "to add them anyway"
+            )
+    return {} if spec.include_unused_layers else unused
 
 
 def _check_wrappable(tree: ModuleTree, name: str, pick: _Pick, who: str) -> None:
