@@ -11,10 +11,10 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
 
 from . import errors
-from .errors import VloraError
+from .errors import UsageError, VloraError
+from .validate import FORMATS
 
 EXIT_CODES = f"""exit codes:
   {errors.EXIT_OK}  success
@@ -22,7 +22,8 @@ EXIT_CODES = f"""exit codes:
   {errors.EXIT_USAGE}  usage error (bad arguments, no model given)
   {errors.EXIT_SPEC}  invalid spec (unreadable, malformed, or fails the schema)
   {errors.EXIT_RESOLUTION}  resolution failure (spec and model do not fit together)
-  {errors.EXIT_PLUGIN}  plugin failure (failed to load, invalid, or conflicting)
+  {errors.EXIT_PLUGIN}  plugin failure (failed to load, invalid, conflicting, or --require-plugins unmet)
+  {errors.EXIT_LOCK}  lock mismatch (the plan differs from its lock file)
 """
 
 MODEL_HELP = (
@@ -55,15 +56,38 @@ def _parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser(
         "validate",
-        help="check spec files (schema, and resolution when a model is known)",
-        description="Check each SPEC: the schema always; resolution too when --model is given or the spec "
-        "has `model:`. Prints one `file:line: message` line per problem and exits non-zero on any.",
+        help="check spec files (schema, resolution, locks, required plugins)",
+        description="Check each SPEC (files, directories of specs, or glob patterns): the schema always; "
+        "resolution too when --model is given or the spec has `model:`; and the plan against its lock file "
+        "(--lock, or NAME.lock.json beside NAME.yaml when it exists). One line per problem, and a "
+        "non-zero exit on any.",
         epilog=EXIT_CODES + "  several kinds of problem: the highest code among them\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    v.add_argument("specs", metavar="SPEC", nargs="+", help="spec files")
+    v.add_argument("specs", metavar="SPEC", nargs="+", help="spec files, directories of specs, or globs")
     v.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
-    v.add_argument("--quiet", "-q", action="store_true", help="print problems only, not one line per good file")
+    v.add_argument("--lock", metavar="FILE", help="lock file to check the plan against (one SPEC only); default: "
+                   "NAME.lock.json beside each spec, when it exists")
+    v.add_argument("--require-lock", action="store_true", help="a spec without a lock file is a problem")
+    v.add_argument("--require-plugins", metavar="REQ", nargs="+", default=[],
+                   help="plugin distributions that must be installed and load, e.g. 'vlora-llava>=0.2'")
+    v.add_argument("--format", choices=FORMATS, default="text",
+                   help="text (file:line: message), json, or github (::error annotations for GitHub Actions)")
+    v.add_argument("--quiet", "-q", action="store_true", help="text format: print problems and warnings only")
+
+    lk = sub.add_parser(
+        "lock",
+        help="write the resolved plan of a spec to a lock file",
+        description="Resolve each SPEC and write its plan to a lock file (default: NAME.lock.json beside "
+        "NAME.yaml): each target's logical identity (component, role, stack, layer, leaf) and module name, "
+        "ranks, alphas, counts, a hash of the spec, and the versions of vlora, the plugin, transformers and "
+        "peft. `vlora validate` then fails when the plan changes.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lk.add_argument("specs", metavar="SPEC", nargs="+", help="spec files, directories of specs, or globs")
+    lk.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
+    lk.add_argument("--output", "-o", metavar="FILE", help="lock file to write (one SPEC only)")
 
     pl = sub.add_parser("plugins", help="list installed architecture plugins",
                         description="List installed plugins: distribution, version, architectures, model_types; "
@@ -99,50 +123,36 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
-def _problem_lines(error: VloraError, source: str) -> list[str]:
-    if isinstance(error, errors.SpecValidationError):
-        pairs = error.problems
-    else:
-        pairs = [(error.where or source, error.message)]
-    lines = []
-    for where, message in pairs:
-        if not where.startswith(source):
-            where = f"{source}: {where}"
-        line = f"{where}: {' '.join(message.split())}"
-        if error.hint:
-            line += f" (hint: {error.hint})"
-        lines.append(line)
-    return lines
-
-
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .modeltree import module_tree
-    from .plugins import default_registry
+    from .validate import check_files, check_required_plugins, exit_code, expand, render
+
+    files = expand(args.specs)
+    if args.lock and len(files) != 1:
+        raise UsageError(f"--lock names one lock file, but {len(files)} specs were given",
+                         hint="validate one spec with --lock, or keep NAME.lock.json beside each spec")
+    extra = [p for p in [check_required_plugins(args.require_plugins)] if p] if args.require_plugins else []
+    results = check_files(files, model=args.model, lock=args.lock, require_lock=args.require_lock)
+    sys.stdout.write(render(results, args.format, quiet=args.quiet, extra=extra))
+    return exit_code(results, extra)
+
+
+def _cmd_lock(args: argparse.Namespace) -> int:
+    from .lock import lock_path_for, write_lock
     from .resolve import resolve
     from .spec import load_spec
+    from .validate import expand
 
-    trees: dict[str, Any] = {}  # one module tree per model reference, however many specs use it
-    codes: list[int] = []
-    for path in args.specs:
-        try:
-            spec = load_spec(path)
-            ref = args.model or spec.model
-            if ref is None:
-                if not args.quiet:
-                    print(f"{path}: ok (schema only: no --model and no `model:` in the spec)")
-                continue
-            if ref not in trees:
-                trees[ref] = module_tree(ref, default_registry())
-            plan = resolve(spec, trees[ref])
-            for warning in plan.warnings:
-                print(f"{path}: warning: {warning}")
-            if not args.quiet:
-                print(f"{path}: ok ({len(plan.targets)} targets, {plan.lora_params:,} LoRA parameters on {ref})")
-        except VloraError as exc:
-            codes.append(exc.exit_code)
-            for line in _problem_lines(exc, path):
-                print(line)
-    return max(codes, default=errors.EXIT_OK)
+    files = expand(args.specs)
+    if args.output and len(files) != 1:
+        raise UsageError(f"--output names one lock file, but {len(files)} specs were given",
+                         hint="lock one spec with -o, or let each lock go beside its spec")
+    for file in files:
+        spec = load_spec(file)
+        plan = resolve(spec, args.model)
+        path = write_lock(plan, args.output or lock_path_for(file))
+        print(f"{file}: wrote {path} ({len(plan.targets)} targets, {plan.lora_params:,} LoRA parameters on "
+              f"{plan.model})")
+    return errors.EXIT_OK
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
@@ -217,6 +227,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 COMMANDS = {
     "plan": _cmd_plan,
     "validate": _cmd_validate,
+    "lock": _cmd_lock,
     "plugins": _cmd_plugins,
     "schema": _cmd_schema,
     "models": _cmd_models,

@@ -1,0 +1,195 @@
+"""Lock files: a resolved plan written down, and the diff between a lock and a fresh plan.
+
+A lock records each target by its *logical identity* (component, role, stack, layer, leaf) next to its
+raw module name, with rank, alpha and parameter count, plus the fully trained modules, totals, a hash
+of the normalized spec, and the versions of vlora, the plugin, transformers and peft.
+
+Checking a plan against a lock compares logical identities: a target added or removed, or its rank /
+alpha / size changed, is a mismatch. Raw module names that moved (a transformers layout rename) and
+version changes are not: they are reported in one line, and the check passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import LockMismatchError, UsageError
+from .plan import TargetPlan, layer_ranges
+
+LOCK_FORMAT = 1
+LOCK_SUFFIX = ".lock.json"
+
+Key = tuple[str, str, str, int, str]  # component, role, stack ("" if none), layer (-1 if none), leaf
+
+
+def spec_hash(plan: TargetPlan) -> str:
+    """Hash of the fields the spec sets (presets expanded), so a vlora upgrade that adds a field with a
+    default does not look like a spec change."""
+    written = plan.spec.model_dump(mode="json", exclude_unset=True)
+    canonical = json.dumps(written, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def lock_path_for(spec_path: str | Path) -> Path:
+    """Where the lock of a spec file lives: beside it, ``name.yaml`` -> ``name.lock.json``."""
+    path = Path(spec_path)
+    return path.with_name(path.stem + LOCK_SUFFIX)
+
+
+def make_lock(plan: TargetPlan) -> dict[str, Any]:
+    return {
+        "vlora_lock": LOCK_FORMAT,
+        "spec_sha256": spec_hash(plan),
+        "model": plan.model,
+        "architecture": plan.architecture,
+        "versions": plan.versions(),
+        "totals": {
+            "targets": len(plan.targets),
+            "lora_params": plan.lora_params,
+            "full_params": plan.full_params,
+            "trainable_params": plan.trainable_params,
+        },
+        "targets": [
+            {
+                "component": t.component,
+                "role": t.role,
+                "stack": t.stack,
+                "layer": t.layer,
+                "leaf": t.leaf,
+                "name": t.name,
+                "r": t.r,
+                "lora_alpha": t.lora_alpha,
+                "lora_params": t.lora_params,
+            }
+            for t in plan.targets
+        ],
+        "full_modules": [m.to_dict() for m in plan.full_modules],
+    }
+
+
+def write_lock(plan: TargetPlan, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(make_lock(plan), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_lock(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError("no such lock file", where=str(path), hint="write it with `vlora lock SPEC`") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LockMismatchError(f"unreadable lock file: {exc}", where=str(path),
+                                hint="write it again with `vlora lock SPEC`") from None
+    if not isinstance(data, dict) or data.get("vlora_lock") != LOCK_FORMAT or not isinstance(data.get("targets"), list):
+        raise LockMismatchError(f"not a vlora lock file (format {LOCK_FORMAT})", where=str(path),
+                                hint="write it again with `vlora lock SPEC`")
+    return data
+
+
+def _key(t: dict[str, Any]) -> Key:
+    layer = t.get("layer")
+    return (t["component"], t["role"], t.get("stack") or "", -1 if layer is None else int(layer), t["leaf"])
+
+
+@dataclass
+class LockDiff:
+    """What differs between a lock and a fresh plan. ``ok`` when the logical plan is the same."""
+
+    added: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    changed: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # (locked, now)
+    full_added: list[str] = field(default_factory=list)
+    full_removed: list[str] = field(default_factory=list)
+    spec_changed: bool = False
+    renamed: int = 0  # same logical target, another raw module name
+    versions: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (locked, now)
+    model: tuple[str, str] | None = None  # (locked, now) when the model reference differs
+
+    @property
+    def ok(self) -> bool:
+        return not (self.added or self.removed or self.changed or self.full_added or self.full_removed
+                    or self.spec_changed)
+
+    def note(self) -> str | None:
+        """One line on what changed without changing the plan (None when nothing did)."""
+        parts = []
+        if self.model:
+            parts.append(f"model {self.model[0]} -> {self.model[1]}")
+        if self.versions:
+            parts.append(", ".join(f"{k} {a} -> {b}" for k, a, b in
+                                   ((k, *v) for k, v in sorted(self.versions.items()))))
+        if self.renamed:
+            parts.append(f"{self.renamed} module names moved (same logical targets)")
+        return "same plan as the lock; " + "; ".join(parts) if parts else None
+
+    def lines(self) -> list[str]:
+        """The mismatch, grouped by component: + added, - removed, ~ rank/alpha/size changed."""
+        out = []
+        if self.spec_changed:
+            out.append("the spec changed since the lock was written (its hash differs)")
+        by_component: dict[str, list[str]] = {}
+        for sign, items in (("+", self.added), ("-", self.removed)):
+            for (comp, role, stack), group in _grouped(items).items():
+                by_component.setdefault(comp, []).append(f"{sign} {_describe(role, stack, group)}")
+        changes: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+        for old, new in self.changed:
+            what = ", ".join(
+                f"{f} {old[f]} -> {new[f]}" for f in ("r", "lora_alpha", "lora_params") if old[f] != new[f]
+            )
+            changes.setdefault((old["component"], old["role"], old.get("stack") or "", what), []).append(new)
+        for (comp, role, stack, what), group in changes.items():
+            by_component.setdefault(comp, []).append(f"~ {_describe(role, stack, group)}: {what}")
+        for name in self.full_added:
+            by_component.setdefault("projector", []).append(f"+ fully trained {name}")
+        for name in self.full_removed:
+            by_component.setdefault("projector", []).append(f"- fully trained {name}")
+        for comp in sorted(by_component):
+            out.append(f"{comp}:")
+            out += [f"  {line}" for line in by_component[comp]]
+        return out
+
+
+def _grouped(items: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for t in items:
+        groups.setdefault((t["component"], t["role"], t.get("stack") or ""), []).append(t)
+    return groups
+
+
+def _describe(role: str, stack: str, group: list[dict[str, Any]]) -> str:
+    layers = [t["layer"] for t in group if t.get("layer") is not None]
+    leaves = sorted({t["leaf"] or "(module)" for t in group})
+    where = f" {stack}" if stack else ""
+    where += f" layers {layer_ranges(layers)}" if layers else ""
+    return f"{role}{where} ({len(group)} modules: {', '.join(leaves)})"
+
+
+def diff_lock(lock: dict[str, Any], plan: TargetPlan) -> LockDiff:
+    now = make_lock(plan)
+    locked = {_key(t): t for t in lock["targets"]}
+    fresh = {_key(t): t for t in now["targets"]}
+    diff = LockDiff(spec_changed=lock.get("spec_sha256") != now["spec_sha256"])
+    diff.added = [fresh[k] for k in sorted(fresh.keys() - locked.keys())]
+    diff.removed = [locked[k] for k in sorted(locked.keys() - fresh.keys())]
+    for k in sorted(fresh.keys() & locked.keys()):
+        old, new = locked[k], fresh[k]
+        if any(old.get(f) != new[f] for f in ("r", "lora_alpha", "lora_params")):
+            diff.changed.append((old, new))
+        if old.get("name") != new["name"]:
+            diff.renamed += 1
+    locked_full = {(m["component"], m["params"]): m["name"] for m in lock.get("full_modules", [])}
+    fresh_full = {(m["component"], m["params"]): m["name"] for m in now["full_modules"]}
+    diff.full_added = [fresh_full[k] for k in sorted(fresh_full.keys() - locked_full.keys())]
+    diff.full_removed = [locked_full[k] for k in sorted(locked_full.keys() - fresh_full.keys())]
+    diff.renamed += sum(1 for k in fresh_full.keys() & locked_full.keys() if fresh_full[k] != locked_full[k])
+    if lock.get("model") != now["model"]:
+        diff.model = (str(lock.get("model")), now["model"])
+    old_versions = lock.get("versions", {})
+    diff.versions = {k: (old_versions.get(k, "?"), v) for k, v in now["versions"].items() if old_versions.get(k) != v}
+    return diff

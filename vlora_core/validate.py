@@ -1,0 +1,245 @@
+"""Checking many spec files at once, for people and for CI: schema, resolution, locks, required plugins.
+
+``check_files`` returns one ``FileResult`` per spec; ``render`` prints them as text (``file:line:
+message``), JSON, or GitHub Actions annotations. Torch and transformers are imported only when a spec
+has a model to resolve against, and each model is built once however many specs use it.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import errors
+from .errors import LockMismatchError, PluginError, UsageError, VloraError
+from .lock import LOCK_SUFFIX, diff_lock, lock_path_for, read_lock
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+FORMATS = ("text", "json", "github")
+
+
+@dataclass
+class Problem:
+    file: str
+    line: int | None
+    message: str
+    hint: str | None
+    code: int
+    details: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        out = f"{where}: {self.message}" + (f" (hint: {self.hint})" if self.hint else "")
+        return "\n".join([out, *(f"    {d}" for d in self.details)])
+
+
+@dataclass
+class FileResult:
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # ok-lines, warnings, lock notes
+    summary: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def expand(paths: list[str]) -> list[str]:
+    """Spec files named by ``paths``: files as given, directories searched for spec files (not locks),
+    glob patterns expanded. A name that matches nothing is a usage error."""
+    out: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.iterdir() if p.suffix in SPEC_SUFFIXES and not p.name.endswith(
+                LOCK_SUFFIX) and p.is_file())
+        elif path.exists():
+            found = [raw]
+        elif glob.has_magic(raw):
+            found = sorted(p for p in glob.glob(raw, recursive=True) if not p.endswith(LOCK_SUFFIX))
+        else:
+            found = []
+        if not found:
+            raise UsageError(f"{raw}: no such spec file, directory, or matching pattern",
+                             hint="give spec files (.yaml, .yml, .json, .toml), directories or globs")
+        out += [f for f in found if f not in out]
+    return out
+
+
+def _line(where: str | None, file: str) -> tuple[int | None, str | None]:
+    """Line number and remaining text of a ``where`` like ``file:12: field``."""
+    if where and where.startswith(file):
+        match = re.match(rf"{re.escape(file)}:(\d+)(?::\s*(.*))?$", where)
+        if match:
+            return int(match.group(1)), match.group(2)
+        return None, where[len(file):].lstrip(": ") or None
+    return None, where
+
+
+def problems_of(error: VloraError, file: str) -> list[Problem]:
+    pairs = error.problems if isinstance(error, errors.SpecValidationError) else [(error.where, error.message)]
+    out = []
+    for where, message in pairs:
+        line, rest = _line(where, file)
+        text = " ".join(message.split())
+        out.append(Problem(file, line, f"{rest}: {text}" if rest else text, error.hint, error.exit_code))
+    return out
+
+
+def check_required_plugins(requirements: list[str]) -> Problem | None:
+    """Every requirement (``'vlora-llava>=0.2'``) installed, loaded, and at a matching version."""
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from .plugins import default_registry
+
+    registry = default_registry()
+    loaded = {p.distribution.lower(): p.version for p in registry.plugins}
+    failed = {f.distribution.lower(): f.reason for f in registry.failures}
+    bad: list[str] = []
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as exc:
+            raise UsageError(f"--require-plugins {text!r}: {exc}", hint="write it like 'vlora-llava>=0.2'") from None
+        name = req.name.lower()
+        try:
+            version = loaded.get(name) or metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            bad.append(f"{text}: missing")
+            continue
+        if name in failed:
+            bad.append(f"{text}: installed {version} but failed to load ({failed[name]})")
+        elif name not in loaded:
+            bad.append(f"{text}: {req.name} {version} is installed but is not a vlora plugin")
+        elif req.specifier and not req.specifier.contains(version, prereleases=True):
+            bad.append(f"{text}: installed {version}")
+    if not bad:
+        return None
+    installed = ", ".join(f"{d} {v}" for d, v in sorted(loaded.items())) or "none"
+    return Problem("plugins", None, f"{len(bad)} of {len(requirements)} required plugins not satisfied",
+                   "install or upgrade them, e.g. pip install " + " ".join(f"'{r}'" for r in requirements),
+                   errors.EXIT_PLUGIN,
+                   details=[f"installed: {installed}", f"expected: {', '.join(requirements)}",
+                            f"missing or mismatched: {'; '.join(bad)}"])
+
+
+def check_files(
+    files: list[str], *, model: str | None = None, lock: str | None = None, require_lock: bool = False
+) -> list[FileResult]:
+    from .spec import load_spec
+
+    trees: dict[str, Any] = {}
+    results = []
+    for file in files:
+        result = FileResult(file)
+        results.append(result)
+        try:
+            spec = load_spec(file)
+            ref = model or spec.model
+            lock_file = Path(lock) if lock else lock_path_for(file)
+            has_lock = lock is not None or lock_file.exists()
+            if ref is None:
+                if has_lock or require_lock:
+                    raise UsageError("a lock needs a model to resolve against",
+                                     where=file, hint="pass --model or set `model:` in the spec")
+                result.summary = "ok (schema only: no --model and no `model:` in the spec)"
+                continue
+            plan = _resolve(spec, ref, trees)
+            result.notes += [f"warning: {w}" for w in plan.warnings]
+            result.summary = f"ok ({len(plan.targets)} targets, {plan.lora_params:,} LoRA parameters on {ref})"
+            if has_lock:
+                _check_lock(result, plan, lock_file)
+            elif require_lock:
+                result.problems.append(Problem(file, None, f"no lock file {lock_file}", "write it with "
+                                               f"`vlora lock {file}`", errors.EXIT_LOCK))
+        except VloraError as exc:
+            result.problems += problems_of(exc, file)
+    return results
+
+
+def _resolve(spec: Any, ref: str, trees: dict[str, Any]) -> Any:
+    from .modeltree import module_tree
+    from .plugins import default_registry
+    from .resolve import resolve
+
+    if ref not in trees:
+        trees[ref] = module_tree(ref, default_registry())
+    return resolve(spec, trees[ref])
+
+
+def _check_lock(result: FileResult, plan: Any, lock_file: Path) -> None:
+    diff = diff_lock(read_lock(lock_file), plan)
+    if diff.ok:
+        result.summary = (result.summary or "ok") + f"; matches {lock_file}"
+        note = diff.note()
+        if note:
+            result.notes.append(note)
+        return
+    result.problems.append(Problem(
+        result.file, None, f"the plan differs from {lock_file}", f"if the change is intended, run `vlora lock "
+        f"{result.file}`" + (f" -o {lock_file}" if lock_file != lock_path_for(result.file) else ""),
+        LockMismatchError.exit_code, details=diff.lines()))
+
+
+def exit_code(results: list[FileResult], extra: list[Problem] = ()) -> int:
+    return max([p.code for r in results for p in r.problems] + [p.code for p in extra], default=errors.EXIT_OK)
+
+
+def render(results: list[FileResult], fmt: str, *, quiet: bool = False, extra: list[Problem] = ()) -> str:
+    lines: list[str] = []
+    if fmt == "json":
+        return json.dumps({
+            "ok": not extra and all(r.ok for r in results),
+            "exit_code": exit_code(results, extra),
+            "problems": [_problem_dict(p) for p in extra],
+            "files": [{"file": r.file, "ok": r.ok, "summary": r.summary, "notes": r.notes,
+                       "problems": [_problem_dict(p) for p in r.problems]} for r in results],
+        }, indent=2, sort_keys=True) + "\n"
+    for p in extra:
+        lines.append(_github(p) if fmt == "github" else p.text())
+    for r in results:
+        if fmt == "github":
+            lines += [_github(p) for p in r.problems]
+            lines += [f"::warning file={r.file}::{_escape(n)}" for n in r.notes if n.startswith("warning: ")]
+            continue
+        lines += [p.text() for p in r.problems]
+        if r.ok and not quiet and r.summary:
+            lines.append(f"{r.file}: {r.summary}")
+        lines += [f"{r.file}: {n}" for n in r.notes if n.startswith("warning: ") or not quiet]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _problem_dict(p: Problem) -> dict[str, Any]:
+    return {"file": p.file, "line": p.line, "message": p.message, "hint": p.hint, "exit_code": p.code,
+            "details": p.details}
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _github(p: Problem) -> str:
+    loc = f"file={p.file}" + (f",line={p.line}" if p.line else "")
+    body = p.message + (f" (hint: {p.hint})" if p.hint else "")
+    if p.details:
+        body += "\n" + "\n".join(p.details)
+    return f"::error {loc}::{_escape(body)}"
+
+
+__all__ = [
+    "FORMATS",
+    "FileResult",
+    "PluginError",
+    "Problem",
+    "check_files",
+    "check_required_plugins",
+    "expand",
+    "render",
+]
