@@ -343,6 +343,12 @@ def _resolve(spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: A
                     if found is not None:
                         chosen[found[0]] = _Pick(h, role, leaf, found[1])
 
+    for comp in enabled:
+        if comp.name != "projector" and not any(_role_enabled(role, spec) for role in comp.roles):
+            warnings.append(
+                f"{_TOWER_TOGGLE[comp.name]} is true, but none of the {comp.name} roles "
+                f"({', '.join(comp.roles)}) is switched on: nothing in {comp.name} is adapted"
+            )
     for name, pick in chosen.items():
         _check_wrappable(tree, name, pick, who)
     _check_parameter_targets(spec, arch, [n for n, p in chosen.items() if p.kind == "parameter"])

@@ -123,7 +123,8 @@ def test_spec_blocks(path, lang, body):
         assert resolve(spec).targets
 
 
-EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*") if p.suffix in (".yaml", ".yml", ".json", ".toml"))
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*")
+                  if p.suffix in (".yaml", ".yml", ".json", ".toml") and not p.name.endswith(".lock.json"))
 BROKEN = sorted((ROOT / "examples" / "broken").glob("*.yaml"))
 
 
@@ -200,3 +201,12 @@ def test_every_hook_is_documented_with_its_exact_signature():
     assert sorted(documented) == sorted(headers), "docs/hooks.md must document exactly the hooks of hookspecs.py"
     for name, header in headers.items():
         assert documented[name] == header, f"docs/hooks.md documents {name} as\n{documented[name]}\nbut it is\n{header}"
+
+
+def test_the_example_workflow_runs_here(capsys):
+    """The `vlora` steps of the GitHub Actions example pass on this repository."""
+    workflow = yaml.safe_load((ROOT / "examples" / "ci" / "github-workflow.yml").read_text())
+    commands = [step["run"] for step in workflow["jobs"]["validate"]["steps"] if step.get("run", "").startswith("vlora")]
+    assert len(commands) == 2
+    for command in commands:
+        assert main(shlex.split(command)[1:]) == 0, capsys.readouterr().out
