@@ -206,7 +206,8 @@ def test_every_hook_is_documented_with_its_exact_signature():
 def test_the_example_workflow_runs_here(capsys):
     """The `vlora` steps of the GitHub Actions example pass on this repository."""
     workflow = yaml.safe_load((ROOT / "examples" / "ci" / "github-workflow.yml").read_text())
-    commands = [step["run"] for step in workflow["jobs"]["validate"]["steps"] if step.get("run", "").startswith("vlora")]
+    steps = workflow["jobs"]["validate"]["steps"]
+    commands = [step["run"] for step in steps if step.get("run", "").startswith("vlora")]
     assert len(commands) == 2
     for command in commands:
         assert main(shlex.split(command)[1:]) == 0, capsys.readouterr().out
