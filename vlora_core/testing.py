@@ -107,6 +107,38 @@ def relayout(model: nn.Module, names: Mapping[str, str]) -> nn.Module:
     return root
 
 
+def vision_tower_layouts(model: nn.Module) -> dict[str, dict[str, str]]:
+    """``relayout`` maps to every transformers layout of a LLaVA-style model (``model.vision_tower``,
+    ``model.multi_modal_projector``, ``model.language_model``, ``lm_head``: LLaVA, LLaVA-NeXT, PaliGemma,
+    Gemma-3 and others), built from whichever layout ``model`` has:
+
+    * ``"4.46"``: ``vision_tower.vision_model.*``, ``multi_modal_projector``, ``language_model.model.*``,
+      ``language_model.lm_head`` (transformers 4.46 - 4.51);
+    * ``"4.52"``: everything under ``model.``, the tower as ``model.vision_tower.vision_model.*``
+      (4.52 - 5.5);
+    * ``"5.6"``: as 4.52 without the ``vision_model.`` level (5.6 and later).
+
+    Extra parameters held by the inner model itself (LLaVA-NeXT's ``image_newline``) are carried along.
+    """
+    inner = model.get_submodule("model")
+    tower = "model.vision_tower.vision_model" if hasattr(inner.vision_tower, "vision_model") else "model.vision_tower"
+    own = {n: f"model.{n}" for n, _ in inner.named_parameters(recurse=False)}
+    parts = {"multi_modal_projector": "model.multi_modal_projector", "language_model": "model.language_model"}
+    new = {f"model.{k}": v for k, v in parts.items()} | {"lm_head": "lm_head"}
+    new |= {f"model.{k}": v for k, v in own.items()}
+    return {
+        "4.46": {"vision_tower.vision_model": tower, "multi_modal_projector": parts["multi_modal_projector"],
+                 "language_model.model": parts["language_model"], "language_model.lm_head": "lm_head", **own},
+        "4.52": {"model.vision_tower.vision_model": tower, **new},
+        "5.6": {"model.vision_tower": tower, **new},
+    }
+
+
+def current_vision_tower_layout(model: nn.Module) -> str:
+    """Which of ``vision_tower_layouts``' names ``model`` has now: ``"4.52"`` or ``"5.6"``."""
+    return "4.52" if hasattr(model.get_submodule("model").vision_tower, "vision_model") else "5.6"
+
+
 def _find_plugin(plugin: str, registry: Registry) -> PluginInfo:
     for failure in registry.failures:
         if plugin in (failure.name, failure.distribution):
@@ -277,6 +309,8 @@ __all__ = [
     "ConformanceReport",
     "check_plugin",
     "check_toggle_combinations",
+    "current_vision_tower_layout",
     "relayout",
+    "vision_tower_layouts",
     "vlora_conformance",
 ]

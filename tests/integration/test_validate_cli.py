@@ -180,3 +180,34 @@ def test_every_example_spec_fits_the_exported_schema():
         errors = sorted(e.message for e in validator.iter_errors(data))
         assert errors == [], f"{path.name}: {errors}"
     assert not validator.is_valid(yaml.safe_load((ROOT / "examples/broken/typo.yaml").read_text()))
+
+
+def test_committed_locks_validate_under_this_transformers(capsys):
+    """The example locks were written under one transformers version (see their "versions"); under another
+    one (CI runs this in a second environment with transformers 4.57) they must still pass, and say what
+    moved."""
+    locks = sorted((ROOT / "examples").glob("*.lock.json"))
+    assert len(locks) >= 5
+    code, out, _ = run(capsys, "validate", ROOT / "examples", "--require-lock")
+    assert code == 0, out
+    import transformers
+
+    for lock in locks:
+        locked_version = json.loads(lock.read_text())["versions"]["transformers"]
+        spec = lock.name.removesuffix(".lock.json")
+        notes = [line for line in out.splitlines() if f"/{spec}." in line and "same plan as the lock" in line]
+        if locked_version == transformers.__version__:
+            assert not any("transformers" in n for n in notes)
+        else:
+            assert len(notes) == 1 and f"transformers {locked_version} -> {transformers.__version__}" in notes[0]
+    from vlora_core import default_registry
+    from vlora_core.modeltree import build_meta_model, config_from_file
+    from vlora_core.testing import current_vision_tower_layout
+
+    reference = default_registry().require_reference("paligemma-3b-pt-224")[2]
+    here = current_vision_tower_layout(build_meta_model(config_from_file(reference.config_path)))
+    locked_names = json.loads((ROOT / "examples/paligemma_captioning.lock.json").read_text())["targets"]
+    locked_layout = "4.52" if any(".vision_model." in t["name"] for t in locked_names) else "5.6"
+    vision_tower_renamed = here != locked_layout
+    paligemma = [line for line in out.splitlines() if "paligemma_captioning" in line and "same plan" in line]
+    assert ("module names moved" in " ".join(paligemma)) == vision_tower_renamed

@@ -9,7 +9,12 @@ import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaNextConfig, LlavaNextForConditionalGeneration
 
 from vlora_core import default_registry, resolve
-from vlora_core.testing import check_toggle_combinations, relayout
+from vlora_core.testing import (
+    check_toggle_combinations,
+    current_vision_tower_layout,
+    relayout,
+    vision_tower_layouts,
+)
 
 IMAGE = 100
 CLIP = dict(model_type="clip_vision_model", hidden_size=16, intermediate_size=32, num_hidden_layers=3,
@@ -38,24 +43,11 @@ def inputs(family: str) -> dict:
                 labels=ids)
 
 
-def layouts(family: str) -> dict[str, dict[str, str]]:
-    newline = {"image_newline": "model.image_newline"} if family == "llava_next" else {}
-    return {
-        "4.46": {"vision_tower.vision_model": "model.vision_tower",
-                 "multi_modal_projector": "model.multi_modal_projector",
-                 "language_model.model": "model.language_model", "language_model.lm_head": "lm_head", **newline},
-        "4.52": {"model.vision_tower.vision_model": "model.vision_tower",
-                 "model.multi_modal_projector": "model.multi_modal_projector",
-                 "model.language_model": "model.language_model", "lm_head": "lm_head",
-                 **{f"model.{k}": v for k, v in newline.items()}},
-    }
-
-
 PATHS = {  # vision layers, projector, language layers
-    "current": ("model.vision_tower.encoder.layers", "model.multi_modal_projector", "model.language_model.layers"),
     "4.46": ("vision_tower.vision_model.encoder.layers", "multi_modal_projector", "language_model.model.layers"),
     "4.52": ("model.vision_tower.vision_model.encoder.layers", "model.multi_modal_projector",
              "model.language_model.layers"),
+    "5.6": ("model.vision_tower.encoder.layers", "model.multi_modal_projector", "model.language_model.layers"),
 }
 V_ATT = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"]
 V_MLP = ["mlp.fc1", "mlp.fc2"]
@@ -78,16 +70,20 @@ def expected(spec: dict, layout: str, vision_used: int, language_layers: int) ->
 
 @pytest.mark.parametrize("family", ["llava", "llava_next"])
 def test_conformance(vlora_conformance, family):
-    report = vlora_conformance("llava", tiny(family), inputs=inputs(family), layouts=layouts(family))
+    model = tiny(family)
+    others = {k: v for k, v in vision_tower_layouts(model).items() if k != current_vision_tower_layout(model)}
+    report = vlora_conformance("llava", model, inputs=inputs(family), layouts=others)
     assert report.plans["lora"].architecture == family
 
 
 @pytest.mark.parametrize("family", ["llava", "llava_next"])
-@pytest.mark.parametrize("layout", ["current", "4.46", "4.52"])
+@pytest.mark.parametrize("layout", ["as built", "4.46", "4.52", "5.6"])
 def test_every_combination_on_every_layout(family, layout):
     model = tiny(family)
-    if layout != "current":
-        model = relayout(model, layouts(family)[layout])
+    if layout == "as built":
+        layout = current_vision_tower_layout(model)
+    else:
+        model = relayout(model, vision_tower_layouts(model)[layout])
     # vision_feature_layer -2 of 3 CLIP layers: features are hidden_states[2], the output of layer 1
     assert check_toggle_combinations(model, lambda spec: expected(spec, layout, 2, 2)) == 48
 

@@ -9,7 +9,12 @@ import torch
 from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
 
 from vlora_core import default_registry, resolve
-from vlora_core.testing import check_toggle_combinations, relayout
+from vlora_core.testing import (
+    check_toggle_combinations,
+    current_vision_tower_layout,
+    relayout,
+    vision_tower_layouts,
+)
 
 IMAGE = 100
 
@@ -31,23 +36,21 @@ def inputs() -> dict:
                 token_type_ids=torch.tensor([[0] * 6 + [1] * 3]))
 
 
-LAYOUTS = {
-    "4.46": {"vision_tower.vision_model": "model.vision_tower", "multi_modal_projector": "model.multi_modal_projector",
-             "language_model.model": "model.language_model", "language_model.lm_head": "lm_head"},
-    "4.52": {"model.vision_tower.vision_model": "model.vision_tower",
-             "model.multi_modal_projector": "model.multi_modal_projector",
-             "model.language_model": "model.language_model", "lm_head": "lm_head"},
-}
-PATHS = {
-    "current": ("model.vision_tower.encoder.layers", "model.multi_modal_projector", "model.language_model.layers"),
+PATHS = {  # vision layers, projector, language layers
     "4.46": ("vision_tower.vision_model.encoder.layers", "multi_modal_projector", "language_model.model.layers"),
     "4.52": ("model.vision_tower.vision_model.encoder.layers", "model.multi_modal_projector",
              "model.language_model.layers"),
+    "5.6": ("model.vision_tower.encoder.layers", "model.multi_modal_projector", "model.language_model.layers"),
 }
 V_ATT = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"]
 V_MLP = ["mlp.fc1", "mlp.fc2"]
 L_ATT = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
 L_MLP = ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+
+
+def _other_layouts(model) -> dict[str, dict[str, str]]:
+    """The layouts the model does not have."""
+    return {k: v for k, v in vision_tower_layouts(model).items() if k != current_vision_tower_layout(model)}
 
 
 def expected(spec: dict, layout: str) -> set[str]:
@@ -65,12 +68,17 @@ def expected(spec: dict, layout: str) -> set[str]:
 
 @pytest.mark.parametrize("text_type", ["gemma", "gemma2"])
 def test_conformance(vlora_conformance, text_type):
-    vlora_conformance("paligemma", tiny(text_type), inputs=inputs(), layouts=LAYOUTS)
+    model = tiny(text_type)
+    vlora_conformance("paligemma", model, inputs=inputs(), layouts=_other_layouts(model))
 
 
-@pytest.mark.parametrize("layout", ["current", "4.46", "4.52"])
+@pytest.mark.parametrize("layout", ["as built", "4.46", "4.52", "5.6"])
 def test_every_combination_on_every_layout(layout):
-    model = tiny() if layout == "current" else relayout(tiny(), LAYOUTS[layout])
+    model = tiny()
+    if layout == "as built":
+        layout = current_vision_tower_layout(model)
+    else:
+        model = relayout(model, vision_tower_layouts(model)[layout])
     assert check_toggle_combinations(model, lambda spec: expected(spec, layout)) == 48
 
 
