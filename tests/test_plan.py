@@ -151,3 +151,33 @@ def test_full_projector_without_adapters_is_planned_but_not_applied(model, regis
     with pytest.raises(EmptySelectionError, match="PEFT cannot build a LoRA model without one"):
         apply(model, spec, registry=registry)
     assert [(n, type(m).__name__) for n, m in model.named_modules()] == before
+
+
+def test_memory_estimate_and_component_share(model, registry):
+    plan = resolve({"finetune_projector": "full", "r": 2}, model, registry=registry)
+    trainable = plan.lora_params + sum(p.numel() for p in TinyVLM().projector.parameters())
+    assert plan.memory("bf16")["adapter_training_bytes"] == 4 * 2 * trainable
+    assert plan.memory()["adapter_training_bytes"] == 4 * 4 * trainable
+    total = sum(p.numel() for p in TinyVLM().parameters())
+    assert plan.memory()["base_weights_bytes"] == {"bf16": 2 * total, "8-bit": total, "4-bit": total // 2}
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        plan.memory("int3")
+    vision_base = sum(p.numel() for p in TinyVLM().vision.parameters())
+    row = next(r for r in plan.summary() if (r.component, r.role) == ("vision", "mlp"))
+    assert row.component_share == pytest.approx(row.lora_params / vision_base)
+    text = plan.table("bf16")
+    assert "of component" in text and "adapter training memory (bf16 weights" in text
+
+
+def test_compare_renders_plans_side_by_side(model, registry):
+    from vlora_core.report import render_compare
+
+    plans = [(task, resolve({"task": task}, model, registry=registry)) for task in ("vqa", "domain_adaptation")]
+    text = render_compare(plans)
+    lines = text.splitlines()
+    header = next(line for line in lines if "vqa" in line)
+    assert header.split() == ["vqa", "domain_adaptation"]
+    vision = next(line for line in lines if line.startswith("vision attention"))
+    assert vision.split()[2] == "-"  # vqa trains no vision layer
+    totals = next(line for line in lines if line.startswith("LoRA parameters")).split()[2:]
+    assert [int(t.replace(",", "")) for t in totals] == [p.lora_params for _, p in plans]

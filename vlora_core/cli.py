@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from . import errors
 from .errors import UsageError, VloraError
+from .plan import DTYPE_BYTES
 from .validate import FORMATS
 
 EXIT_CODES = f"""exit codes:
@@ -46,13 +47,23 @@ def _parser() -> argparse.ArgumentParser:
         "plan",
         help="show what a spec trains on a model",
         description="Resolve SPEC against a model and print the plan: per component x role, the modules, "
-        "layers, LoRA parameters and share; then totals.",
+        "layers, LoRA parameters, their share of all LoRA parameters and of the component's own parameters; "
+        "then totals and a memory estimate. With --compare or --compare-tasks, several plans for one model "
+        "side by side.",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("spec", metavar="SPEC", help="spec file (.yaml, .yml, .json or .toml)")
+    p.add_argument("spec", metavar="SPEC", nargs="?", help="spec file (.yaml, .yml, .json or .toml)")
     p.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print the full plan as JSON (sorted, deterministic)")
+    p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="fp32",
+                   help="dtype of the trainable weights for the memory estimate (default fp32, PEFT's default "
+                   "for adapters)")
+    p.add_argument("--compare", metavar="SPEC", nargs="+", default=[],
+                   help="more specs to lay side by side with SPEC (all for one model)")
+    p.add_argument("--compare-tasks", action="store_true",
+                   help="lay the four task presets (ocr, captioning, vqa, domain_adaptation) side by side, each "
+                   "applied to SPEC (or to the defaults) with its tower toggles")
 
     v = sub.add_parser(
         "validate",
@@ -94,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
                         "and any plugin that failed to load or conflicts (exit 5 then).")
     pl.add_argument("--json", action="store_true", help="print as JSON")
 
+    sh = sub.add_parser("shares", help="language-only and vision-only shares of full LoRA, per bundled model",
+                        description="For every bundled reference config: the LoRA parameters of full LoRA "
+                        "(attention + MLP in vision and language), and the shares of it that language-only and "
+                        "vision-only LoRA train, as a Markdown table (docs/memory.md).")
+    sh.add_argument("--r", type=int, default=16, help="LoRA rank (the shares do not depend on it; default 16)")
+
     sub.add_parser("schema", help="print the JSON Schema of spec files (for editors and CI)",
                    description="Print the JSON Schema of the spec file format.")
 
@@ -117,9 +134,49 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from .resolve import resolve
     from .spec import load_spec
 
-    spec = load_spec(args.spec)
-    plan = resolve(spec, args.model)
-    sys.stdout.write(plan.to_json() if args.json else plan.table())
+    if args.compare or args.compare_tasks:
+        return _compare(args)
+    if args.spec is None:
+        raise UsageError("no SPEC given", hint="vlora plan SPEC [--model REF], or --compare-tasks --model REF")
+    plan = resolve(load_spec(args.spec), args.model)
+    sys.stdout.write(plan.to_json() if args.json else plan.table(args.dtype))
+    return errors.EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .modeltree import module_tree
+    from .plugins import default_registry
+    from .report import render_compare
+    from .resolve import resolve
+    from .spec import TASK_PRESETS, VisionLoRASpec, load_spec, spec_from_data
+
+    if args.compare_tasks:
+        if args.compare:
+            raise UsageError("use --compare or --compare-tasks, not both")
+        base = load_spec(args.spec) if args.spec else VisionLoRASpec()
+        written = base.model_dump(mode="json", exclude_unset=True)
+        specs = []
+        for task in TASK_PRESETS:
+            data = {k: v for k, v in written.items() if k not in ("finetune_vision_layers", "finetune_language_layers")}
+            specs.append((task, spec_from_data({**data, "task": task})))
+        ref = args.model or base.model
+    else:
+        paths = ([args.spec] if args.spec else []) + args.compare
+        specs = [(path, load_spec(path)) for path in paths]
+        models = {args.model or s.model for _, s in specs}
+        if len(models) != 1:
+            raise UsageError(f"the specs name different models ({', '.join(sorted(map(str, models)))})",
+                             hint="compare plans for one model: pass --model REF")
+        (ref,) = models
+    if ref is None:
+        raise UsageError("no model to compare on", hint="pass --model REF or set `model:` in the spec")
+    tree = module_tree(ref, default_registry())
+    plans = [(label, resolve(spec, tree)) for label, spec in specs]
+    if args.json:
+        data = {"model": str(ref), "plans": [{"label": label, **plan.to_dict()} for label, plan in plans]}
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render_compare(plans, args.dtype))
     return errors.EXIT_OK
 
 
@@ -196,6 +253,14 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return errors.EXIT_PLUGIN if registry.failures or conflicts else errors.EXIT_OK
 
 
+def _cmd_shares(args: argparse.Namespace) -> int:
+    from .plugins import default_registry
+    from .report import render_share_table, share_rows
+
+    sys.stdout.write(render_share_table(share_rows(default_registry(), r=args.r)))
+    return errors.EXIT_OK
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     from .spec import spec_json_schema
 
@@ -230,6 +295,7 @@ COMMANDS = {
     "lock": _cmd_lock,
     "plugins": _cmd_plugins,
     "schema": _cmd_schema,
+    "shares": _cmd_shares,
     "models": _cmd_models,
 }
 

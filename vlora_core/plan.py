@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .plugins import Registry
 
 COMPONENT_ORDER = ("vision", "projector", "language")
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 ROLE_ORDER = ("attention", "cross_attention", "mlp", "projection", "other")
 
 
@@ -355,6 +356,7 @@ class TargetPlan:
                 "trainable_percent": round(100 * self.trainable_params / total, 6),
             },
             "layer_counts": dict(sorted(self.layer_counts.items())),
+            "memory": self.memory(),
             "target_modules": self.target_regex,
             "target_parameters": [t.name for t in self.parameter_targets],
             "warnings": list(self.warnings),
@@ -363,48 +365,23 @@ class TargetPlan:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-    def table(self) -> str:
-        """A human-readable report: one row per component × role, then totals."""
-        spec = self.spec
-        head = [
-            f"{self.model} · {self.architecture_title} ({self.model_type}) · plugin {self.plugin} "
-            f"{self.plugin_version} · transformers {self.transformers_version}",
-            f"spec {spec.source or '(in memory)'}: "
-            + (f"task={spec.task}, " if spec.task else "")
-            + f"r={spec.r}, lora_alpha={spec.lora_alpha:g}, projector={spec.finetune_projector}",
-            "",
-        ]
-        rows = [("component", "role", "modules", "layers", "LoRA params", "share")]
-        for row in self.summary():
-            rows.append((row.component, row.role, str(row.modules), row.layers, f"{row.lora_params:,}",
-                         f"{100 * row.share:.1f}%"))
-        rows.append(("total", "", str(len(self.targets)), "", f"{self.lora_params:,}", "100.0%" if self.targets
-                     else "-"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        right = {2, 4, 5}
-        lines = []
-        for i, r in enumerate(rows):
-            cells = [c.rjust(widths[j]) if j in right else c.ljust(widths[j]) for j, c in enumerate(r)]
-            lines.append("  ".join(cells).rstrip())
-            if i == 0 or i == len(rows) - 2:
-                lines.append("  ".join("-" * w for w in widths))
-        total = self.total_params or 1
-        tail = [""]
-        for m in self.full_modules:
-            tail.append(f"fully trained: {m.name} ({m.component}, {m.params:,} parameters)")
-        if self.bias_params:
-            tail.append(f"biases trained (bias={spec.bias}): {self.bias_params:,} parameters")
-        tail.append(
-            f"LoRA parameters: {self.lora_params:,} = {100 * self.lora_params / total:.3f}% of "
-            f"{self.total_params:,} model parameters"
-        )
-        if self.trainable_params != self.lora_params:
-            tail.append(
-                f"trainable parameters: {self.trainable_params:,} = {100 * self.trainable_params / total:.3f}%"
-            )
-        for w in self.warnings:
-            tail.append(f"warning: {w}")
-        return "\n".join(head + lines + tail) + "\n"
+    def memory(self, dtype: str = "fp32") -> dict[str, Any]:
+        """Estimated bytes: training the trainable parameters in ``dtype`` (weights, gradients and Adam's two
+        moment buffers, 4 copies), and the base model's weights in bf16, 8-bit and 4-bit."""
+        if dtype not in DTYPE_BYTES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
+        return {
+            "adapter_dtype": dtype,
+            "adapter_training_bytes": 4 * DTYPE_BYTES[dtype] * self.trainable_params,
+            "base_weights_bytes": {"bf16": 2 * self.total_params, "8-bit": self.total_params,
+                                   "4-bit": self.total_params // 2},
+        }
+
+    def table(self, dtype: str = "fp32") -> str:
+        """A human-readable report (see ``vlora_core.report.render_table``)."""
+        from .report import render_table
+
+        return render_table(self, dtype)
 
 
 def apply(

@@ -211,3 +211,23 @@ def test_committed_locks_validate_under_this_transformers(capsys):
     vision_tower_renamed = here != locked_layout
     paligemma = [line for line in out.splitlines() if "paligemma_captioning" in line and "same plan" in line]
     assert ("module names moved" in " ".join(paligemma)) == vision_tower_renamed
+
+
+def test_plan_compare_and_compare_tasks(tmp_path, capsys):
+    code, out, _ = run(capsys, "plan", "--compare-tasks", "--model", "Qwen2-VL-2B-Instruct", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [p["label"] for p in data["plans"]] == ["ocr", "captioning", "vqa", "domain_adaptation"]
+    vqa = next(p for p in data["plans"] if p["label"] == "vqa")
+    assert {t["component"] for t in vqa["targets"]} == {"language"}
+    spec = tmp_path / "mine.yaml"
+    spec.write_text("model: Qwen2-VL-2B-Instruct\nr: 4\nfinetune_vision_layers: false\n")
+    code, out, _ = run(capsys, "plan", "--compare-tasks", spec)
+    assert code == 0
+    ocr = next(line for line in out.splitlines() if line.startswith("vision attention"))
+    assert ocr.split()[2] != "-"  # the preset's toggles apply, not the spec's own tower toggles
+    code, out, _ = run(capsys, "plan", ROOT / "examples/qwen2_vl_ocr.yaml", "--compare", spec,
+                       "--model", "Qwen2-VL-2B-Instruct")
+    assert code == 0 and "fully trained" in out and "mine.yaml" in out
+    code, _, err = run(capsys, "plan", ROOT / "examples/qwen2_vl_ocr.yaml", "--compare", ROOT / "examples/llava_vqa.yaml")
+    assert code == 2 and "different models" in err

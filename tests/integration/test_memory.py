@@ -1,0 +1,50 @@
+"""docs/memory.md stays true: the share table is regenerated, and the training demo runs (1 and 2 processes)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from vlora_core import default_registry
+from vlora_core.report import render_share_table, share_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "examples" / "train_tiny.py"
+
+
+def test_share_table_in_the_docs_is_current():
+    text = (ROOT / "docs" / "memory.md").read_text()
+    documented = re.search(r"<!-- shares:begin -->\n(.*?)<!-- shares:end -->", text, re.S).group(1)
+    rows = share_rows(default_registry())
+    assert documented == render_share_table(rows), "docs/memory.md is stale: regenerate it with `vlora shares`"
+    by_model = {r["model"]: r for r in rows}
+    # the figures quoted in the prose
+    assert round(100 * by_model["Qwen2-VL-2B-Instruct"]["language"], 1) == 63.8
+    assert round(100 * by_model["Llama-3.2-90B-Vision"]["vision"], 1) == 5.4
+    for row in rows:
+        assert abs(row["language"] + row["vision"] - 1) < 1e-9
+
+
+def _run(*argv: str) -> str:
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_training_demo_single_process():
+    out = _run(str(DEMO), "--steps", "3")
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in (
+        "ocr", "captioning", "vqa", "domain_adaptation")]
+    assert [r[0] for r in rows] == ["ocr", "captioning", "vqa", "domain_adaptation"]
+    assert out.rstrip().endswith("state bytes = the plan's estimate")
+    by_task = {r[0]: r for r in rows}
+    assert int(by_task["vqa"][1]) < int(by_task["ocr"][1])  # vqa trains the language model only
+
+
+def test_training_demo_on_two_processes_with_ddp():
+    out = _run("-m", "torch.distributed.run", "--nproc_per_node", "2", str(DEMO), "--steps", "2",
+               "--preset", "vqa", "--preset", "ocr")
+    assert re.search(r"^vqa .* 2$", out, re.M) and re.search(r"^ocr .* 2$", out, re.M)
+    assert "state bytes = the plan's estimate" in out
