@@ -103,7 +103,7 @@ def render_compare(plans: list[tuple[str, TargetPlan]], dtype: str = "fp32") -> 
     head = [f"{first.model} · {first.architecture_title} · {first.total_params:,} parameters", ""]
     lines = _grid(rows, right=set(range(1, len(plans) + 1)), rules={0, len(keys)})
     notes = [f"{label}: warning: {w}" for label, p in plans for w in p.warnings]
-    return "\n".join(head + lines + ([""] + notes if notes else [])) + "\n"
+    return "\n".join(head + lines + (["", *notes] if notes else [])) + "\n"
 
 
 # --- the source document's claim: language-only ~50-70 %, vision-only ~30-50 % of full LoRA ------------

@@ -229,5 +229,6 @@ def test_plan_compare_and_compare_tasks(tmp_path, capsys):
     code, out, _ = run(capsys, "plan", ROOT / "examples/qwen2_vl_ocr.yaml", "--compare", spec,
                        "--model", "Qwen2-VL-2B-Instruct")
     assert code == 0 and "fully trained" in out and "mine.yaml" in out
-    code, _, err = run(capsys, "plan", ROOT / "examples/qwen2_vl_ocr.yaml", "--compare", ROOT / "examples/llava_vqa.yaml")
+    code, _, err = run(capsys, "plan", ROOT / "examples/qwen2_vl_ocr.yaml", "--compare",
+                       ROOT / "examples/llava_vqa.yaml")
     assert code == 2 and "different models" in err
