@@ -33,12 +33,17 @@ def test_a_lock_needs_a_model(tmp_path, capsys):
     assert "a lock needs a model" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["plan"], ["validate"], ["nonsense"], ["validate", "x.yaml", "--format", "xml"]])
+@pytest.mark.parametrize("argv", [["validate"], ["nonsense"], ["validate", "x.yaml", "--format", "xml"]])
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
     assert "usage: vlora" in capsys.readouterr().err
+
+
+def test_plan_without_spec_is_a_usage_error(capsys):
+    assert main(["plan"]) == 2
+    assert "no SPEC given" in capsys.readouterr().err
 
 
 def test_a_bug_is_an_internal_error_with_exit_1(monkeypatch, tmp_path, capsys):

@@ -181,3 +181,16 @@ def test_compare_renders_plans_side_by_side(model, registry):
     assert vision.split()[2] == "-"  # vqa trains no vision layer
     totals = next(line for line in lines if line.startswith("LoRA parameters")).split()[2:]
     assert [int(t.replace(",", "")) for t in totals] == [p.lora_params for _, p in plans]
+
+
+def test_int_pattern_matches_exactly_its_numbers():
+    import random
+
+    from vlora_core.plan import int_pattern
+
+    assert int_pattern(list(range(32))) == "[0-9]|[12][0-9]|3[01]"
+    rng = random.Random(0)
+    for _ in range(500):
+        numbers = rng.sample(range(300), rng.randint(1, 80))
+        rx = re.compile(f"(?:{int_pattern(numbers)})")
+        assert {n for n in range(1200) if rx.fullmatch(str(n))} == set(numbers), numbers

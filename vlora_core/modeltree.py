@@ -64,11 +64,22 @@ class ModuleTree:
     total_params: int
     transformers_version: str
     params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every parameter's full name and shape (tied: once)
-    config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # model.config.to_dict()
+    model_config: Any = field(default=None, compare=False, repr=False)  # the model's PretrainedConfig, if any
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {e.name: e for e in self.entries})
         object.__setattr__(self, "_params", dict(self.params))
+        object.__setattr__(self, "_subtree", None)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The model's config as a dict (``to_dict()``; empty when it has none), made on first use."""
+        cached = getattr(self, "_config_dict", None)
+        if cached is None:
+            cfg = self.model_config
+            cached = cfg.to_dict() if hasattr(cfg, "to_dict") else {}
+            object.__setattr__(self, "_config_dict", cached)
+        return cached
 
     def param_shape(self, name: str) -> tuple[int, ...] | None:
         """Shape of the parameter with this full name, if there is one."""
@@ -86,12 +97,18 @@ class ModuleTree:
 
     def subtree_params(self, prefix: str, *, bias: bool = False) -> int:
         """Parameters (or, with ``bias=True``, bias parameters) of the module ``prefix`` and everything under it."""
-        dotted = prefix + "."
-        return sum(
-            e.bias_params if bias else e.own_params
-            for e in self.entries
-            if e.name == prefix or e.name.startswith(dotted)
-        )
+        if self._subtree is None:  # one pass: add each module's own parameters to itself and every ancestor
+            totals: dict[str, list[int]] = {}
+            for e in self.entries:
+                if not (e.own_params or e.bias_params):
+                    continue
+                parts = e.name.split(".") if e.name else []
+                for cut in range(len(parts) + 1):
+                    acc = totals.setdefault(".".join(parts[:cut]), [0, 0])
+                    acc[0] += e.own_params
+                    acc[1] += e.bias_params
+            object.__setattr__(self, "_subtree", totals)
+        return self._subtree.get(prefix, [0, 0])[1 if bias else 0]  # type: ignore[union-attr]
 
 
 def _kind(module: nn.Module) -> tuple[str | None, int, int, int]:
@@ -118,8 +135,8 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
     total = 0
     for name, module in model.named_modules():
         own = bias = 0
-        for pname, param in module.named_parameters(recurse=False):
-            if id(param) in seen:
+        for pname, param in module._parameters.items():  # own parameters, as named_parameters(recurse=False)
+            if param is None or id(param) in seen:
                 continue
             seen.add(id(param))
             own += param.numel()
@@ -138,7 +155,7 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
         total_params=total,
         transformers_version=transformers.__version__,
         params=tuple(params),
-        config=config.to_dict() if hasattr(config, "to_dict") else {},
+        model_config=config,
     )
 
 

@@ -15,6 +15,7 @@ import json
 import re
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,40 @@ def _order(component: str, role: str) -> tuple[int, int, str, str]:
     c = COMPONENT_ORDER.index(component) if component in COMPONENT_ORDER else len(COMPONENT_ORDER)
     r = ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
     return c, r, component, role
+
+
+def int_pattern(numbers: list[int]) -> str:
+    """A regex matching exactly these non-negative integers, compact: ``[0, 1, ..., 31]`` ->
+    ``[0-9]|[12][0-9]|3[01]``. Numbers that share all but their last digit become one character class."""
+    groups: dict[str, list[int]] = {}
+    for n in sorted(set(numbers)):
+        text = str(n)
+        groups.setdefault(text[:-1], []).append(int(text[-1]))
+    parts: list[tuple[str, str]] = []  # (class of the last digit, prefix)
+    for prefix, digits in groups.items():
+        runs, start, prev = [], digits[0], digits[0]
+        for d in [*digits[1:], None]:
+            if d is not None and d == prev + 1:
+                prev = d
+                continue
+            runs.append(str(start) if start == prev else f"{start}{prev}" if prev == start + 1 else f"{start}-{prev}")
+            if d is not None:
+                start = prev = d
+        last = runs[0] if len(runs) == 1 and len(runs[0]) == 1 else f"[{''.join(runs)}]"
+        parts.append((last, prefix))
+    # merge prefixes of the same length whose last-digit classes are equal: 1[0-9]|2[0-9] -> [12][0-9]
+    merged: dict[tuple[str, int, str], list[str]] = {}
+    for last, prefix in parts:
+        merged.setdefault((last, len(prefix), prefix[:-1]), []).append(prefix[-1:] if prefix else "")
+    out = []
+    for (last, _, head), tails in merged.items():
+        if tails == [""]:
+            out.append(last)
+        elif len(tails) == 1:
+            out.append(f"{head}{tails[0]}{last}")
+        else:
+            out.append(f"{head}[{''.join(tails)}]{last}")
+    return "|".join(out)
 
 
 def layer_ranges(layers: list[int]) -> str:
@@ -234,7 +269,7 @@ class TargetPlan:
                     head = re.escape(path)
                 else:
                     before, _, after = path.partition("*")
-                    nums = "|".join(str(i) for i in sorted(i for i in idx if i is not None))
+                    nums = int_pattern([i for i in idx if i is not None])
                     head = f"{re.escape(before)}(?:{nums}){re.escape(after)}"
                 tails = [f"\\.{re.escape(leaf)}" if leaf else "" for leaf in leaves]
                 alternatives.append(head + (tails[0] if len(tails) == 1 else f"(?:{'|'.join(tails)})"))
@@ -248,7 +283,7 @@ class TargetPlan:
     def parameter_targets(self) -> list[Target]:
         return [t for t in self.targets if t.kind == PARAMETER]
 
-    @property
+    @cached_property
     def target_regex(self) -> str | None:
         """One anchored regular expression matching exactly the planned module names (None: no module target)."""
         modules = self.module_targets

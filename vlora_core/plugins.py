@@ -33,6 +33,10 @@ class PluginInfo:
     architectures: tuple[ArchitectureSpec, ...]
     manager: pluggy.PluginManager | None = field(default=None, compare=False, repr=False)
 
+    def implements(self, hook: str) -> bool:
+        """Whether the plugin implements the hook ``hook`` (a ``vlora_*`` name)."""
+        return self.manager is not None and bool(getattr(self.manager.hook, hook).get_hookimpls())
+
     def unused_layers(
         self, arch: ArchitectureSpec, config: dict[str, Any], layer_counts: dict[str, int]
     ) -> list[UnusedLayers]:

@@ -407,7 +407,8 @@ def _unused_layers(
     sets include_unused_layers); each is reported in ``warnings``."""
     counts = {c: len({(h.stack, h.layer) for h in hs}) for c, hs in holders.items() if hs and hs[0].layer is not None}
     unused: dict[str, set[int]] = {}
-    for item in plugin.unused_layers(arch, tree.config, counts):
+    found = plugin.unused_layers(arch, tree.config, counts) if plugin.implements("vlora_unused_layers") else []
+    for item in found:
         unused.setdefault(item.component, set()).update(item.layers)
         if not (_component_enabled(item.component, spec) and item.layers):
             continue
