@@ -46,7 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore", r"The following (rank|alpha)_pattern keys", RuntimeWarning)
     registry = default_registry()
-    header = f"{'model':<24} {'targets':>7} {'vlora s':>8} {'list s':>8} {'per-module s':>12} {'vlora/best':>10}  counts"
+    header = (f"{'model':<24} {'targets':>7} {'vlora s':>8} {'list s':>8} {'per-module s':>12} {'vlora/best':>10}"
+              "  counts")
     print(header)
     print("-" * len(header))
     for name in MODELS:
