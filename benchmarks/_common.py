@@ -54,7 +54,8 @@ def tiny(family: str) -> nn.Module:
                 num_key_value_heads=4, vocab_size=1024)
     if family == "qwen2_vl":
         return Qwen2VLForConditionalGeneration(Qwen2VLConfig(
-            text_config={**text, "rope_scaling": {"type": "mrope", "mrope_section": [8, 4, 4]}},
+            text_config={**text, "rope_scaling": {"type": "mrope", "mrope_section": [8, 4, 4]}, "bos_token_id": 1,
+                         "eos_token_id": 2},
             vision_config=dict(depth=8, embed_dim=128, hidden_size=256, num_heads=4, mlp_ratio=2),
             image_token_id=1000, video_token_id=1001, vision_start_token_id=1002, vision_end_token_id=1003))
     vision = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=8, num_attention_heads=4, image_size=32,

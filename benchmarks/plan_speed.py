@@ -6,9 +6,10 @@ For every bundled reference config, in one process and one run, median of N repe
            (what `vlora plan` does after its imports)
   build    instantiate the model on the meta device only (the floor: plan includes it)
   peft     build on meta + get_peft_model(low_cpu_mem_usage=True) with the plan's LoraConfig + count
-           trainable parameters (the cheapest PEFT-based way to learn the same numbers)
+           trainable parameters per component (the cheapest PEFT-based way to learn the same numbers)
 
-and checks that the PEFT count equals the plan's. Also times the whole CLI once per model, imports
+and checks that PEFT's per-component counts equal the plan's. Target: plan/peft <= 0.25 for the largest
+model. Also times the whole CLI once per model, imports
 included, for reference. Target: plan under 0.5 s for Qwen2-VL-7B-Instruct.
 
     .venv/bin/python benchmarks/plan_speed.py [--repeat 5]
@@ -70,13 +71,22 @@ def main() -> None:
         t_build = median_time(lambda config=config: build_meta_model(config), args.repeat)
         counts = {}
 
-        def peft_once(config=config, plan=plan, counts=counts):
+        component_of = {t.name: t.component for t in plan.targets}
+        component_of |= {t.name.rpartition(".")[0]: t.component for t in plan.parameter_targets}  # PEFT's names
+
+        def peft_once(config=config, plan=plan, counts=counts, component_of=component_of):
             model = build_meta_model(config)
             peft_model = get_peft_model(model, plan.to_lora_config(), low_cpu_mem_usage=True)
-            counts["n"] = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+            counts.clear()
+            for name, p in peft_model.named_parameters():
+                if p.requires_grad:
+                    module = name.removeprefix("base_model.model.").split(".lora_")[0]
+                    key = component_of.get(module, "other")
+                    counts[key] = counts.get(key, 0) + p.numel()
 
         t_peft = median_time(peft_once, args.repeat)
-        same = "equal" if counts["n"] == plan.trainable_params else f"DIFFER {counts['n']} vs {plan.trainable_params}"
+        want = {c: sum(t.lora_params for t in plan.targets if t.component == c) for c in set(component_of.values())}
+        same = "equal" if counts == want else f"DIFFER {counts} vs {want}"
         start = time.perf_counter()
         subprocess.run([str(Path(sys.executable).parent / "vlora"), "plan", str(spec_path), "--model", ref.name],
                        check=True, capture_output=True)
