@@ -25,6 +25,7 @@ from .errors import (
     VloraError,
 )
 from .hookspecs import hookimpl
+from .lock import LockDiff, diff_lock, make_lock, read_lock, write_lock
 from .modeltree import ModuleEntry, ModuleTree, module_tree, tree_from_module
 from .plan import FullModule, Target, TargetPlan, apply
 from .plugins import PluginFailure, PluginInfo, Registry, default_registry
@@ -43,6 +44,7 @@ __all__ = [
     "FullModule",
     "LayerRange",
     "LayerSelectionError",
+    "LockDiff",
     "LockMismatchError",
     "ModelLoadError",
     "ModuleEntry",
@@ -71,9 +73,13 @@ __all__ = [
     "VloraError",
     "apply",
     "default_registry",
+    "diff_lock",
     "hookimpl",
     "load_spec",
+    "make_lock",
     "module_tree",
+    "read_lock",
     "resolve",
     "tree_from_module",
+    "write_lock",
 ]

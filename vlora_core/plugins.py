@@ -218,11 +218,4 @@ def default_registry(*, reload: bool = False) -> Registry:
 _DEFAULT: Registry | None = None
 
 
-def raise_for_failures(registry: Registry) -> None:
-    """Raise one ``PluginError`` listing every failed plugin (used by ``vlora plugins``)."""
-    if registry.failures:
-        lines = "; ".join(f"{f.name} ({f.distribution}): {f.reason}" for f in registry.failures)
-        raise PluginError(f"plugin failures: {lines}", hint=f"fix or uninstall them, or set {DISABLE_ENV}")
-
-
 __all__ = ["DISABLE_ENV", "PluginFailure", "PluginInfo", "Registry", "default_registry"]

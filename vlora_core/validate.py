@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import errors
-from .errors import LockMismatchError, PluginError, UsageError, VloraError
+from .errors import LockMismatchError, UsageError, VloraError
 from .lock import LOCK_SUFFIX, diff_lock, lock_path_for, read_lock
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
@@ -233,13 +233,4 @@ def _github(p: Problem) -> str:
     return f"::error {loc}::{_escape(body)}"
 
 
-__all__ = [
-    "FORMATS",
-    "FileResult",
-    "PluginError",
-    "Problem",
-    "check_files",
-    "check_required_plugins",
-    "expand",
-    "render",
-]
+__all__ = ["FORMATS", "FileResult", "Problem", "check_files", "check_required_plugins", "exit_code", "expand", "render"]
