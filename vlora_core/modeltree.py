@@ -69,7 +69,7 @@ class ModuleTree:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {e.name: e for e in self.entries})
         object.__setattr__(self, "_params", dict(self.params))
-        object.__setattr__(self, "_subtree", None)
+        object.__setattr__(self, "_index", {e.name: i for i, e in enumerate(self.entries)})
 
     @property
     def config(self) -> dict[str, Any]:
@@ -96,19 +96,21 @@ class ModuleTree:
         return [e.name for e in self.entries]
 
     def subtree_params(self, prefix: str, *, bias: bool = False) -> int:
-        """Parameters (or, with ``bias=True``, bias parameters) of the module ``prefix`` and everything under it."""
-        if self._subtree is None:  # one pass: add each module's own parameters to itself and every ancestor
-            totals: dict[str, list[int]] = {}
-            for e in self.entries:
-                if not (e.own_params or e.bias_params):
-                    continue
-                parts = e.name.split(".") if e.name else []
-                for cut in range(len(parts) + 1):
-                    acc = totals.setdefault(".".join(parts[:cut]), [0, 0])
-                    acc[0] += e.own_params
-                    acc[1] += e.bias_params
-            object.__setattr__(self, "_subtree", totals)
-        return self._subtree.get(prefix, [0, 0])[1 if bias else 0]  # type: ignore[union-attr]
+        """Parameters (or, with ``bias=True``, bias parameters) of the module ``prefix`` and everything under it.
+
+        Entries are in ``named_modules()`` order (depth first), so a module's subtree is the run of entries
+        that starts at it and whose names continue with ``prefix.``."""
+        if not prefix:
+            return sum(e.bias_params if bias else e.own_params for e in self.entries)
+        start = self._index.get(prefix)  # type: ignore[attr-defined]
+        if start is None:
+            return 0
+        dotted = prefix + "."
+        end = start + 1
+        entries = self.entries
+        while end < len(entries) and entries[end].name.startswith(dotted):
+            end += 1
+        return sum(e.bias_params if bias else e.own_params for e in entries[start:end])
 
 
 def _kind(module: nn.Module) -> tuple[str | None, int, int, int]:

@@ -204,7 +204,8 @@ class TargetPlan:
 
     def __post_init__(self) -> None:
         object.__setattr__(
-            self, "targets", tuple(sorted(self.targets, key=lambda t: (_order(t.component, t.role), _natural(t.name))))
+            self, "targets", tuple(sorted(self.targets, key=lambda t: (
+                _order(t.component, t.role), t.stack or "", -1 if t.layer is None else t.layer, t.path, t.leaf)))
         )
 
     # --- counts -------------------------------------------------------------------------------------
@@ -437,7 +438,8 @@ def apply(
 
     plan = resolve(spec, model, registry=registry)
     config = plan.to_lora_config()
-    on_meta = any(p.is_meta for p in model.parameters())
+    first = next(model.parameters(), None)
+    on_meta = first is not None and first.is_meta  # a model is built on the meta device whole, or not at all
     with warnings.catch_warnings():
         # PEFT checks rank/alpha pattern keys against targeted *module* names only, so a key for a parameter
         # target (which it does apply) is reported as unmatched; the count check below is the real check.
