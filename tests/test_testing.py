@@ -102,3 +102,27 @@ def test_relayout_shares_modules_and_must_place_every_parameter():
     with pytest.raises(ValueError, match="leaves out parameters"):
         relayout(model, {"vision": "vision"})
     assert isinstance(old.lang, nn.Module)
+
+
+def test_vision_tower_layouts_put_the_parts_where_the_paths_say():
+    """A real LLaVA from transformers, rebuilt under each layout: the named paths exist, nothing is lost."""
+    import torch
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    from vlora_core.testing import VISION_TOWER_PATHS, current_vision_tower_layout, vision_tower_layouts
+
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(LlavaConfig(
+        vision_config=dict(model_type="clip_vision_model", hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=8, patch_size=4, projection_dim=16),
+        text_config=dict(model_type="llama", hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, vocab_size=128)))
+    layouts = vision_tower_layouts(model)
+    assert set(layouts) == set(VISION_TOWER_PATHS)
+    assert current_vision_tower_layout(model) in layouts
+    for name, names in layouts.items():
+        old = relayout(model, names)
+        modules = dict(old.named_modules())
+        vision, projector, language = VISION_TOWER_PATHS[name]
+        assert f"{vision}.1.self_attn.out_proj" in modules and f"{language}.1.mlp.down_proj" in modules, name
+        assert projector in modules, name

@@ -114,16 +114,18 @@ CLAIM = {"language": (0.50, 0.70), "vision": (0.30, 0.50)}
 def share_rows(registry: Registry, r: int = 16) -> list[dict[str, Any]]:
     """For each bundled reference config: full LoRA (attention + MLP, vision and language, projector
     frozen) and the language-only and vision-only shares of it, at rank ``r``."""
+    from .modeltree import module_tree
     from .resolve import resolve
 
     rows = []
     for _, arch, ref in sorted(registry.references(), key=lambda item: (item[1].display_name, item[2].name)):
         if not (arch.component("vision") and arch.component("language")):
             continue
-        full = resolve({"r": r, "lora_alpha": r}, ref.name, registry=registry)
+        tree = module_tree(ref.name, registry)  # built once, resolved three ways
+        full = resolve({"r": r, "lora_alpha": r}, tree, registry=registry)
         by_component = {c: sum(t.lora_params for t in full.targets if t.component == c) for c in ("vision", "language")}
-        language = resolve({"r": r, "lora_alpha": r, "finetune_vision_layers": False}, ref.name, registry=registry)
-        vision = resolve({"r": r, "lora_alpha": r, "finetune_language_layers": False}, ref.name, registry=registry)
+        language = resolve({"r": r, "lora_alpha": r, "finetune_vision_layers": False}, tree, registry=registry)
+        vision = resolve({"r": r, "lora_alpha": r, "finetune_language_layers": False}, tree, registry=registry)
         assert language.lora_params == by_component["language"] and vision.lora_params == by_component["vision"]
         rows.append({
             "model": ref.name,

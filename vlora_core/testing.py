@@ -134,6 +134,16 @@ def vision_tower_layouts(model: nn.Module) -> dict[str, dict[str, str]]:
     }
 
 
+# Where the vision layers, the projector and the language layers are in each of those layouts, for tests
+# that write out the expected target names themselves.
+VISION_TOWER_PATHS: dict[str, tuple[str, str, str]] = {
+    "4.46": ("vision_tower.vision_model.encoder.layers", "multi_modal_projector", "language_model.model.layers"),
+    "4.52": ("model.vision_tower.vision_model.encoder.layers", "model.multi_modal_projector",
+             "model.language_model.layers"),
+    "5.6": ("model.vision_tower.encoder.layers", "model.multi_modal_projector", "model.language_model.layers"),
+}
+
+
 def current_vision_tower_layout(model: nn.Module) -> str:
     """Which of ``vision_tower_layouts``' names ``model`` has now: ``"4.52"`` or ``"5.6"``."""
     return "4.52" if hasattr(model.get_submodule("model").vision_tower, "vision_model") else "5.6"
@@ -305,6 +315,7 @@ def vlora_conformance() -> Callable[..., ConformanceReport]:
 
 __all__ = [
     "TOGGLES",
+    "VISION_TOWER_PATHS",
     "ConformanceError",
     "ConformanceReport",
     "check_plugin",

@@ -10,6 +10,7 @@ from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaNextCo
 
 from vlora_core import default_registry, resolve
 from vlora_core.testing import (
+    VISION_TOWER_PATHS,
     check_toggle_combinations,
     current_vision_tower_layout,
     relayout,
@@ -43,12 +44,6 @@ def inputs(family: str) -> dict:
                 labels=ids)
 
 
-PATHS = {  # vision layers, projector, language layers
-    "4.46": ("vision_tower.vision_model.encoder.layers", "multi_modal_projector", "language_model.model.layers"),
-    "4.52": ("model.vision_tower.vision_model.encoder.layers", "model.multi_modal_projector",
-             "model.language_model.layers"),
-    "5.6": ("model.vision_tower.encoder.layers", "model.multi_modal_projector", "model.language_model.layers"),
-}
 V_ATT = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"]
 V_MLP = ["mlp.fc1", "mlp.fc2"]
 L_ATT = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"]
@@ -56,7 +51,7 @@ L_MLP = ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
 
 
 def expected(spec: dict, layout: str, vision_used: int, language_layers: int) -> set[str]:
-    vision, projector, language = PATHS[layout]
+    vision, projector, language = VISION_TOWER_PATHS[layout]
     att, mlp = spec["finetune_attention_modules"], spec["finetune_mlp_modules"]
     names = set()
     if spec["finetune_vision_layers"]:
