@@ -3,7 +3,9 @@
 The public API is everything in ``__all__``; plugins and users import only from here.
 """
 
-from .architecture import KNOWN_COMPONENTS, KNOWN_ROLES, ArchitectureSpec, Component, ReferenceModel, UnusedLayers
+from .apply import apply
+from .architecture import ArchitectureSpec, Component, ReferenceModel, UnusedLayers
+from .diagnostics import Diagnostic, Location
 from .errors import (
     ComponentOverlapError,
     EmptySelectionError,
@@ -25,25 +27,35 @@ from .errors import (
     VloraError,
 )
 from .hookspecs import hookimpl
+from .layouts import VISION_TOWER_LAYOUTS, VISION_TOWER_PREFIXES, VISION_TOWER_ROLES, Layout, vision_tower_components
 from .lock import LockDiff, diff_lock, make_lock, read_lock, write_lock
 from .modeltree import ModuleEntry, ModuleTree, module_tree, tree_from_module
-from .plan import FullModule, Target, TargetPlan, apply
+from .plan import FullModule, Target, TargetPlan
 from .plugins import PluginFailure, PluginInfo, Registry, default_registry
 from .resolve import resolve
 from .spec import TASK_PRESETS, ComponentOverride, LayerRange, ProjectorOverride, VisionLoRASpec, load_spec
+from .vocabulary import COMPONENT_ORDER, KNOWN_COMPONENTS, KNOWN_ROLES, ROLE_ORDER, TargetKey
 
 __all__ = [
+    "COMPONENT_ORDER",
     "KNOWN_COMPONENTS",
     "KNOWN_ROLES",
+    "ROLE_ORDER",
     "TASK_PRESETS",
+    "VISION_TOWER_LAYOUTS",
+    "VISION_TOWER_PREFIXES",
+    "VISION_TOWER_ROLES",
     "ArchitectureSpec",
     "Component",
     "ComponentOverlapError",
     "ComponentOverride",
+    "Diagnostic",
     "EmptySelectionError",
     "FullModule",
     "LayerRange",
     "LayerSelectionError",
+    "Layout",
+    "Location",
     "LockDiff",
     "LockMismatchError",
     "ModelLoadError",
@@ -63,6 +75,7 @@ __all__ = [
     "SpecFileError",
     "SpecValidationError",
     "Target",
+    "TargetKey",
     "TargetPlan",
     "UnsupportedModelError",
     "UnsupportedModuleTypeError",
@@ -81,5 +94,6 @@ __all__ = [
     "read_lock",
     "resolve",
     "tree_from_module",
+    "vision_tower_components",
     "write_lock",
 ]

@@ -24,15 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Roles the core knows, and the spec toggle that switches each on.
-KNOWN_ROLES: dict[str, str] = {
-    "attention": "finetune_attention_modules",
-    "mlp": "finetune_mlp_modules",
-    "cross_attention": "finetune_cross_attention (unset: finetune_attention_modules)",
-    "projection": "finetune_projector: lora",
-}
-# Components the spec has toggles and overrides for.
-KNOWN_COMPONENTS: tuple[str, ...] = ("vision", "projector", "language")
+from .vocabulary import KNOWN_COMPONENTS, KNOWN_ROLES
 
 _LEAF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 
@@ -104,8 +96,16 @@ class UnusedLayers(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     component: str = Field(description="the component, e.g. vision")
+    stack: str | None = Field(
+        default=None, description="the stack, in a component with several stacks of layers (else leave it out)"
+    )
     layers: tuple[int, ...] = Field(description="layer indices whose output is never used")
     reason: str = Field(description="why, in words users understand, e.g. 'vision_feature_layer is -2'")
+
+    @property
+    def count_key(self) -> str:
+        """Its key in ``layer_counts``: the component, or ``component.stack``."""
+        return f"{self.component}.{self.stack}" if self.stack else self.component
 
 
 class ReferenceModel(BaseModel):

@@ -1,4 +1,4 @@
-"""The ``vlora`` command: plan, validate, plugins, schema, models.
+"""The ``vlora`` command: plan, validate, lock, plugins, shares, schema, models.
 
 No traceback reaches a user for a bad input: every ``VloraError`` becomes one message and its exit code.
 """
@@ -14,8 +14,16 @@ from collections.abc import Sequence
 
 from . import errors
 from .errors import UsageError, VloraError
+from .lock import lock_path_for, write_lock
+from .modeltree import module_tree
 from .plan import DTYPE_BYTES
-from .validate import FORMATS
+from .plugins import default_registry
+from .report import render_compare
+from .resolve import resolve
+from .shares import render_share_table, share_rows
+from .spec import TASK_PRESETS, VisionLoRASpec, load_spec, spec_json_schema
+from .validate import FORMATS, check_files, check_required_plugins, exit_code, expand, render
+from .versions import core_version
 
 EXIT_CODES = f"""exit codes:
   {errors.EXIT_OK}  success
@@ -40,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES + "\nexample:\n  vlora plan examples/qwen2_vl_ocr.yaml --model Qwen2.5-VL-7B-Instruct",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"vlora {_version()}")
+    parser.add_argument("--version", action="version", version=f"vlora {core_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -121,19 +129,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _version() -> str:
-    from .plan import package_version
-
-    return package_version("vlora")
-
-
 # --- commands ----------------------------------------------------------------------------------------
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .resolve import resolve
-    from .spec import load_spec
-
     if args.compare or args.compare_tasks:
         return _compare(args)
     if args.spec is None:
@@ -144,21 +143,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .modeltree import module_tree
-    from .plugins import default_registry
-    from .report import render_compare
-    from .resolve import resolve
-    from .spec import TASK_PRESETS, VisionLoRASpec, load_spec, spec_from_data
-
     if args.compare_tasks:
         if args.compare:
             raise UsageError("use --compare or --compare-tasks, not both")
         base = load_spec(args.spec) if args.spec else VisionLoRASpec()
-        written = base.model_dump(mode="json", exclude_unset=True)
-        specs = []
-        for task in TASK_PRESETS:
-            data = {k: v for k, v in written.items() if k not in ("finetune_vision_layers", "finetune_language_layers")}
-            specs.append((task, spec_from_data({**data, "task": task})))
+        specs = [(task, base.with_task(task)) for task in TASK_PRESETS]
         ref = args.model or base.model
     else:
         paths = ([args.spec] if args.spec else []) + args.compare
@@ -181,8 +170,6 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import check_files, check_required_plugins, exit_code, expand, render
-
     files = expand(args.specs)
     if args.lock and len(files) != 1:
         raise UsageError(f"--lock names one lock file, but {len(files)} specs were given",
@@ -194,11 +181,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_lock(args: argparse.Namespace) -> int:
-    from .lock import lock_path_for, write_lock
-    from .resolve import resolve
-    from .spec import load_spec
-    from .validate import expand
-
     files = expand(args.specs)
     if args.output and len(files) != 1:
         raise UsageError(f"--output names one lock file, but {len(files)} specs were given",
@@ -213,8 +195,6 @@ def _cmd_lock(args: argparse.Namespace) -> int:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from .plugins import default_registry
-
     registry = default_registry()
     conflicts = registry.conflicts()
     if args.json:
@@ -254,23 +234,16 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_shares(args: argparse.Namespace) -> int:
-    from .plugins import default_registry
-    from .report import render_share_table, share_rows
-
     sys.stdout.write(render_share_table(share_rows(default_registry(), r=args.r)))
     return errors.EXIT_OK
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from .spec import spec_json_schema
-
     print(json.dumps(spec_json_schema(), indent=2, sort_keys=True))
     return errors.EXIT_OK
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .plugins import default_registry
-
     refs = default_registry().references()
     if args.json:
         print(json.dumps([

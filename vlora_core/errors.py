@@ -11,11 +11,15 @@ code   meaning
 3      invalid spec (file unreadable, malformed, or fails the schema)
 4      resolution failure (spec and model do not fit together)
 5      plugin failure (a plugin failed to load, is invalid, or conflicts)
-6      lock mismatch (reserved for ``vlora validate --lock``)
+6      lock mismatch (``vlora validate`` found a plan that differs from its lock file)
 =====  ==========================================================
 """
 
 from __future__ import annotations
+
+import re
+
+from .diagnostics import Diagnostic, Location
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -29,23 +33,38 @@ EXIT_LOCK = 6
 class VloraError(Exception):
     """Base of every error vlora raises on purpose.
 
-    ``where`` names the place at fault (``file:line``, a spec field, a plugin), ``hint`` says how to fix it.
-    ``str(error)`` is the complete one-paragraph message shown to users.
+    It carries one ``Diagnostic`` (``SpecValidationError``: one per invalid field): ``location`` names the
+    place at fault (a file and line, a spec field, a plugin), ``hint`` says how to fix it, ``code`` is a
+    stable kebab-case name derived from the class (``LayerSelectionError`` -> ``layer-selection``).
+    ``str(error)`` is the complete one-paragraph message shown to users, rendered from those fields.
     """
 
     exit_code = EXIT_INTERNAL
+    code = "vlora"
 
-    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None) -> None:
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls.code = re.sub(r"(?<!^)(?=[A-Z])", "-", cls.__name__.removesuffix("Error")).lower()
+
+    def __init__(self, message: str, *, where: str | Location | None = None, hint: str | None = None) -> None:
         self.message = message
-        self.where = where
+        self.location = Location.of(where)
         self.hint = hint
-        super().__init__(self.render())
+        super().__init__(message)
+
+    @property
+    def where(self) -> str | None:
+        return self.location.render() if self.location else None
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return [Diagnostic(self.code, self.message, self.location, self.hint)]
 
     def render(self) -> str:
-        text = f"{self.where}: {self.message}" if self.where else self.message
-        if self.hint:
-            text += f"\n  hint: {self.hint}"
-        return text
+        return self.diagnostics[0].render()
+
+    def __str__(self) -> str:
+        return self.render()
 
 
 class UsageError(VloraError):
@@ -68,15 +87,27 @@ class SpecFileError(SpecError):
 
 
 class SpecValidationError(SpecError):
-    """The spec parses but a field is invalid. ``problems`` holds one ``(where, message)`` per field."""
+    """The spec parses but fields are invalid: one diagnostic per field, in file order."""
 
-    def __init__(self, problems: list[tuple[str, str]], *, hint: str | None = None) -> None:
-        self.problems = problems
-        first_where, _ = problems[0]
-        message = "; ".join(msg for _, msg in problems) if len(problems) == 1 else "\n".join(
-            f"{w}: {m}" for w, m in problems
-        )
-        super().__init__(message, where=first_where if len(problems) == 1 else None, hint=hint)
+    def __init__(self, problems: list[Diagnostic], *, hint: str | None = None) -> None:
+        self._problems = problems
+        first = problems[0]
+        super().__init__(first.message, where=first.location, hint=hint)
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return [Diagnostic(d.code, d.message, d.location, self.hint) for d in self._problems]
+
+    @property
+    def problems(self) -> list[tuple[str | None, str]]:
+        """``(where, message)`` per field, as text."""
+        return [(d.where, d.message) for d in self._problems]
+
+    def render(self) -> str:
+        if len(self._problems) == 1:
+            return self.diagnostics[0].render()
+        text = "\n".join(f"{d.where}: {d.message}" if d.where else d.message for d in self._problems)
+        return text + (f"\n  hint: {self.hint}" if self.hint else "")
 
 
 # --- resolution --------------------------------------------------------------------------------------

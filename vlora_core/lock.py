@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LockMismatchError, UsageError
-from .plan import TargetPlan, layer_ranges
+from .patterns import layer_ranges
+from .plan import TargetPlan
+from .vocabulary import TargetKey
 
 LOCK_FORMAT = 1
 LOCK_SUFFIX = ".lock.json"
-
-Key = tuple[str, str, str, int, str]  # component, role, stack ("" if none), layer (-1 if none), leaf
 
 
 def spec_hash(plan: TargetPlan) -> str:
@@ -55,11 +55,7 @@ def make_lock(plan: TargetPlan) -> dict[str, Any]:
         },
         "targets": [
             {
-                "component": t.component,
-                "role": t.role,
-                "stack": t.stack,
-                "layer": t.layer,
-                "leaf": t.leaf,
+                **t.key.to_dict(),
                 "name": t.name,
                 "r": t.r,
                 "lora_alpha": t.lora_alpha,
@@ -90,11 +86,6 @@ def read_lock(path: str | Path) -> dict[str, Any]:
         raise LockMismatchError(f"not a vlora lock file (format {LOCK_FORMAT})", where=str(path),
                                 hint="write it again with `vlora lock SPEC`")
     return data
-
-
-def _key(t: dict[str, Any]) -> Key:
-    layer = t.get("layer")
-    return (t["component"], t["role"], t.get("stack") or "", -1 if layer is None else int(layer), t["leaf"])
 
 
 @dataclass
@@ -172,12 +163,12 @@ def _describe(role: str, stack: str, group: list[dict[str, Any]]) -> str:
 
 def diff_lock(lock: dict[str, Any], plan: TargetPlan) -> LockDiff:
     now = make_lock(plan)
-    locked = {_key(t): t for t in lock["targets"]}
-    fresh = {_key(t): t for t in now["targets"]}
+    locked = {TargetKey.from_dict(t): t for t in lock["targets"]}
+    fresh = {TargetKey.from_dict(t): t for t in now["targets"]}
     diff = LockDiff(spec_changed=lock.get("spec_sha256") != now["spec_sha256"])
-    diff.added = [fresh[k] for k in sorted(fresh.keys() - locked.keys())]
-    diff.removed = [locked[k] for k in sorted(locked.keys() - fresh.keys())]
-    for k in sorted(fresh.keys() & locked.keys()):
+    diff.added = [fresh[k] for k in sorted(fresh.keys() - locked.keys(), key=TargetKey.sort_key)]
+    diff.removed = [locked[k] for k in sorted(locked.keys() - fresh.keys(), key=TargetKey.sort_key)]
+    for k in sorted(fresh.keys() & locked.keys(), key=TargetKey.sort_key):
         old, new = locked[k], fresh[k]
         if any(old.get(f) != new[f] for f in ("r", "lora_alpha", "lora_params")):
             diff.changed.append((old, new))

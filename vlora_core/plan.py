@@ -1,6 +1,8 @@
-"""TargetPlan: the resolved, validated result. Targets, totals, JSON, table, LoraConfig, and apply().
+"""TargetPlan: the resolved, validated result: its targets, totals, JSON, and the LoraConfig it emits.
 
-The PEFT config a plan emits follows three rules (see docs/peft.md):
+Formatting lives in ``report`` (``TargetPlan.table()`` calls it), wrapping a model in ``apply``, the
+name regexes in ``patterns``. The PEFT config a plan emits follows three rules (docs/how-it-works.md,
+"What PEFT gets"):
 
 * ``target_modules`` is one anchored regular expression that matches exactly the planned names; never a
   list (PEFT rewrites long lists into suffix sets that mean other modules on another model).
@@ -13,85 +15,23 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from .diagnostics import Diagnostic
 from .errors import EmptySelectionError, VloraError
 from .modeltree import PARAMETER
+from .patterns import int_pattern, layer_ranges, names_regex
+from .report import render_table
 from .spec import VisionLoRASpec
+from .versions import package_version
+from .vocabulary import TargetKey, component_rank, group_order
 
 if TYPE_CHECKING:
-    import torch.nn as nn
-    from peft import LoraConfig, PeftModel
+    from peft import LoraConfig
 
-    from .plugins import Registry
-
-COMPONENT_ORDER = ("vision", "projector", "language")
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-ROLE_ORDER = ("attention", "cross_attention", "mlp", "projection", "other")
-
-
-def _natural(name: str) -> tuple[Any, ...]:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
-
-
-def _order(component: str, role: str) -> tuple[int, int, str, str]:
-    c = COMPONENT_ORDER.index(component) if component in COMPONENT_ORDER else len(COMPONENT_ORDER)
-    r = ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
-    return c, r, component, role
-
-
-def int_pattern(numbers: list[int]) -> str:
-    """A regex matching exactly these non-negative integers, compact: ``[0, 1, ..., 31]`` ->
-    ``[0-9]|[12][0-9]|3[01]``. Numbers that share all but their last digit become one character class."""
-    groups: dict[str, list[int]] = {}
-    for n in sorted(set(numbers)):
-        text = str(n)
-        groups.setdefault(text[:-1], []).append(int(text[-1]))
-    parts: list[tuple[str, str]] = []  # (class of the last digit, prefix)
-    for prefix, digits in groups.items():
-        runs, start, prev = [], digits[0], digits[0]
-        for d in [*digits[1:], None]:
-            if d is not None and d == prev + 1:
-                prev = d
-                continue
-            runs.append(str(start) if start == prev else f"{start}{prev}" if prev == start + 1 else f"{start}-{prev}")
-            if d is not None:
-                start = prev = d
-        last = runs[0] if len(runs) == 1 and len(runs[0]) == 1 else f"[{''.join(runs)}]"
-        parts.append((last, prefix))
-    # merge prefixes of the same length whose last-digit classes are equal: 1[0-9]|2[0-9] -> [12][0-9]
-    merged: dict[tuple[str, int, str], list[str]] = {}
-    for last, prefix in parts:
-        merged.setdefault((last, len(prefix), prefix[:-1]), []).append(prefix[-1:] if prefix else "")
-    out = []
-    for (last, _, head), tails in merged.items():
-        if tails == [""]:
-            out.append(last)
-        elif len(tails) == 1:
-            out.append(f"{head}{tails[0]}{last}")
-        else:
-            out.append(f"{head}[{''.join(tails)}]{last}")
-    return "|".join(out)
-
-
-def layer_ranges(layers: list[int]) -> str:
-    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"``; empty -> ``"-"``."""
-    if not layers:
-        return "-"
-    layers = sorted(set(layers))
-    parts, start, prev = [], layers[0], layers[0]
-    for n in [*layers[1:], None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if n is not None:
-            start = prev = n
-    return ",".join(parts)
 
 
 def _layers_text(targets: list[Target]) -> str:
@@ -101,13 +41,6 @@ def _layers_text(targets: list[Target]) -> str:
         return layer_ranges([t.layer for t in targets if t.layer is not None])
     return " ".join(f"{s}:{layer_ranges([t.layer for t in targets if t.stack == s and t.layer is not None])}"
                     for s in stacks)
-
-
-def package_version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 @dataclass(frozen=True)
@@ -129,6 +62,11 @@ class Target:
     lora_alpha: float
     lora_params: int
     bias_params: int = 0
+
+    @property
+    def key(self) -> TargetKey:
+        """The logical identity (component, role, stack, layer, leaf), the same on every layout of a family."""
+        return TargetKey(self.component, self.role, self.stack, self.layer, self.leaf)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -198,15 +136,17 @@ class TargetPlan:
     total_params: int
     all_bias_params: int
     component_params: dict[str, int]
-    layer_counts: dict[str, int]
-    warnings: tuple[str, ...]
+    layer_counts: dict[str, int]  # layers per component, or per "component.stack" in stacked components
+    diagnostics: tuple[Diagnostic, ...]  # warnings: legal choices that are probably unintended
     transformers_version: str
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "targets", tuple(sorted(self.targets, key=lambda t: (
-                _order(t.component, t.role), t.stack or "", -1 if t.layer is None else t.layer, t.path, t.leaf)))
-        )
+        object.__setattr__(self, "targets", tuple(sorted(self.targets, key=lambda t: (t.key.sort_key(), t.path))))
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The warnings' messages."""
+        return tuple(d.message for d in self.diagnostics)
 
     # --- counts -------------------------------------------------------------------------------------
 
@@ -237,7 +177,7 @@ class TargetPlan:
             groups.setdefault((t.component, t.role), []).append(t)
         total = self.lora_params or 1
         rows = []
-        for (comp, role), ts in sorted(groups.items(), key=lambda kv: _order(*kv[0])):
+        for (comp, role), ts in sorted(groups.items(), key=lambda kv: group_order(*kv[0])):
             n = sum(t.lora_params for t in ts)
             base = self.component_params.get(comp) or 0
             rows.append(
@@ -255,26 +195,10 @@ class TargetPlan:
 
     # --- PEFT ---------------------------------------------------------------------------------------
 
-    def _component_regex(self, targets: list[Target]) -> list[str]:
+    @staticmethod
+    def _component_regex(targets: list[Target]) -> list[str]:
         """Alternatives that match exactly ``targets``: one per (path, identical leaf set) group."""
-        by_path: dict[str, dict[int | None, set[str]]] = {}
-        for t in targets:
-            by_path.setdefault(t.path, {}).setdefault(t.layer, set()).add(t.leaf)
-        alternatives = []
-        for path in sorted(by_path, key=_natural):
-            groups: dict[tuple[str, ...], list[int | None]] = {}
-            for layer, leaves in by_path[path].items():
-                groups.setdefault(tuple(sorted(leaves)), []).append(layer)
-            for leaves, idx in sorted(groups.items(), key=lambda kv: (min((i or 0) for i in kv[1]), kv[0])):
-                if idx == [None]:
-                    head = re.escape(path)
-                else:
-                    before, _, after = path.partition("*")
-                    nums = int_pattern([i for i in idx if i is not None])
-                    head = f"{re.escape(before)}(?:{nums}){re.escape(after)}"
-                tails = [f"\\.{re.escape(leaf)}" if leaf else "" for leaf in leaves]
-                alternatives.append(head + (tails[0] if len(tails) == 1 else f"(?:{'|'.join(tails)})"))
-        return alternatives
+        return names_regex((t.path, t.layer, t.leaf) for t in targets)
 
     @property
     def module_targets(self) -> list[Target]:
@@ -296,7 +220,7 @@ class TargetPlan:
         return "^(?:" + "|".join(alternatives) + ")$"
 
     def _components(self) -> list[str]:
-        return sorted({t.component for t in self.targets}, key=lambda c: (*_order(c, "")[:1], c))
+        return sorted({t.component for t in self.targets}, key=lambda c: (component_rank(c), c))
 
     def check_regex(self, names: list[str]) -> None:
         """Fail loudly if the emitted regex would match anything but the targets (a bug, never user error)."""
@@ -336,7 +260,7 @@ class TargetPlan:
             raise EmptySelectionError(
                 f"the plan trains {full} in full but has no LoRA target, and PEFT cannot build a LoRA model "
                 "without one",
-                where=spec.source or "spec",
+                where=spec.origin,
                 hint="enable a tower (finetune_vision_layers / finetune_language_layers), or use "
                 "finetune_projector: lora",
             )
@@ -414,44 +338,8 @@ class TargetPlan:
         }
 
     def table(self, dtype: str = "fp32") -> str:
-        """A human-readable report (see ``vlora_core.report.render_table``)."""
-        from .report import render_table
-
+        """A human-readable report (``vlora_core.report.render_table``)."""
         return render_table(self, dtype)
 
 
-def apply(
-    model: nn.Module,
-    spec: VisionLoRASpec | dict[str, Any] | str,
-    *,
-    registry: Registry | None = None,
-    adapter_name: str = "default",
-) -> PeftModel:
-    """Resolve ``spec`` against ``model`` and wrap it with PEFT adapters for exactly the planned targets.
-
-    Nothing touches the model until the plan is valid; any resolution error leaves it unchanged. The
-    returned model carries the plan as ``peft_model.vlora_plan``.
-    """
-    from peft import get_peft_model
-
-    from .resolve import resolve
-
-    plan = resolve(spec, model, registry=registry)
-    config = plan.to_lora_config()
-    first = next(model.parameters(), None)
-    on_meta = first is not None and first.is_meta  # a model is built on the meta device whole, or not at all
-    with warnings.catch_warnings():
-        # PEFT checks rank/alpha pattern keys against targeted *module* names only, so a key for a parameter
-        # target (which it does apply) is reported as unmatched; the count check below is the real check.
-        warnings.filterwarnings("ignore", r"The following (rank|alpha)_pattern keys did not match", RuntimeWarning)
-        peft_model = get_peft_model(model, config, adapter_name=adapter_name, low_cpu_mem_usage=on_meta)
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    if trainable != plan.trainable_params:
-        peft_model.unload()
-        raise VloraError(
-            f"internal error: PEFT made {trainable:,} parameters trainable, the plan says "
-            f"{plan.trainable_params:,}; the model was restored",
-            hint="please report this with `vlora plan --json` output",
-        )
-    peft_model.vlora_plan = plan
-    return peft_model
+__all__ = ["DTYPE_BYTES", "FullModule", "SummaryRow", "Target", "TargetPlan", "int_pattern", "layer_ranges"]

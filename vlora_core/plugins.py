@@ -18,7 +18,9 @@ from pydantic import ValidationError
 
 from . import hookspecs
 from .architecture import ArchitectureSpec, ReferenceModel, UnusedLayers
+from .diagnostics import see_docs
 from .errors import ModelLoadError, PluginConflictError, PluginError, UnsupportedModelError
+from .versions import CORE_DISTRIBUTION, core_version
 
 DISABLE_ENV = "VLORA_DISABLE_PLUGINS"
 
@@ -55,11 +57,14 @@ class PluginInfo:
                 hint="fix the plugin, or disable it with " + DISABLE_ENV,
             ) from None
         for item in found:
-            count = layer_counts.get(item.component)
+            count = layer_counts.get(item.count_key)
             if count is None or any(not 0 <= i < count for i in item.layers):
+                stacks = sorted(k.partition(".")[2] for k in layer_counts if k.startswith(f"{item.component}."))
+                have = (f"{item.component} has stacks {', '.join(stacks)}; name one with `stack`" if stacks and
+                        not item.stack else f"the model has {count or 0} {item.count_key.replace('.', ' ')} layers")
                 raise PluginError(
-                    f"vlora_unused_layers names {item.component} layers {list(item.layers)}, but the model has "
-                    f"{count or 0} {item.component} layers",
+                    f"vlora_unused_layers names {item.count_key.replace('.', ' ')} layers {list(item.layers)}, but "
+                    f"{have}",
                     where=f"plugin {self.distribution} ({arch.name})",
                     hint="fix the plugin",
                 )
@@ -101,6 +106,10 @@ class Registry:
             version = ep.dist.version if ep.dist else "?"
             if ep.name in off or dist in off:
                 registry.disabled.append(ep.name)
+                continue
+            mismatch = core_mismatch(ep.dist.requires if ep.dist else None)
+            if mismatch:  # reported by name, never imported: a plugin for another core is not half-loaded
+                registry.failures.append(PluginFailure(ep.name, dist, mismatch))
                 continue
             try:
                 module = ep.load()
@@ -186,7 +195,8 @@ class Registry:
         failed = "".join(f"\n  plugin {f.name} failed to load: {f.reason}" for f in self.failures)
         raise UnsupportedModelError(
             f"no installed plugin handles model_type {key!r} (installed: {covered}){failed}",
-            hint="install the plugin for this family (see `vlora plugins`), or write one: docs/plugins.md",
+            hint="install the plugin for this family (`vlora plugins` lists what is installed), or write one: "
+            + see_docs("plugin-tutorial"),
         )
 
     def references(self) -> list[tuple[PluginInfo, ArchitectureSpec, ReferenceModel]]:
@@ -207,6 +217,32 @@ class Registry:
         return found
 
 
+def core_mismatch(requires: Iterable[str] | None, version: str | None = None) -> str | None:
+    """Why a plugin whose distribution requires ``requires`` cannot run on this core (None when it can).
+
+    The version policy: a plugin declares the core range it works with as a dependency on the ``vlora``
+    distribution (e.g. ``vlora>=0.1,<0.2``); a plugin that declares none is taken to work with any."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    version = version or core_version()
+    try:
+        Version(version)
+    except InvalidVersion:  # vlora itself is not installed (run from a source tree): nothing to check against
+        return None
+    for text in requires or ():
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if req.name.lower() != CORE_DISTRIBUTION or (req.marker and not req.marker.evaluate({"extra": ""})):
+            continue
+        if req.specifier and not req.specifier.contains(version, prereleases=True):
+            return (f"needs {CORE_DISTRIBUTION}{req.specifier}, but {CORE_DISTRIBUTION} {version} is installed; "
+                    "install a version of the plugin made for this vlora, or a vlora in that range")
+    return None
+
+
 def default_registry(*, reload: bool = False) -> Registry:
     """The registry of installed plugins, discovered once per process (``reload=True`` to rediscover)."""
     global _DEFAULT
@@ -218,4 +254,4 @@ def default_registry(*, reload: bool = False) -> Registry:
 _DEFAULT: Registry | None = None
 
 
-__all__ = ["DISABLE_ENV", "PluginFailure", "PluginInfo", "Registry", "default_registry"]
+__all__ = ["DISABLE_ENV", "PluginFailure", "PluginInfo", "Registry", "core_mismatch", "default_registry"]

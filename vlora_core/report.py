@@ -1,17 +1,18 @@
-"""Human-readable reports: the plan table, plans side by side, and the language/vision share table.
+"""Text views of a plan: the plan table and several plans side by side.
 
-Pure formatting of ``TargetPlan`` data; nothing here resolves or touches a model, except
-``share_rows`` which resolves the bundled reference configs.
+Pure formatting of a plan's data: nothing here resolves, imports torch, or touches a model. It sits
+below ``plan`` in the module layers (``TargetPlan.table()`` calls ``render_table``) and knows the plan
+by its attributes only; the share table of the bundled models is in ``shares``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .plan import COMPONENT_ORDER, ROLE_ORDER, TargetPlan
+from .vocabulary import group_order
 
 if TYPE_CHECKING:
-    from .plugins import Registry
+    from .plan import TargetPlan
 
 
 def format_bytes(n: float) -> str:
@@ -82,9 +83,7 @@ def render_table(plan: TargetPlan, dtype: str = "fp32") -> str:
 def render_compare(plans: list[tuple[str, TargetPlan]], dtype: str = "fp32") -> str:
     """Several plans for one model side by side: LoRA parameters per component × role, then totals."""
     first = plans[0][1]
-    keys = sorted({(r.component, r.role) for _, p in plans for r in p.summary()},
-                  key=lambda k: (COMPONENT_ORDER.index(k[0]) if k[0] in COMPONENT_ORDER else 9,
-                                 ROLE_ORDER.index(k[1]) if k[1] in ROLE_ORDER else 9))
+    keys = sorted({(r.component, r.role) for _, p in plans for r in p.summary()}, key=lambda k: group_order(*k))
     rows: list[tuple[str, ...]] = [("", *(label for label, _ in plans))]
     for comp, role in keys:
         cells = []
@@ -106,55 +105,4 @@ def render_compare(plans: list[tuple[str, TargetPlan]], dtype: str = "fp32") -> 
     return "\n".join(head + lines + (["", *notes] if notes else [])) + "\n"
 
 
-# --- the source document's claim: language-only ~50-70 %, vision-only ~30-50 % of full LoRA ------------
-
-CLAIM = {"language": (0.50, 0.70), "vision": (0.30, 0.50)}
-
-
-def share_rows(registry: Registry, r: int = 16) -> list[dict[str, Any]]:
-    """For each bundled reference config: full LoRA (attention + MLP, vision and language, projector
-    frozen) and the language-only and vision-only shares of it, at rank ``r``."""
-    from .modeltree import module_tree
-    from .resolve import resolve
-
-    rows = []
-    for _, arch, ref in sorted(registry.references(), key=lambda item: (item[1].display_name, item[2].name)):
-        if not (arch.component("vision") and arch.component("language")):
-            continue
-        tree = module_tree(ref.name, registry)  # built once, resolved three ways
-        full = resolve({"r": r, "lora_alpha": r}, tree, registry=registry)
-        by_component = {c: sum(t.lora_params for t in full.targets if t.component == c) for c in ("vision", "language")}
-        language = resolve({"r": r, "lora_alpha": r, "finetune_vision_layers": False}, tree, registry=registry)
-        vision = resolve({"r": r, "lora_alpha": r, "finetune_language_layers": False}, tree, registry=registry)
-        assert language.lora_params == by_component["language"] and vision.lora_params == by_component["vision"]
-        rows.append({
-            "model": ref.name,
-            "family": arch.display_name,
-            "full": full.lora_params,
-            "language": language.lora_params / full.lora_params,
-            "vision": vision.lora_params / full.lora_params,
-        })
-    return rows
-
-
-def _verdict(share: float, component: str) -> str:
-    low, high = CLAIM[component]
-    if low <= share <= high:
-        return "holds"
-    return "above" if share > high else "below"
-
-
-def render_share_table(rows: list[dict[str, Any]]) -> str:
-    """The rows of ``share_rows`` as a Markdown table."""
-    lines = [
-        "| model | family | full LoRA params (r=16) | language-only share | claim 50–70 % | vision-only share "
-        "| claim 30–50 % |",
-        "|---|---|---:|---:|---|---:|---|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['model']} | {row['family']} | {row['full']:,} | {100 * row['language']:.1f} % | "
-            f"{_verdict(row['language'], 'language')} | {100 * row['vision']:.1f} % | "
-            f"{_verdict(row['vision'], 'vision')} |"
-        )
-    return "\n".join(lines) + "\n"
+__all__ = ["format_bytes", "memory_lines", "render_compare", "render_table"]

@@ -25,7 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from .diagnostics import Diagnostic, Location, see_docs
 from .errors import SpecFileError, SpecValidationError
+from .vocabulary import KNOWN_COMPONENTS
 
 # The "Training Strategy Guidelines" of the source document: which towers each task trains.
 # A preset only fills toggles the user did not set; explicit fields always win.
@@ -37,6 +39,11 @@ TASK_PRESETS: dict[str, dict[str, bool]] = {
 }
 
 Task = Literal["ocr", "captioning", "vqa", "domain_adaptation"]
+_COMPONENT_TOGGLES = {
+    "vision": "finetune_vision_layers",
+    "projector": "finetune_projector",
+    "language": "finetune_language_layers",
+}
 ProjectorMode = Literal["frozen", "lora", "full"]
 
 _INIT_CHOICES = ("gaussian", "olora", "pissa", "orthogonal")
@@ -233,6 +240,53 @@ class VisionLoRASpec(BaseModel):
             f"expected true, false, or one of {', '.join(_INIT_CHOICES)}, pissa_niter_<N>; got {value!r}"
         )
 
+    # --- what the spec switches on: the one place each toggle's meaning is decided ---------------------
+
+    def component_toggle(self, component: str) -> str:
+        """The field that switches ``component`` on (``finetune_vision_layers``, ``finetune_projector``, ...)."""
+        return _COMPONENT_TOGGLES[component]
+
+    def component_enabled(self, component: str) -> bool:
+        """Whether the spec trains anything in ``component`` (the projector: in ``lora`` or ``full`` mode)."""
+        if component == "projector":
+            return self.finetune_projector != "frozen"
+        return component in _COMPONENT_TOGGLES and bool(getattr(self, _COMPONENT_TOGGLES[component]))
+
+    def role_enabled(self, role: str) -> bool:
+        """Whether modules of ``role`` get adapters in an enabled component."""
+        if role == "attention":
+            return self.finetune_attention_modules
+        if role == "mlp":
+            return self.finetune_mlp_modules
+        if role == "cross_attention":
+            if self.finetune_cross_attention is not None:
+                return self.finetune_cross_attention
+            return self.finetune_attention_modules
+        if role == "projection":
+            return self.finetune_projector == "lora"
+        return False
+
+    def override(self, component: str) -> ComponentOverride | ProjectorOverride | None:
+        """The per-component settings block (``vision:``, ``projector:``, ``language:``), if the spec has one."""
+        return getattr(self, component) if component in KNOWN_COMPONENTS else None
+
+    def rank_for(self, component: str) -> int:
+        """LoRA rank of ``component``'s targets: its override, else the top-level ``r``."""
+        override = self.override(component)
+        return override.r if override is not None and override.r is not None else self.r
+
+    def alpha_for(self, component: str) -> float:
+        """LoRA alpha of ``component``'s targets: its override, else the top-level ``lora_alpha``."""
+        override = self.override(component)
+        return override.lora_alpha if override is not None and override.lora_alpha is not None else self.lora_alpha
+
+    def with_task(self, task: str) -> VisionLoRASpec:
+        """This spec with the tower toggles of preset ``task`` (those the spec wrote itself are replaced)."""
+        written = self.model_dump(mode="json", exclude_unset=True)
+        for field in TASK_PRESETS[task]:
+            written.pop(field, None)
+        return spec_from_data({**written, "task": task})
+
     # --- provenance ---------------------------------------------------------------------------------
 
     @property
@@ -240,9 +294,18 @@ class VisionLoRASpec(BaseModel):
         """The file this spec was loaded from, if any."""
         return self._source
 
+    @property
+    def origin(self) -> Location:
+        """The spec as a whole: its file, or ``spec`` for one made in memory."""
+        return Location(file=self._source) if self._source else Location(subject="spec")
+
+    def location(self, *path: str | int) -> Location:
+        """Where a field is: file and line when the spec came from a file, and the dotted field path."""
+        return _location(self._source, self._lines, path)
+
     def locate(self, *path: str | int) -> str:
-        """``file:line`` of a field when the spec came from a file (else the dotted field path)."""
-        return _where(self._source, self._lines, path)
+        """``file:line: field`` of a field when the spec came from a file (else the dotted field path)."""
+        return self.location(*path).render()
 
     def normalized(self) -> dict[str, Any]:
         """Every field with its effective value (presets expanded), JSON-safe and deterministic."""
@@ -259,15 +322,17 @@ def _field_path(path: tuple[str | int, ...]) -> str:
     return out
 
 
-def _where(source: str | None, lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> str:
-    field = _field_path(path)
+def _location(
+    source: str | None, lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]
+) -> Location:
+    field = _field_path(path) or None
     if source is None:
-        return field or "spec"
+        return Location(field=field or "spec")
     for cut in range(len(path), -1, -1):
         line = lines.get(tuple(path[:cut]))
         if line is not None:
-            return f"{source}:{line}" + (f": {field}" if field else "")
-    return f"{source}: {field}" if field else source
+            return Location(file=source, line=line, field=field)
+    return Location(file=source, field=field)
 
 
 def _yaml_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
@@ -304,9 +369,9 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecFileError("no such file", where=str(path), hint="check the path") from None
+        raise SpecFileError("no such file", where=Location(file=str(path)), hint="check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecFileError(f"cannot read the file: {exc}", where=str(path)) from None
+        raise SpecFileError(f"cannot read the file: {exc}", where=Location(file=str(path))) from None
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         try:
@@ -314,10 +379,11 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
             data = yaml.safe_load(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            line = f":{mark.line + 1}" if mark else ""
             problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
             raise SpecFileError(
-                f"malformed YAML: {problem}", where=f"{path}{line}", hint="fix the YAML syntax at that line"
+                f"malformed YAML: {problem}",
+                where=Location(file=str(path), line=mark.line + 1 if mark else None),
+                hint="fix the YAML syntax at that line",
             ) from None
         lines: dict[tuple[str | int, ...], int] = {}
         if node is not None:
@@ -327,7 +393,7 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SpecFileError(f"malformed JSON: {exc.msg}", where=f"{path}:{exc.lineno}") from None
+            raise SpecFileError(f"malformed JSON: {exc.msg}", where=Location(file=str(path), line=exc.lineno)) from None
         lines = {}
         try:  # JSON is YAML: reuse the YAML composer for key positions
             node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -341,17 +407,21 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             match = re.search(r"line (\d+)", str(exc))
-            line = f":{match.group(1)}" if match else ""
-            raise SpecFileError(f"malformed TOML: {exc}", where=f"{path}{line}") from None
+            line = int(match.group(1)) if match else None
+            raise SpecFileError(f"malformed TOML: {exc}", where=Location(file=str(path), line=line)) from None
         return data, _toml_lines(text)
     raise SpecFileError(
-        f"unknown spec file type {suffix or '(none)'!r}", where=str(path), hint="use .yaml, .yml, .json or .toml"
+        f"unknown spec file type {suffix or '(none)'!r}",
+        where=Location(file=str(path)),
+        hint="use .yaml, .yml, .json or .toml",
     )
 
 
-def _problems(exc: ValidationError, source: str | None, lines: Mapping[tuple[str | int, ...], int]):
+def _problems(
+    exc: ValidationError, source: str | None, lines: Mapping[tuple[str | int, ...], int]
+) -> list[Diagnostic]:
     known = sorted(VisionLoRASpec.model_fields)
-    problems: list[tuple[str, str]] = []
+    problems: list[Diagnostic] = []
     for err in exc.errors():
         loc = tuple(part for part in err["loc"] if not (isinstance(part, str) and ("[" in part or part in (
             "LayerRange", "list"))))
@@ -372,13 +442,10 @@ def _problems(exc: ValidationError, source: str | None, lines: Mapping[tuple[str
             err["input"], dict | list
         ):
             message += f" (got {err['input']!r})"
-        field = _field_path(loc)
-        where = _where(source, lines, loc)
-        if field and not where.endswith(field):
-            message = f"{field}: {message}"
-        problems.append((where, message))
+        code = "unknown-key" if err["type"] == "extra_forbidden" else "invalid-field"
+        problems.append(Diagnostic(code, message, _location(source, lines, loc)))
     if source is not None:  # in file order
-        problems.sort(key=lambda p: int(m.group(1)) if (m := re.match(rf"{re.escape(source)}:(\d+)", p[0])) else 0)
+        problems.sort(key=lambda d: d.location.line or 0 if d.location else 0)
     return problems
 
 
@@ -390,14 +457,14 @@ def spec_from_data(data: Any, *, source: str | None = None, lines: Mapping | Non
     if not isinstance(data, Mapping):
         raise SpecFileError(
             f"a spec must be a mapping of fields, got {type(data).__name__}",
-            where=source or "spec",
+            where=Location(file=source) if source else "spec",
             hint="see `vlora schema` for the fields",
         )
     try:
         spec = VisionLoRASpec.model_validate(dict(data))
     except ValidationError as exc:
         raise SpecValidationError(
-            _problems(exc, source, lines), hint="see docs/spec.md or `vlora schema` for every field"
+            _problems(exc, source, lines), hint="`vlora schema` lists every field; " + see_docs("spec")
         ) from None
     spec._source = source
     spec._lines = lines

@@ -38,8 +38,10 @@ from typing import Any
 import pytest
 import torch.nn as nn
 
+from .apply import apply
 from .errors import EmptySelectionError
-from .plan import TargetPlan, apply
+from .layouts import VISION_TOWER_LAYOUTS, Layout
+from .plan import TargetPlan
 from .plugins import PluginInfo, Registry
 from .resolve import resolve
 
@@ -110,43 +112,42 @@ def relayout(model: nn.Module, names: Mapping[str, str]) -> nn.Module:
 def vision_tower_layouts(model: nn.Module) -> dict[str, dict[str, str]]:
     """``relayout`` maps to every transformers layout of a LLaVA-style model (``model.vision_tower``,
     ``model.multi_modal_projector``, ``model.language_model``, ``lm_head``: LLaVA, LLaVA-NeXT, PaliGemma,
-    Gemma-3 and others), built from whichever layout ``model`` has:
-
-    * ``"4.46"``: ``vision_tower.vision_model.*``, ``multi_modal_projector``, ``language_model.model.*``,
-      ``language_model.lm_head`` (transformers 4.46 - 4.51);
-    * ``"4.52"``: everything under ``model.``, the tower as ``model.vision_tower.vision_model.*``
-      (4.52 - 5.5);
-    * ``"5.6"``: as 4.52 without the ``vision_model.`` level (5.6 and later).
+    Gemma-3 and others), built from whichever layout ``model`` has, one per ``vlora_core.VISION_TOWER_LAYOUTS``
+    entry: ``"4.46"`` (4.46 - 4.51), ``"4.52"`` (4.52 - 5.5) and ``"5.6"`` (5.6 and later).
 
     Extra parameters held by the inner model itself (LLaVA-NeXT's ``image_newline``) are carried along.
     """
-    inner = model.get_submodule("model")
-    tower = "model.vision_tower.vision_model" if hasattr(inner.vision_tower, "vision_model") else "model.vision_tower"
-    own = {n: f"model.{n}" for n, _ in inner.named_parameters(recurse=False)}
-    parts = {"multi_modal_projector": "model.multi_modal_projector", "language_model": "model.language_model"}
-    new = {f"model.{k}": v for k, v in parts.items()} | {"lm_head": "lm_head"}
-    new |= {f"model.{k}": v for k, v in own.items()}
-    return {
-        "4.46": {"vision_tower.vision_model": tower, "multi_modal_projector": parts["multi_modal_projector"],
-                 "language_model.model": parts["language_model"], "language_model.lm_head": "lm_head", **own},
-        "4.52": {"model.vision_tower.vision_model": tower, **new},
-        "5.6": {"model.vision_tower": tower, **new},
-    }
+    now = _current_layout(model)
+    inner = model.get_submodule(now.root) if now.root else model
+    own = [n for n, _ in inner.named_parameters(recurse=False)]
+    maps = {}
+    for layout in VISION_TOWER_LAYOUTS:
+        names = {layout.vision_tower: now.vision_tower, layout.projector: now.projector,
+                 layout.language_model: now.language_model, layout.lm_head: now.lm_head}
+        names |= {".".join(filter(None, (layout.root, n))): ".".join(filter(None, (now.root, n))) for n in own}
+        maps[layout.name] = names
+    return maps
 
 
 # Where the vision layers, the projector and the language layers are in each of those layouts, for tests
 # that write out the expected target names themselves.
 VISION_TOWER_PATHS: dict[str, tuple[str, str, str]] = {
-    "4.46": ("vision_tower.vision_model.encoder.layers", "multi_modal_projector", "language_model.model.layers"),
-    "4.52": ("model.vision_tower.vision_model.encoder.layers", "model.multi_modal_projector",
-             "model.language_model.layers"),
-    "5.6": ("model.vision_tower.encoder.layers", "model.multi_modal_projector", "model.language_model.layers"),
+    layout.name: (layout.vision_layers, layout.projector, layout.language_layers) for layout in VISION_TOWER_LAYOUTS
 }
+
+
+def _current_layout(model: nn.Module) -> Layout:
+    """The entry of ``VISION_TOWER_LAYOUTS`` whose names ``model`` has (the newest that fits)."""
+    names = {n for n, _ in model.named_modules()}
+    for layout in reversed(VISION_TOWER_LAYOUTS):
+        if {layout.vision_layers, layout.projector, layout.language_layers, layout.lm_head} <= names:
+            return layout
+    raise ValueError("the model has none of the LLaVA-style layouts of vlora_core.VISION_TOWER_LAYOUTS")
 
 
 def current_vision_tower_layout(model: nn.Module) -> str:
     """Which of ``vision_tower_layouts``' names ``model`` has now: ``"4.52"`` or ``"5.6"``."""
-    return "4.52" if hasattr(model.get_submodule("model").vision_tower, "vision_model") else "5.6"
+    return _current_layout(model).name
 
 
 def _find_plugin(plugin: str, registry: Registry) -> PluginInfo:
@@ -178,9 +179,9 @@ def _resolve_all(spec: dict[str, Any], model: nn.Module, registry: Registry, che
         plan = resolve(spec, model, registry=registry)
     except Exception as exc:
         _fail(check, f"{type(exc).__name__}: {exc}")
-    unclassified = [w for w in plan.warnings if "gives no role to" in w]
+    unclassified = [d for d in plan.diagnostics if d.code == "unclassified-modules"]
     if unclassified:
-        _fail("partition", unclassified[0])
+        _fail("partition", unclassified[0].message)
     return plan
 
 
@@ -213,8 +214,7 @@ def _check_apply(plan: TargetPlan, model: nn.Module, spec: dict[str, Any], regis
 
 
 def _logical(plan: TargetPlan) -> list[tuple[Any, ...]]:
-    return sorted((t.component, t.role, t.stack or "", -1 if t.layer is None else t.layer, t.leaf, t.r,
-                   t.lora_params) for t in plan.targets)
+    return sorted((t.key.sort_key(), t.r, t.lora_params) for t in plan.targets)
 
 
 def check_plugin(

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import glob
 import json
-import re
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from . import errors
+from .diagnostics import Diagnostic
 from .errors import LockMismatchError, UsageError, VloraError
 from .lock import LOCK_SUFFIX, diff_lock, lock_path_for, read_lock
+from .modeltree import ModuleTree, module_tree
+from .plan import TargetPlan
+from .plugins import default_registry
+from .resolve import resolve
+from .spec import load_spec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
 FORMATS = ("text", "json", "github")
@@ -24,12 +32,16 @@ FORMATS = ("text", "json", "github")
 
 @dataclass
 class Problem:
+    """One problem of one file, as validate reports it. ``code`` is the exit code of its kind, ``kind`` the
+    diagnostic's stable name (``layer-selection``, ``unknown-key``, ``lock-mismatch``, ...)."""
+
     file: str
     line: int | None
     message: str
     hint: str | None
     code: int
     details: list[str] = field(default_factory=list)
+    kind: str = "vlora"
 
     def text(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -41,7 +53,8 @@ class Problem:
 class FileResult:
     file: str
     problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # ok-lines, warnings, lock notes
+    warnings: list[Diagnostic] = field(default_factory=list)  # the plan's warnings
+    notes: list[str] = field(default_factory=list)  # lock notes (what changed without changing the plan)
     summary: str | None = None
 
     @property
@@ -71,34 +84,24 @@ def expand(paths: list[str]) -> list[str]:
     return out
 
 
-def _line(where: str | None, file: str) -> tuple[int | None, str | None]:
-    """Line number and remaining text of a ``where`` like ``file:12: field``."""
-    if where and where.startswith(file):
-        match = re.match(rf"{re.escape(file)}:(\d+)(?::\s*(.*))?$", where)
-        if match:
-            return int(match.group(1)), match.group(2)
-        return None, where[len(file):].lstrip(": ") or None
-    return None, where
-
-
 def problems_of(error: VloraError, file: str) -> list[Problem]:
-    pairs = error.problems if isinstance(error, errors.SpecValidationError) else [(error.where, error.message)]
+    """The error's diagnostics as problems of ``file``: a location in that file gives the line, and its
+    field (or, for a location elsewhere, the whole location) leads the message."""
     out = []
-    for where, message in pairs:
-        line, rest = _line(where, file)
-        text = " ".join(message.split())
-        out.append(Problem(file, line, f"{rest}: {text}" if rest else text, error.hint, error.exit_code))
+    for diag in error.diagnostics:
+        loc = diag.location
+        line, lead = None, diag.where
+        if loc is not None and loc.file == file:
+            line, lead = loc.line, loc.field
+        elif lead == file:
+            lead = None
+        text = " ".join(diag.message.split())
+        out.append(Problem(file, line, f"{lead}: {text}" if lead else text, diag.hint, error.exit_code, kind=diag.code))
     return out
 
 
 def check_required_plugins(requirements: list[str]) -> Problem | None:
     """Every requirement (``'vlora-llava>=0.2'``) installed, loaded, and at a matching version."""
-    from importlib import metadata
-
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    from .plugins import default_registry
-
     registry = default_registry()
     loaded = {p.distribution.lower(): p.version for p in registry.plugins}
     failed = {f.distribution.lower(): f.reason for f in registry.failures}
@@ -127,15 +130,13 @@ def check_required_plugins(requirements: list[str]) -> Problem | None:
                    "install or upgrade them, e.g. pip install " + " ".join(f"'{r}'" for r in requirements),
                    errors.EXIT_PLUGIN,
                    details=[f"installed: {installed}", f"expected: {', '.join(requirements)}",
-                            f"missing or mismatched: {'; '.join(bad)}"])
+                            f"missing or mismatched: {'; '.join(bad)}"], kind="required-plugins")
 
 
 def check_files(
     files: list[str], *, model: str | None = None, lock: str | None = None, require_lock: bool = False
 ) -> list[FileResult]:
-    from .spec import load_spec
-
-    trees: dict[str, Any] = {}
+    trees: dict[str, ModuleTree] = {}
     results = []
     for file in files:
         result = FileResult(file)
@@ -152,29 +153,25 @@ def check_files(
                 result.summary = "ok (schema only: no --model and no `model:` in the spec)"
                 continue
             plan = _resolve(spec, ref, trees)
-            result.notes += [f"warning: {w}" for w in plan.warnings]
+            result.warnings += plan.diagnostics
             result.summary = f"ok ({len(plan.targets)} targets, {plan.lora_params:,} LoRA parameters on {ref})"
             if has_lock:
                 _check_lock(result, plan, lock_file)
             elif require_lock:
                 result.problems.append(Problem(file, None, f"no lock file {lock_file}", "write it with "
-                                               f"`vlora lock {file}`", errors.EXIT_LOCK))
+                                               f"`vlora lock {file}`", errors.EXIT_LOCK, kind="no-lock"))
         except VloraError as exc:
             result.problems += problems_of(exc, file)
     return results
 
 
-def _resolve(spec: Any, ref: str, trees: dict[str, Any]) -> Any:
-    from .modeltree import module_tree
-    from .plugins import default_registry
-    from .resolve import resolve
-
+def _resolve(spec: Any, ref: str, trees: dict[str, ModuleTree]) -> TargetPlan:
     if ref not in trees:
         trees[ref] = module_tree(ref, default_registry())
     return resolve(spec, trees[ref])
 
 
-def _check_lock(result: FileResult, plan: Any, lock_file: Path) -> None:
+def _check_lock(result: FileResult, plan: TargetPlan, lock_file: Path) -> None:
     diff = diff_lock(read_lock(lock_file), plan)
     if diff.ok:
         result.summary = (result.summary or "ok") + f"; matches {lock_file}"
@@ -185,7 +182,7 @@ def _check_lock(result: FileResult, plan: Any, lock_file: Path) -> None:
     result.problems.append(Problem(
         result.file, None, f"the plan differs from {lock_file}", f"if the change is intended, run `vlora lock "
         f"{result.file}`" + (f" -o {lock_file}" if lock_file != lock_path_for(result.file) else ""),
-        LockMismatchError.exit_code, details=diff.lines()))
+        LockMismatchError.exit_code, details=diff.lines(), kind=LockMismatchError.code))
 
 
 def exit_code(results: list[FileResult], extra: list[Problem] = ()) -> int:
@@ -199,7 +196,8 @@ def render(results: list[FileResult], fmt: str, *, quiet: bool = False, extra: l
             "ok": not extra and all(r.ok for r in results),
             "exit_code": exit_code(results, extra),
             "problems": [_problem_dict(p) for p in extra],
-            "files": [{"file": r.file, "ok": r.ok, "summary": r.summary, "notes": r.notes,
+            "files": [{"file": r.file, "ok": r.ok, "summary": r.summary, "notes": _notes(r),
+                       "warnings": [w.to_dict() for w in r.warnings],
                        "problems": [_problem_dict(p) for p in r.problems]} for r in results],
         }, indent=2, sort_keys=True) + "\n"
     for p in extra:
@@ -207,18 +205,24 @@ def render(results: list[FileResult], fmt: str, *, quiet: bool = False, extra: l
     for r in results:
         if fmt == "github":
             lines += [_github(p) for p in r.problems]
-            lines += [f"::warning file={r.file}::{_escape(n)}" for n in r.notes if n.startswith("warning: ")]
+            lines += [f"::warning file={r.file}::{_escape('warning: ' + w.message)}" for w in r.warnings]
             continue
         lines += [p.text() for p in r.problems]
         if r.ok and not quiet and r.summary:
             lines.append(f"{r.file}: {r.summary}")
-        lines += [f"{r.file}: {n}" for n in r.notes if n.startswith("warning: ") or not quiet]
+        lines += [f"{r.file}: warning: {w.message}" for w in r.warnings]
+        lines += [] if quiet else [f"{r.file}: {n}" for n in r.notes]
     return "".join(f"{line}\n" for line in lines)
+
+
+def _notes(result: FileResult) -> list[str]:
+    """The JSON ``notes``: warnings (as text) and lock notes, as before ``warnings`` had their own key."""
+    return [f"warning: {w.message}" for w in result.warnings] + result.notes
 
 
 def _problem_dict(p: Problem) -> dict[str, Any]:
     return {"file": p.file, "line": p.line, "message": p.message, "hint": p.hint, "exit_code": p.code,
-            "details": p.details}
+            "details": p.details, "kind": p.kind}
 
 
 def _escape(text: str) -> str:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vlora_core import default_registry
-from vlora_core.report import render_share_table, share_rows
+from vlora_core.shares import render_share_table, share_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples" / "train_tiny.py"

@@ -19,29 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlora_core import ArchitectureSpec, Component, ReferenceModel, UnusedLayers, hookimpl
+from vlora_core import ArchitectureSpec, ReferenceModel, UnusedLayers, hookimpl, vision_tower_components
 
 CONFIGS = Path(__file__).parent / "configs"
 
-VISION = Component(
-    name="vision",
-    prefix=r"(?:model\.)?vision_tower\.(?:vision_model\.)?encoder\.layers\.(?P<layer>\d+)",
-    roles={
-        "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"),
-        "mlp": ("mlp.fc1", "mlp.fc2"),
-    },
-)
-PROJECTOR = Component(
-    name="projector", prefix=r"(?:model\.)?multi_modal_projector", roles={"projection": ("linear_1", "linear_2")}
-)
-LANGUAGE = Component(
-    name="language",
-    prefix=r"(?:model\.language_model|language_model\.model)\.layers\.(?P<layer>\d+)",
-    roles={
-        "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),
-        "mlp": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
-    },
-)
+# vision (CLIP), projector and language model where every LLaVA-style model has them, on every layout
+VISION, PROJECTOR, LANGUAGE = vision_tower_components(projection=("linear_1", "linear_2"))
 
 
 def _reference(name: str) -> ReferenceModel:

@@ -23,7 +23,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlora_core import ArchitectureSpec, Component, ReferenceModel, hookimpl
+from vlora_core import (
+    VISION_TOWER_PREFIXES,
+    VISION_TOWER_ROLES,
+    ArchitectureSpec,
+    Component,
+    ReferenceModel,
+    hookimpl,
+)
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -40,15 +47,15 @@ MLLAMA = ArchitectureSpec(
                 "mlp": ("mlp.fc1", "mlp.fc2"),
             },
         ),
-        Component(name="projector", prefix=r"(?:model\.)?multi_modal_projector", roles={"projection": ("",)}),
+        # the projector and the language model sit where they sit in LLaVA-style models, on every layout
+        Component(name="projector", prefix=VISION_TOWER_PREFIXES["projector"], roles={"projection": ("",)}),
         Component(
             name="language",
-            prefix=r"(?:model\.language_model|language_model\.model)\.layers\.(?P<layer>\d+)",
+            prefix=VISION_TOWER_PREFIXES["language"],
             roles={
-                "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),
+                **VISION_TOWER_ROLES["language"],
                 "cross_attention": ("cross_attn.q_proj", "cross_attn.k_proj", "cross_attn.v_proj",
                                     "cross_attn.o_proj"),
-                "mlp": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
             },
         ),
     ),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlora_core import ArchitectureSpec, Component, ReferenceModel, hookimpl
+from vlora_core import ArchitectureSpec, ReferenceModel, hookimpl, vision_tower_components
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -23,25 +23,8 @@ PALIGEMMA = ArchitectureSpec(
     name="paligemma",
     title="PaliGemma",
     model_types=("paligemma",),
-    components=(
-        Component(
-            name="vision",
-            prefix=r"(?:model\.)?vision_tower\.(?:vision_model\.)?encoder\.layers\.(?P<layer>\d+)",
-            roles={
-                "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"),
-                "mlp": ("mlp.fc1", "mlp.fc2"),
-            },
-        ),
-        Component(name="projector", prefix=r"(?:model\.)?multi_modal_projector", roles={"projection": ("linear",)}),
-        Component(
-            name="language",
-            prefix=r"(?:model\.language_model|language_model\.model)\.layers\.(?P<layer>\d+)",
-            roles={
-                "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),
-                "mlp": ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
-            },
-        ),
-    ),
+    # vision (SigLIP), projector and language model where every LLaVA-style model has them, on every layout
+    components=vision_tower_components(projection=("linear",)),
     references=tuple(
         ReferenceModel(name=name, hub_id=f"google/{name}", config_path=CONFIGS / f"{name}.json")
         for name in ("paligemma-3b-pt-224", "paligemma-3b-pt-448", "paligemma2-3b-pt-224", "paligemma2-10b-pt-224")

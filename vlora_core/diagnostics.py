@@ -1,0 +1,99 @@
+"""Diagnostics as data: a code, a message, a location (file, line, spec field, or the plugin at fault), a hint.
+
+Errors and warnings are built from these values and rendered to text only at the edge (the CLI, a
+report), so ``vlora validate``, its JSON and GitHub formats, the conformance kit and anything else that
+needs the line or the field reads a field instead of parsing prose.
+
+A hint tells the user how to fix the problem. When the answer is in the documentation, it names the page
+with ``see_docs`` (its title, never a repository path an installed user may not have) or the command that
+prints the answer (``vlora schema``, ``vlora plugins``, ``vlora models``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Severity = Literal["error", "warning"]
+
+# The documentation pages the package refers to: key -> (path in the documentation, title).
+DOC_PAGES: dict[str, tuple[str, str]] = {
+    "guide": ("docs/guide.md", "User guide"),
+    "spec": ("docs/spec.md", "Spec reference"),
+    "how-it-works": ("docs/how-it-works.md", "How vlora resolves a spec"),
+    "plugin-tutorial": ("docs/plugin-tutorial.md", "Writing an architecture plugin"),
+    "hooks": ("docs/hooks.md", "Hook reference"),
+    "ci": ("docs/ci.md", "vlora in CI"),
+    "cli": ("docs/cli.md", "Command-line reference"),
+}
+
+
+def see_docs(page: str) -> str:
+    """``see "<title>" in the vlora documentation``, for a hint; ``page`` is a key of ``DOC_PAGES``."""
+    return f'see "{DOC_PAGES[page][1]}" in the vlora documentation'
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a problem is: a file (and line), a spec field (dotted path), or a subject such as a plugin.
+
+    Renders as today's text: ``file:line: field``, ``file: field``, ``file``, ``field``, or the subject.
+    """
+
+    file: str | None = None
+    line: int | None = None
+    field: str | None = None
+    subject: str | None = None  # e.g. "plugin vlora-llava (llava)"
+
+    def render(self) -> str:
+        if self.file is not None:
+            head = f"{self.file}:{self.line}" if self.line is not None else self.file
+            return f"{head}: {self.field}" if self.field else head
+        return self.field or self.subject or ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "field": self.field, "subject": self.subject}
+
+    @classmethod
+    def of(cls, where: str | Location | None) -> Location | None:
+        """A location from a ``where=`` argument: a ``Location`` as is, a plain string as a subject."""
+        if where is None or isinstance(where, Location):
+            return where
+        return cls(subject=where)
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem or warning. ``code`` is stable (kebab-case), for tools; ``message`` is for people."""
+
+    code: str
+    message: str
+    location: Location | None = None
+    hint: str | None = None
+    severity: Severity = "error"
+
+    @property
+    def where(self) -> str | None:
+        return self.location.render() if self.location else None
+
+    def render(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "location": self.location.to_dict() if self.location else None,
+            "hint": self.hint,
+        }
+
+
+def warning(code: str, message: str, *, location: Location | None = None, hint: str | None = None) -> Diagnostic:
+    return Diagnostic(code, message, location, hint, "warning")
+
+
+__all__ = ["DOC_PAGES", "Diagnostic", "Location", "Severity", "see_docs", "warning"]

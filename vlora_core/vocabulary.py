@@ -1,0 +1,79 @@
+"""The words every other module shares: components, roles, their order, and a target's logical identity.
+
+Defined once here; the spec says which of them a user switches on (``VisionLoRASpec.role_enabled`` and
+``component_enabled``), a plugin says where they are in a model (``ArchitectureSpec``), and plans, locks,
+reports, the conformance kit and adapter tools order and compare targets through ``TargetKey``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+# Components the spec has toggles and overrides for, in the order reports and locks list them.
+KNOWN_COMPONENTS: tuple[str, ...] = ("vision", "projector", "language")
+COMPONENT_ORDER: tuple[str, ...] = KNOWN_COMPONENTS
+
+# Roles a plugin may declare, and what switches each on (for messages and docs; the decision itself is
+# ``VisionLoRASpec.role_enabled``).
+KNOWN_ROLES: dict[str, str] = {
+    "attention": "finetune_attention_modules",
+    "mlp": "finetune_mlp_modules",
+    "cross_attention": "finetune_cross_attention (unset: finetune_attention_modules)",
+    "projection": "finetune_projector: lora",
+}
+# The role of a target the user adds with ``target_modules_extra``.
+EXTRA_ROLE = "other"
+ROLE_ORDER: tuple[str, ...] = ("attention", "cross_attention", "mlp", "projection", EXTRA_ROLE)
+
+
+def component_rank(component: str) -> int:
+    """Position of a component in reports (unknown ones last)."""
+    return COMPONENT_ORDER.index(component) if component in COMPONENT_ORDER else len(COMPONENT_ORDER)
+
+
+def role_rank(role: str) -> int:
+    """Position of a role in reports (unknown ones last)."""
+    return ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
+
+
+def group_order(component: str, role: str) -> tuple[int, int, str, str]:
+    """Sort key of a component x role group: component order, then role order, then by name."""
+    return component_rank(component), role_rank(role), component, role
+
+
+class TargetKey(NamedTuple):
+    """A target's logical identity: the same on every transformers layout of a family, whatever the raw
+    module name. Locks, lock diffs, the conformance kit and adapter tools compare targets by it."""
+
+    component: str
+    role: str
+    stack: str | None  # the stack's name, in components with several stacks of layers
+    layer: int | None  # None for a component without layers (a projector)
+    leaf: str  # the name relative to its layer or projector module; "" for that module itself
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (*group_order(self.component, self.role), self.stack or "", -1 if self.layer is None else self.layer,
+                self.leaf)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetKey:
+        """From a dict with the five fields (a lock entry, ``Target.to_dict()``); a missing stack or layer is None."""
+        layer = data.get("layer")
+        return cls(str(data["component"]), str(data["role"]), data.get("stack") or None,
+                   None if layer is None else int(layer), str(data["leaf"]))
+
+
+__all__ = [
+    "COMPONENT_ORDER",
+    "EXTRA_ROLE",
+    "KNOWN_COMPONENTS",
+    "KNOWN_ROLES",
+    "ROLE_ORDER",
+    "TargetKey",
+    "component_rank",
+    "group_order",
+    "role_rank",
+]
