@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Sequence
 
 from . import errors
+from .diagnostics import DOC_PAGES
 from .errors import UsageError, VloraError
 from .lock import lock_path_for, write_lock
 from .modeltree import module_tree
@@ -116,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("shares", help="language-only and vision-only shares of full LoRA, per bundled model",
                         description="For every bundled reference config: the LoRA parameters of full LoRA "
                         "(attention + MLP in vision and language), and the shares of it that language-only and "
-                        "vision-only LoRA train, as a Markdown table (docs/memory.md).")
+                        "vision-only LoRA train, as a Markdown table (the one in the documentation page "
+                        f"{DOC_PAGES['memory'][1]!r}).")
     sh.add_argument("--r", type=int, default=16, help="LoRA rank (the shares do not depend on it; default 16)")
 
     sub.add_parser("schema", help="print the JSON Schema of spec files (for editors and CI)",

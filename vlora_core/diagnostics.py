@@ -18,13 +18,14 @@ Severity = Literal["error", "warning"]
 
 # The documentation pages the package refers to: key -> (path in the documentation, title).
 DOC_PAGES: dict[str, tuple[str, str]] = {
-    "guide": ("docs/guide.md", "User guide"),
+    "guide": ("docs/guide.md", "Guide: from a spec to a PEFT model"),
     "spec": ("docs/spec.md", "Spec reference"),
-    "how-it-works": ("docs/how-it-works.md", "How vlora resolves a spec"),
-    "plugin-tutorial": ("docs/plugin-tutorial.md", "Writing an architecture plugin"),
+    "how-it-works": ("docs/how-it-works.md", "How vlora resolves a spec, and what it hands to PEFT"),
+    "plugin-tutorial": ("docs/plugin-tutorial.md", "Tutorial: support a new model family with a plugin"),
     "hooks": ("docs/hooks.md", "Hook reference"),
     "ci": ("docs/ci.md", "vlora in CI"),
-    "cli": ("docs/cli.md", "Command-line reference"),
+    "cli": ("docs/cli.md", "The `vlora` command"),
+    "memory": ("docs/memory.md", "Memory and parameter shares"),
 }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .diagnostics import Location
 from .errors import LockMismatchError, UsageError
 from .patterns import layer_ranges
 from .plan import TargetPlan
@@ -75,15 +76,16 @@ def write_lock(plan: TargetPlan, path: str | Path) -> Path:
 
 def read_lock(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    where = Location(file=str(path))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError("no such lock file", where=str(path), hint="write it with `vlora lock SPEC`") from None
+        raise UsageError("no such lock file", where=where, hint="write it with `vlora lock SPEC`") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise LockMismatchError(f"unreadable lock file: {exc}", where=str(path),
+        raise LockMismatchError(f"unreadable lock file: {exc}", where=where,
                                 hint="write it again with `vlora lock SPEC`") from None
     if not isinstance(data, dict) or data.get("vlora_lock") != LOCK_FORMAT or not isinstance(data.get("targets"), list):
-        raise LockMismatchError(f"not a vlora lock file (format {LOCK_FORMAT})", where=str(path),
+        raise LockMismatchError(f"not a vlora lock file (format {LOCK_FORMAT})", where=where,
                                 hint="write it again with `vlora lock SPEC`")
     return data
 

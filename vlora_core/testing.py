@@ -41,8 +41,9 @@ import torch.nn as nn
 from .apply import apply
 from .errors import EmptySelectionError
 from .layouts import VISION_TOWER_LAYOUTS, Layout
+from .modeltree import build_meta_model, config_from_file
 from .plan import TargetPlan
-from .plugins import PluginInfo, Registry
+from .plugins import PluginInfo, Registry, default_registry
 from .resolve import resolve
 
 Inputs = Mapping[str, Any] | Callable[[nn.Module], Mapping[str, Any]] | None
@@ -148,6 +149,13 @@ def _current_layout(model: nn.Module) -> Layout:
 def current_vision_tower_layout(model: nn.Module) -> str:
     """Which of ``vision_tower_layouts``' names ``model`` has now: ``"4.52"`` or ``"5.6"``."""
     return _current_layout(model).name
+
+
+def reference_model(name: str, registry: Registry | None = None) -> nn.Module:
+    """A bundled reference config (``vlora models``) built into its model on the meta device: full size,
+    no weights, no memory; for tests of shapes, counts and layouts."""
+    _, _, reference = (registry or default_registry()).require_reference(name)
+    return build_meta_model(config_from_file(reference.config_path))
 
 
 def _find_plugin(plugin: str, registry: Registry) -> PluginInfo:
@@ -321,6 +329,7 @@ __all__ = [
     "check_plugin",
     "check_toggle_combinations",
     "current_vision_tower_layout",
+    "reference_model",
     "relayout",
     "vision_tower_layouts",
     "vlora_conformance",

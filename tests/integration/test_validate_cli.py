@@ -200,12 +200,9 @@ def test_committed_locks_validate_under_this_transformers(capsys):
             assert not any("transformers" in n for n in notes)
         else:
             assert len(notes) == 1 and f"transformers {locked_version} -> {transformers.__version__}" in notes[0]
-    from vlora_core import default_registry
-    from vlora_core.modeltree import build_meta_model, config_from_file
-    from vlora_core.testing import current_vision_tower_layout
+    from vlora_core.testing import current_vision_tower_layout, reference_model
 
-    reference = default_registry().require_reference("paligemma-3b-pt-224")[2]
-    here = current_vision_tower_layout(build_meta_model(config_from_file(reference.config_path)))
+    here = current_vision_tower_layout(reference_model("paligemma-3b-pt-224"))
     locked_names = json.loads((ROOT / "examples/paligemma_captioning.lock.json").read_text())["targets"]
     locked_layout = "4.52" if any(".vision_model." in t["name"] for t in locked_names) else "5.6"
     vision_tower_renamed = here != locked_layout

@@ -9,8 +9,7 @@ import torch
 from qwen_tiny import OLD_LAYOUT, image_batch, old_layout, tiny_config, tiny_model
 
 from vlora_core import LayerSelectionError, apply, default_registry, resolve
-from vlora_core.modeltree import build_meta_model, config_from_file
-from vlora_core.testing import check_toggle_combinations
+from vlora_core.testing import check_toggle_combinations, reference_model
 
 VISION_LEAVES = {
     "qwen2_vl": {"attention": ["attn.qkv", "attn.proj"], "mlp": ["mlp.fc1", "mlp.fc2"]},
@@ -178,9 +177,7 @@ def test_full_size_reference_plans(name):
 
 
 def test_full_size_old_layout_on_meta():
-    registry = default_registry()
-    _, _, ref = registry.require_reference("Qwen2-VL-7B-Instruct")
-    new = build_meta_model(config_from_file(ref.config_path))
+    new = reference_model("Qwen2-VL-7B-Instruct")
     plan_new = resolve({"finetune_projector": "full"}, new)
     plan_old = resolve({"finetune_projector": "full"}, old_layout(new))
     assert [(t.component, t.role, t.layer, t.leaf) for t in plan_new.targets] == [
