@@ -168,3 +168,62 @@ def test_hints_name_pages_or_commands_never_repository_paths():
              if DOC_REF.search(text) or ".md" in text]
     assert found == []
     assert _hints(PACKAGE / "plugins.py"), "the check reads hints (none found: is the AST walk broken?)"
+
+
+# The public API of vlora 0.1.0 (CHANGELOG.md): names are added, never removed.
+PUBLIC_0_1 = (
+    "ArchitectureSpec",
+    "Component",
+    "ComponentOverlapError",
+    "ComponentOverride",
+    "EmptySelectionError",
+    "FullModule",
+    "KNOWN_COMPONENTS",
+    "KNOWN_ROLES",
+    "LayerRange",
+    "LayerSelectionError",
+    "LockDiff",
+    "LockMismatchError",
+    "ModelLoadError",
+    "ModuleEntry",
+    "ModuleTree",
+    "PatternMatchError",
+    "PluginConflictError",
+    "PluginError",
+    "PluginFailure",
+    "PluginInfo",
+    "ProjectorOverride",
+    "ReferenceModel",
+    "Registry",
+    "ResolutionError",
+    "SpecArchitectureMismatch",
+    "SpecError",
+    "SpecFileError",
+    "SpecValidationError",
+    "TASK_PRESETS",
+    "Target",
+    "TargetPlan",
+    "UnsupportedModelError",
+    "UnsupportedModuleTypeError",
+    "UnusedLayers",
+    "UsageError",
+    "UserPatternError",
+    "VisionLoRASpec",
+    "VloraError",
+    "apply",
+    "default_registry",
+    "diff_lock",
+    "hookimpl",
+    "load_spec",
+    "make_lock",
+    "module_tree",
+    "read_lock",
+    "resolve",
+    "tree_from_module",
+    "write_lock",
+)
+
+
+def test_the_public_api_only_grows():
+    assert sorted(set(PUBLIC_0_1) - set(vlora_core.__all__)) == []
+    assert all(hasattr(vlora_core, name) for name in vlora_core.__all__)
