@@ -10,7 +10,7 @@ import torch
 from tinyvlm import LANGUAGE_LAYERS, VISION_LAYERS, TinyVLM, batch, snapshot
 
 from vlora_core import EmptySelectionError, LayerSelectionError, UserPatternError, apply, resolve
-from vlora_core.plan import layer_ranges
+from vlora_core.patterns import layer_ranges
 
 
 def _trainable(model) -> dict[str, int]:
@@ -186,7 +186,7 @@ def test_compare_renders_plans_side_by_side(model, registry):
 def test_int_pattern_matches_exactly_its_numbers():
     import random
 
-    from vlora_core.plan import int_pattern
+    from vlora_core.patterns import int_pattern
 
     assert int_pattern(list(range(32))) == "[0-9]|[12][0-9]|3[01]"
     rng = random.Random(0)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .diagnostics import Diagnostic
 from .errors import EmptySelectionError, VloraError
 from .modeltree import PARAMETER
-from .patterns import int_pattern, layer_ranges, names_regex
+from .patterns import layer_ranges, names_regex
 from .report import render_table
 from .spec import VisionLoRASpec
 from .versions import package_version
@@ -342,4 +342,4 @@ class TargetPlan:
         return render_table(self, dtype)
 
 
-__all__ = ["DTYPE_BYTES", "FullModule", "SummaryRow", "Target", "TargetPlan", "int_pattern", "layer_ranges"]
+__all__ = ["DTYPE_BYTES", "FullModule", "SummaryRow", "Target", "TargetPlan"]
