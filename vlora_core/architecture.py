@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .vocabulary import KNOWN_COMPONENTS, KNOWN_ROLES
+from .vocabulary import KNOWN_COMPONENTS, KNOWN_ROLES, layer_count_key
 
 _LEAF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 
@@ -105,7 +105,7 @@ class UnusedLayers(BaseModel):
     @property
     def count_key(self) -> str:
         """Its key in ``layer_counts``: the component, or ``component.stack``."""
-        return f"{self.component}.{self.stack}" if self.stack else self.component
+        return layer_count_key(self.component, self.stack)
 
 
 class ReferenceModel(BaseModel):

@@ -34,7 +34,7 @@ from .modeltree import PARAMETER, ModuleTree, module_tree
 from .plan import FullModule, Target, TargetPlan
 from .plugins import PluginInfo, Registry, default_registry
 from .spec import LayerRange, VisionLoRASpec, load_spec, spec_from_data
-from .vocabulary import EXTRA_ROLE
+from .vocabulary import EXTRA_ROLE, layer_count_key
 
 _WRAPPABLE = "LoRA wraps Linear, Conv1d/2d/3d, Embedding, HF Conv1D and 2-D parameters"
 _STALE = "the plugin is out of date for this transformers layout; update it (or pin transformers)"
@@ -54,7 +54,7 @@ class _Holder:
     @property
     def count_key(self) -> str:
         """Its key in the layer counts: the component, or ``component.stack``."""
-        return f"{self.component}.{self.stack}" if self.stack else self.component
+        return layer_count_key(self.component, self.stack)
 
     def child(self, leaf: str) -> str:
         return f"{self.name}.{leaf}" if leaf else self.name
@@ -424,8 +424,7 @@ class Resolution:
         spec = self.spec
         towers = [c.name for c in self.arch.components if c.layered]
         towers_off = not any(spec.component_enabled(t) for t in towers)
-        roles = [r for r in dict.fromkeys(r for c in self.arch.components if c.layered for r in c.roles)]
-        roles_off = not any(spec.role_enabled(r) for r in roles)
+        roles_off = not any(spec.role_enabled(r) for c in self.arch.components if c.layered for r in c.roles)
         reasons = []
         if towers_off:
             reasons.append(_all_false([spec.component_toggle(t) for t in towers]))

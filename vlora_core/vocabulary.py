@@ -41,6 +41,12 @@ def group_order(component: str, role: str) -> tuple[int, int, str, str]:
     return component_rank(component), role_rank(role), component, role
 
 
+def layer_count_key(component: str, stack: str | None) -> str:
+    """The key of a stack of layers in ``TargetPlan.layer_counts`` and the ``vlora_unused_layers`` hook:
+    the component (``"vision"``), or ``"component.stack"`` in a component with several stacks."""
+    return f"{component}.{stack}" if stack else component
+
+
 class TargetKey(NamedTuple):
     """A target's logical identity: the same on every transformers layout of a family, whatever the raw
     module name. Locks, lock diffs, the conformance kit and adapter tools compare targets by it."""
@@ -75,5 +81,6 @@ __all__ = [
     "TargetKey",
     "component_rank",
     "group_order",
+    "layer_count_key",
     "role_rank",
 ]
