@@ -227,3 +227,13 @@ PUBLIC_0_1 = (
 def test_the_public_api_only_grows():
     assert sorted(set(PUBLIC_0_1) - set(vlora_core.__all__)) == []
     assert all(hasattr(vlora_core, name) for name in vlora_core.__all__)
+
+
+def test_what_a_plugin_imports_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, vlora_core; from vlora_core import vision_tower_components; vision_tower_components(('x',)); "
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]

@@ -1,6 +1,11 @@
 """vlora: exact, validated, explainable LoRA targets for vision-language models.
 
 The public API is everything in ``__all__``; plugins and users import only from here.
+
+The modules below form layers, each importing only from lower ones: diagnostics, versions → errors →
+vocabulary, patterns → architecture, spec → layouts, hookspecs → plugins → modeltree → report → plan →
+resolve → apply, lock, shares → validate, testing → cli. docs/how-it-works.md ("The module map") gives
+each module's job; tests/test_layers.py holds the package to it.
 """
 
 from .apply import apply
