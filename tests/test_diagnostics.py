@@ -74,7 +74,9 @@ def test_warnings_are_diagnostics_with_codes(model, registry):
     ("language", {}, True),
     ("projector", {}, False),
     ("projector", {"finetune_projector": "full"}, True),
-    ("audio", {}, False),
+    ("audio", {}, True),  # unset: on, where a model has an audio tower
+    ("audio", {"finetune_audio_layers": False}, False),
+    ("video", {}, False),
 ])
 def test_component_enabled(component, fields, enabled):
     assert VisionLoRASpec(**fields).component_enabled(component) is enabled

@@ -93,7 +93,7 @@ def test_two_plugins_claiming_one_model_type_is_an_error_naming_both(tmp_path, m
          "declared twice"),
         (dict(name="vision", prefix=r"v\.(?P<layer>\d+)", roles={"mlp": ("mlp/up",)}), "dotted leaf path"),
         (dict(name="vision", prefix=r"vision\.layers", roles={"mlp": ("mlp.up",)}), "named group (?P<layer>"),
-        (dict(name="audio", prefix=r"a\.(?P<layer>\d+)", roles={"mlp": ("mlp.up",)}), "unknown component"),
+        (dict(name="video", prefix=r"a\.(?P<layer>\d+)", roles={"mlp": ("mlp.up",)}), "unknown component"),
     ],
 )
 def test_invalid_architecture_data_is_a_plugin_failure(component, words):

@@ -14,7 +14,18 @@ Pattern semantics are explicit and never inferred from Python types:
   A target's full name is ``<prefix module name>.<leaf>``; the empty leaf ``""`` is the prefix module
   itself (a projector that is one bare Linear). A leaf may also name a parameter that is not inside a
   module of its own (Gemma-3's projector weight); LoRA then goes through PEFT's ``target_parameters``.
-  Each leaf must exist in at least one prefix module of a tree, or the plugin is out of date for it.
+  Each leaf must exist in at least one prefix module of a tree, or the plugin is out of date for it. A
+  3-D parameter is a mixture-of-experts weight (``mlp.experts.gate_up_proj``: experts x out x in); PEFT
+  adapts every expert at once, and the plan counts them.
+* ``Component.variants`` labels leaves that share a role but are another kind of module (Qwen3.5's
+  linear-attention projections are ``attention`` with the variant ``linear``); the plan table shows each
+  variant on its own row. Expert parameters get the variant ``experts`` unless they have another.
+* ``Component.frozen`` names leaves that are never targets, with the reason (a MoE router, a gate with
+  one output, a depthwise convolution): they are not "unclassified", and a user pattern that adds one
+  is warned about, or refused where PEFT's wrapper would break the module.
+* ``Component.follows`` names parts of a component (a dotted suffix of a prefix module's name) that
+  also follow another component's toggle: Gemma-4's projector part for audio (``embed_audio``) trains
+  only when the audio tower is on.
 """
 
 from __future__ import annotations
@@ -34,12 +45,22 @@ class Component(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(description="vision, projector or language")
+    name: str = Field(description="vision, audio, projector or language")
     prefix: str = Field(
         description="regex (fullmatch) for the module holding this component's targets; with a named group "
         "`layer` when it is a stack of layers"
     )
     roles: dict[str, tuple[str, ...]] = Field(description="role -> leaf paths relative to a prefix module")
+    variants: dict[str, str] = Field(
+        default_factory=dict, description="leaf -> variant label shown on its own row (e.g. 'linear')"
+    )
+    frozen: dict[str, str] = Field(
+        default_factory=dict, description="leaf -> why it is never a target (a router, a gate, a conv)"
+    )
+    follows: dict[str, str] = Field(
+        default_factory=dict,
+        description="dotted suffix of a prefix module's name -> another component whose toggle it also follows",
+    )
 
     @field_validator("name")
     @classmethod
@@ -75,6 +96,26 @@ class Component(BaseModel):
         if not roles:
             raise ValueError("a component needs at least one role")
         return roles
+
+    @model_validator(mode="after")
+    def _declared_leaves(self) -> Component:
+        leaves = {leaf for group in self.roles.values() for leaf in group}
+        unknown = sorted(set(self.variants) - leaves)
+        if unknown:
+            raise ValueError(f"variants: {unknown[0]!r} is not a leaf of any role")
+        for leaf in self.frozen:
+            if leaf in leaves:
+                raise ValueError(f"frozen: {leaf!r} is also a leaf of a role; a leaf is a target or frozen, not both")
+            if not _LEAF.fullmatch(leaf):
+                raise ValueError(f"frozen: {leaf!r} is not a dotted leaf path like 'mlp.gate'")
+        for part, other in self.follows.items():
+            if other not in KNOWN_COMPONENTS or other == self.name:
+                raise ValueError(f"follows: {part!r} -> {other!r} must name another component")
+        return self
+
+    def follows_of(self, holder: str) -> str | None:
+        """The other component whose toggle the prefix module ``holder`` also follows (None: none)."""
+        return next((c for part, c in self.follows.items() if holder == part or holder.endswith("." + part)), None)
 
     @property
     def layered(self) -> bool:

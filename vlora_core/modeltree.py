@@ -42,6 +42,9 @@ class ModuleEntry:
     kernel: int = 1  # product of the kernel size for convolutions
     own_params: int = 0  # parameters held directly by this module (not its children), tied ones counted once
     bias_params: int = 0
+    # a Linear subclass with a forward of its own (Llama-4's MoE router returns a tuple): PEFT's wrapper adds
+    # its output to the base output, which such a forward may not allow
+    custom_forward: bool = False
 
     def lora_params(self, r: int, *, dora: bool = False) -> int:
         """Trainable parameters PEFT adds for an adapter of rank ``r`` on this module."""
@@ -127,6 +130,16 @@ def _kind(module: nn.Module) -> tuple[str | None, int, int, int]:
     return None, 0, 0, 1
 
 
+def _own_forward(module: nn.Module) -> bool:
+    """Whether a Linear subclass replaces ``nn.Linear.forward`` (quantized Linears, which PEFT knows, aside)."""
+    import torch.nn as nn
+
+    cls = type(module)
+    if not isinstance(module, nn.Linear) or cls.forward is nn.Linear.forward:
+        return False
+    return not cls.__module__.startswith(("bitsandbytes", "torch.", "peft", "torchao", "awq", "auto_gptq", "optimum"))
+
+
 def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTree:
     """Read a live model (or one built on the meta device)."""
     import transformers
@@ -148,7 +161,8 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
                 bias += param.numel()
         total += own
         kind, fin, fout, kernel = _kind(module)
-        entries.append(ModuleEntry(name, type(module).__name__, kind, fin, fout, kernel, own, bias))
+        custom = kind == LINEAR and _own_forward(module)
+        entries.append(ModuleEntry(name, type(module).__name__, kind, fin, fout, kernel, own, bias, custom))
     config = getattr(model, "config", None)
     return ModuleTree(
         entries=tuple(entries),

@@ -62,6 +62,8 @@ class Target:
     lora_alpha: float
     lora_params: int
     bias_params: int = 0
+    experts: int = 1  # experts adapted at once (a 3-D expert weight); 1 for every other target
+    variant: str | None = None  # the row within its role: "linear" (linear attention), "experts", ...
 
     @property
     def key(self) -> TargetKey:
@@ -82,6 +84,8 @@ class Target:
             "r": self.r,
             "lora_alpha": self.lora_alpha,
             "lora_params": self.lora_params,
+            "experts": self.experts,
+            "variant": self.variant,
         }
 
 
@@ -102,16 +106,27 @@ class FullModule:
 class SummaryRow:
     component: str
     role: str
+    variant: str | None
+    experts: int  # experts per target (1 unless the row is expert weights)
     modules: int
     layers: str
     lora_params: int
     share: float  # of all LoRA parameters
     component_share: float  # of the component's base parameters
 
+    @property
+    def label(self) -> str:
+        """The role as the table shows it: ``attention``, ``attention (linear)``, ``mlp (experts: 128)``."""
+        if self.variant is None:
+            return self.role
+        return f"{self.role} ({self.variant}" + (f": {self.experts})" if self.experts > 1 else ")")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "component": self.component,
             "role": self.role,
+            "variant": self.variant,
+            "experts": self.experts,
             "modules": self.modules,
             "layers": self.layers,
             "lora_params": self.lora_params,
@@ -172,18 +187,22 @@ class TargetPlan:
         return self.lora_params + self.full_params + self.bias_params
 
     def summary(self) -> list[SummaryRow]:
-        groups: dict[tuple[str, str], list[Target]] = {}
+        """One row per component x role x variant, in report order."""
+        groups: dict[tuple[str, str, str | None], list[Target]] = {}
         for t in self.targets:
-            groups.setdefault((t.component, t.role), []).append(t)
+            groups.setdefault((t.component, t.role, t.variant), []).append(t)
         total = self.lora_params or 1
         rows = []
-        for (comp, role), ts in sorted(groups.items(), key=lambda kv: group_order(*kv[0])):
+        for (comp, role, variant), ts in sorted(groups.items(), key=lambda kv: (group_order(*kv[0][:2]),
+                                                                               kv[0][2] or "")):
             n = sum(t.lora_params for t in ts)
             base = self.component_params.get(comp) or 0
             rows.append(
                 SummaryRow(
                     component=comp,
                     role=role,
+                    variant=variant,
+                    experts=max(t.experts for t in ts),
                     modules=len(ts),
                     layers=_layers_text(ts),
                     lora_params=n,

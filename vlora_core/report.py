@@ -58,7 +58,7 @@ def render_table(plan: TargetPlan, dtype: str = "fp32") -> str:
     ]
     rows = [("component", "role", "modules", "layers", "LoRA params", "share", "of component")]
     for row in plan.summary():
-        rows.append((row.component, row.role, str(row.modules), row.layers, f"{row.lora_params:,}",
+        rows.append((row.component, row.label, str(row.modules), row.layers, f"{row.lora_params:,}",
                      f"{100 * row.share:.1f}%", f"{100 * row.component_share:.2f}%"))
     rows.append(("total", "", str(len(plan.targets)), "", f"{plan.lora_params:,}",
                  "100.0%" if plan.targets else "-", ""))
@@ -83,14 +83,15 @@ def render_table(plan: TargetPlan, dtype: str = "fp32") -> str:
 def render_compare(plans: list[tuple[str, TargetPlan]], dtype: str = "fp32") -> str:
     """Several plans for one model side by side: LoRA parameters per component × role, then totals."""
     first = plans[0][1]
-    keys = sorted({(r.component, r.role) for _, p in plans for r in p.summary()}, key=lambda k: group_order(*k))
+    labels = {(r.component, r.role, r.variant): r.label for _, p in plans for r in p.summary()}
+    keys = sorted(labels, key=lambda k: (group_order(k[0], k[1]), k[2] or ""))
     rows: list[tuple[str, ...]] = [("", *(label for label, _ in plans))]
-    for comp, role in keys:
+    for key in keys:
         cells = []
         for _, p in plans:
-            row = next((r for r in p.summary() if (r.component, r.role) == (comp, role)), None)
+            row = next((r for r in p.summary() if (r.component, r.role, r.variant) == key), None)
             cells.append(f"{row.lora_params:,} ({row.layers})" if row else "-")
-        rows.append((f"{comp} {role}", *cells))
+        rows.append((f"{key[0]} {labels[key]}", *cells))
     total = first.total_params or 1
     rows.append(("LoRA parameters", *(f"{p.lora_params:,}" for _, p in plans)))
     rows.append(("% of model", *(f"{100 * p.lora_params / total:.3f}%" for _, p in plans)))

@@ -138,10 +138,12 @@ class Resolution:
         selected = {comp.name: self.select_layers(comp) for comp in self.arch.components if comp.layered}
         unused = self.unused_layers()
         chosen = self.pick_targets(selected, unused)
-        full = self.spec.finetune_projector == "full"
-        full_names = [h.name for h in self.holders.get("projector", [])] if full else []
+        projector = self.arch.component("projector")
+        full = self.spec.finetune_projector == "full" and projector is not None
+        full_names = [h.name for h in self.holders.get("projector", []) if full and self.holder_on(projector, h)]
         self.add_extra_targets(chosen, full_names)
         self.exclude_targets(chosen)
+        self.check_parameter_targets(chosen)
         if not chosen and not full_names:
             raise EmptySelectionError(
                 self.why_empty(bool(unused)),
@@ -162,6 +164,15 @@ class Resolution:
                 where=spec.location("finetune_cross_attention"),
                 hint="remove finetune_cross_attention from the spec",
             )
+        if arch.component("audio") is None:
+            written = spec.model_fields_set
+            field = next((f for f in ("finetune_audio_layers", "audio") if f in written), None)
+            if field is not None:
+                raise SpecArchitectureMismatch(
+                    f"{arch.display_name} has no audio tower ({self.who.render()})",
+                    where=spec.location(field),
+                    hint=f"remove {field} from the spec",
+                )
         for name in ("vision", "projector", "language"):
             if arch.component(name) is None and spec.component_enabled(name):
                 toggle = spec.component_toggle(name)
@@ -208,6 +219,20 @@ class Resolution:
             if holder is not None:
                 return holder
         return None
+
+    def holder_on(self, comp: Component, holder: _Holder) -> bool:
+        """Whether a prefix module's part of an enabled component trains: a part that follows another
+        component (Gemma-4's audio projector) needs that one switched on too."""
+        other = comp.follows_of(holder.name)
+        return other is None or self.spec.component_enabled(other)
+
+    def frozen_reason(self, name: str) -> str | None:
+        """Why the plugin says module ``name`` is never a target (None when it does not say so)."""
+        holder = self.holder_of(name)
+        if holder is None or holder.name == name:
+            return None
+        comp = self.arch.component(holder.component)
+        return comp.frozen.get(name[len(holder.name) + 1:]) if comp is not None else None
 
     def lookup(self, holder: _Holder, leaf: str) -> tuple[str, str] | None:
         """(full name, "module" | "parameter") of a declared leaf under a holder, if the tree has it."""
@@ -325,6 +350,8 @@ class Resolution:
                 if not spec.role_enabled(role):
                     continue
                 for h in self.holders[comp.name]:
+                    if not self.holder_on(comp, h):
+                        continue
                     if h.layer is not None and (h.layer in unused.get(h.count_key, ()) or (
                             layers is not None and h.layer not in layers.get(h.stack, ()))):
                         continue
@@ -334,15 +361,15 @@ class Resolution:
                             chosen[found[0]] = _Pick(h, role, leaf, found[1])
         for name, pick in chosen.items():
             self.check_wrappable(name, pick)
-        self.check_parameter_targets([n for n, p in chosen.items() if p.kind == PARAMETER])
         return chosen
 
     def check_wrappable(self, name: str, pick: _Pick) -> None:
         if pick.kind == PARAMETER:
             shape = self.tree.param_shape(name)
-            if shape is None or len(shape) != 2:
+            if shape is None or len(shape) not in (2, 3):
                 raise UnsupportedModuleTypeError(
-                    f"{name} is a parameter of shape {shape}, and LoRA on a parameter needs a 2-D one",
+                    f"{name} is a parameter of shape {shape}, and LoRA on a parameter needs a 2-D one (or a 3-D "
+                    "one of stacked experts)",
                     where=self.who,
                     hint="the plugin should not list it as a leaf",
                 )
@@ -356,19 +383,23 @@ class Resolution:
                 hint=f"{_WRAPPABLE}; the plugin should not list it",
             )
 
-    def check_parameter_targets(self, names: list[str]) -> None:
-        """PEFT adapts bare parameters (``target_parameters``) without dropout and without DoRA."""
-        if not names:
+    def check_parameter_targets(self, chosen: dict[str, _Pick]) -> None:
+        """PEFT adapts bare parameters and expert weights (``target_parameters``) without dropout and DoRA."""
+        params = [(n, p) for n, p in chosen.items() if p.kind == PARAMETER]
+        if not params:
             return
+        name, pick = params[0]
         spec = self.spec
+        what = "a stack of expert weights" if len(self.tree.param_shape(name) or ()) == 3 else "a bare parameter"
+        other = ("train the projector with finetune_projector: full" if pick.holder.component == "projector" else
+                 f"leave it out with exclude_modules: ['{re.escape(name)}'] (or finetune_mlp_modules: false)")
         for field, bad in (("use_dora", spec.use_dora), ("lora_dropout", spec.lora_dropout != 0)):
             if bad:
                 raise SpecArchitectureMismatch(
-                    f"{names[0]} on {self.arch.display_name} is a bare parameter, adapted through PEFT's "
+                    f"{name} on {self.arch.display_name} is {what}, adapted through PEFT's "
                     f"target_parameters, which does not support {field}: {getattr(spec, field)}",
                     where=spec.location(field),
-                    hint=f"set {field} to {'false' if field == 'use_dora' else '0'}, or train the projector with "
-                    "finetune_projector: full",
+                    hint=f"set {field} to {'false' if field == 'use_dora' else '0'}, or {other}",
                 )
 
     def add_extra_targets(self, chosen: dict[str, _Pick], full_names: list[str]) -> None:
@@ -399,6 +430,17 @@ class Resolution:
                         where=where,
                         hint=f"{_WRAPPABLE}; narrow the pattern to those",
                     )
+                reason = self.frozen_reason(entry.name)
+                if reason is not None and entry.custom_forward:
+                    raise UnsupportedModuleTypeError(
+                        f"pattern {pattern!r} matches {entry.name}, {reason}: a {entry.type_name} whose forward "
+                        "PEFT's LoRA wrapper would break (it adds the adapter's output to the module's own)",
+                        where=where,
+                        hint="leave it out of target_modules_extra; narrow the pattern",
+                    )
+                if reason is not None:
+                    self.warn("frozen-target", f"target_modules_extra adds {entry.name}, which {self.who.render()} "
+                              f"never targets ({reason})", where)
                 if holder.name in full_names:
                     raise ComponentOverlapError(
                         f"pattern {pattern!r} matches {entry.name}, inside the fully trained projector {holder.name}",
@@ -447,8 +489,7 @@ class Resolution:
             h.child(leaf)
             for comp in self.arch.components
             for h in self.holders[comp.name]
-            for leaves in comp.roles.values()
-            for leaf in leaves
+            for leaf in [*(leaf for leaves in comp.roles.values() for leaf in leaves), *comp.frozen]
         }
         found = set()
         for entry in self.tree.entries:
@@ -469,10 +510,16 @@ class Resolution:
         for name, pick in chosen.items():
             holder = pick.holder
             r = spec.rank_for(holder.component)
+            experts, experts_param = 1, False
             if pick.kind == PARAMETER:
-                out_f, in_f = tree.param_shape(name) or (0, 0)
+                shape = tree.param_shape(name) or (0, 0)
+                experts_param = len(shape) == 3
+                if experts_param:  # experts x out x in, as PEFT reads a stack of expert weights
+                    experts, out_f, in_f = shape
+                else:
+                    out_f, in_f = shape
                 module_type, kind, bias = "Parameter", PARAMETER, 0
-                lora = r * (in_f + out_f)
+                lora = r * experts * (in_f + out_f)
             else:
                 entry = tree.get(name)
                 assert entry is not None
@@ -483,7 +530,7 @@ class Resolution:
                 name=name, component=holder.component, role=pick.role, layer=holder.layer, leaf=pick.leaf,
                 stack=holder.stack, path=holder.path, kind=kind, module_type=module_type, in_features=in_f,
                 out_features=out_f, r=r, lora_alpha=spec.alpha_for(holder.component), lora_params=lora,
-                bias_params=bias,
+                bias_params=bias, experts=experts, variant=self.variant(pick, stacked=experts_param),
             ))
         full = tuple(
             FullModule(name=n, component="projector", params=tree.subtree_params(n),
@@ -509,6 +556,13 @@ class Resolution:
         )
         plan.check_regex(tree.names)
         return plan
+
+
+    def variant(self, pick: _Pick, *, stacked: bool) -> str | None:
+        """The row a target is shown on within its role: the plugin's label, or ``experts`` for expert weights."""
+        comp = self.arch.component(pick.holder.component)
+        declared = comp.variants.get(pick.leaf) if comp is not None else None
+        return declared or ("experts" if stacked else None)
 
 
 def _match_holders(tree: ModuleTree, comp: Component) -> list[_Holder]:

@@ -41,6 +41,7 @@ TASK_PRESETS: dict[str, dict[str, bool]] = {
 Task = Literal["ocr", "captioning", "vqa", "domain_adaptation"]
 _COMPONENT_TOGGLES = {
     "vision": "finetune_vision_layers",
+    "audio": "finetune_audio_layers",
     "projector": "finetune_projector",
     "language": "finetune_language_layers",
 }
@@ -163,6 +164,11 @@ class VisionLoRASpec(BaseModel):
     )
     finetune_vision_layers: bool = Field(default=True, description="adapt the vision encoder's layers")
     finetune_language_layers: bool = Field(default=True, description="adapt the language model's layers")
+    finetune_audio_layers: bool | None = Field(
+        default=None,
+        description="adapt the audio encoder's layers, on models with an audio tower (Gemma-4); unset: true there. "
+        "Set on a model without audio it is an error",
+    )
     finetune_attention_modules: bool = Field(default=True, description="adapt attention projections")
     finetune_mlp_modules: bool = Field(default=True, description="adapt MLP projections")
     finetune_projector: ProjectorMode = Field(
@@ -185,6 +191,7 @@ class VisionLoRASpec(BaseModel):
     )
 
     vision: ComponentOverride = Field(default_factory=ComponentOverride, description="vision encoder overrides")
+    audio: ComponentOverride = Field(default_factory=ComponentOverride, description="audio encoder overrides")
     projector: ProjectorOverride = Field(default_factory=ProjectorOverride, description="projector overrides")
     language: ComponentOverride = Field(default_factory=ComponentOverride, description="language model overrides")
 
@@ -250,6 +257,8 @@ class VisionLoRASpec(BaseModel):
         """Whether the spec trains anything in ``component`` (the projector: in ``lora`` or ``full`` mode)."""
         if component == "projector":
             return self.finetune_projector != "frozen"
+        if component == "audio":
+            return self.finetune_audio_layers is not False
         return component in _COMPONENT_TOGGLES and bool(getattr(self, _COMPONENT_TOGGLES[component]))
 
     def role_enabled(self, role: str) -> bool:
@@ -430,7 +439,7 @@ def _problems(
             key = str(loc[-1])
             parent = loc[:-1]
             choices = known
-            if parent and parent[0] in ("vision", "language"):
+            if parent and parent[0] in ("vision", "audio", "language"):
                 choices = sorted(ComponentOverride.model_fields)
             elif parent and parent[0] == "projector":
                 choices = sorted(ProjectorOverride.model_fields)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-# Components the spec has toggles and overrides for, in the order reports and locks list them.
-KNOWN_COMPONENTS: tuple[str, ...] = ("vision", "projector", "language")
+# Components the spec has toggles and overrides for, in the order reports and locks list them. The audio
+# tower exists in some models only (Gemma-4); the others are in every VLM.
+KNOWN_COMPONENTS: tuple[str, ...] = ("vision", "audio", "projector", "language")
 COMPONENT_ORDER: tuple[str, ...] = KNOWN_COMPONENTS
 
 # Roles a plugin may declare, and what switches each on (for messages and docs; the decision itself is
