@@ -271,6 +271,23 @@ def test_expert_weights_refuse_what_peft_cannot_do_with_them(moe, registry, fiel
     assert not any(t.experts > 1 for t in without.targets)
 
 
+def test_an_optional_leaf_may_be_missing_but_a_required_one_may_not(moe):
+    from vlora_core import PatternMatchError
+
+    def with_dense(**extra):
+        arch = architecture()
+        language = arch.component("language").model_copy(update={
+            "roles": {**arch.component("language").roles, "mlp": (*arch.component("language").roles["mlp"],
+                                                                   "mlp.dense_up")}, **extra})
+        components = tuple(language if c.name == "language" else c for c in arch.components)
+        return Registry.from_plugins(Plugin(arch.model_copy(update={"components": components})), names=["x"])
+
+    with pytest.raises(PatternMatchError, match=r"leaf 'mlp\.dense_up' matches no module"):
+        resolve({}, moe, registry=with_dense())
+    plan = resolve({}, moe, registry=with_dense(optional=("mlp.dense_up",)))
+    assert plan.lora_params == resolve({}, moe, registry=Registry.from_plugins(Plugin(), names=["x"])).lora_params
+
+
 def test_finetune_mlp_modules_switches_the_experts(moe, registry):
     plan = resolve({"finetune_mlp_modules": False}, moe, registry=registry)
     assert {t.role for t in plan.targets} == {"attention"} and all(t.experts == 1 for t in plan.targets)

@@ -23,6 +23,9 @@ Pattern semantics are explicit and never inferred from Python types:
 * ``Component.frozen`` names leaves that are never targets, with the reason (a MoE router, a gate with
   one output, a depthwise convolution): they are not "unclassified", and a user pattern that adds one
   is warned about, or refused where PEFT's wrapper would break the module.
+* ``Component.optional`` names leaves that only some models of the family have (the dense MLP of the
+  few dense layers in a mixture-of-experts model): they are targets where they exist, and a tree without
+  them is not a sign of an out-of-date plugin.
 * ``Component.follows`` names parts of a component (a dotted suffix of a prefix module's name) that
   also follow another component's toggle: Gemma-4's projector part for audio (``embed_audio``) trains
   only when the audio tower is on.
@@ -56,6 +59,9 @@ class Component(BaseModel):
     )
     frozen: dict[str, str] = Field(
         default_factory=dict, description="leaf -> why it is never a target (a router, a gate, a conv)"
+    )
+    optional: tuple[str, ...] = Field(
+        default=(), description="leaves that only some models of the family have; not required to match"
     )
     follows: dict[str, str] = Field(
         default_factory=dict,
@@ -100,9 +106,10 @@ class Component(BaseModel):
     @model_validator(mode="after")
     def _declared_leaves(self) -> Component:
         leaves = {leaf for group in self.roles.values() for leaf in group}
-        unknown = sorted(set(self.variants) - leaves)
-        if unknown:
-            raise ValueError(f"variants: {unknown[0]!r} is not a leaf of any role")
+        for field, names in (("variants", self.variants), ("optional", self.optional)):
+            unknown = sorted(set(names) - leaves)
+            if unknown:
+                raise ValueError(f"{field}: {unknown[0]!r} is not a leaf of any role")
         for leaf in self.frozen:
             if leaf in leaves:
                 raise ValueError(f"frozen: {leaf!r} is also a leaf of a role; a leaf is a target or frozen, not both")

@@ -255,7 +255,7 @@ class Resolution:
             )
         for role, leaves in comp.roles.items():
             for leaf in leaves:
-                if not any(self.lookup(h, leaf) for h in holders):
+                if leaf not in comp.optional and not any(self.lookup(h, leaf) for h in holders):
                     paths = ", ".join(sorted({h.path for h in holders}))
                     raise PatternMatchError(
                         f"{comp.name} {role} leaf {leaf!r} matches no module or parameter under {paths} ({version})",
