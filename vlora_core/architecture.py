@@ -26,6 +26,9 @@ Pattern semantics are explicit and never inferred from Python types:
 * ``Component.optional`` names leaves that only some models of the family have (the dense MLP of the
   few dense layers in a mixture-of-experts model): they are targets where they exist, and a tree without
   them is not a sign of an out-of-date plugin.
+* ``Component.required`` is false for a component only some models of the family have (Gemma-4's
+  audio tower is in E2B and E4B only): where a tree has none of its modules, the component is absent, and
+  a spec that sets its toggle or overrides is an error there.
 * ``Component.follows`` names parts of a component (a dotted suffix of a prefix module's name) that
   also follow another component's toggle: Gemma-4's projector part for audio (``embed_audio``) trains
   only when the audio tower is on.
@@ -59,6 +62,11 @@ class Component(BaseModel):
     )
     frozen: dict[str, str] = Field(
         default_factory=dict, description="leaf -> why it is never a target (a router, a gate, a conv)"
+    )
+    required: bool = Field(
+        default=True,
+        description="false: only some models of the family have this component (Gemma-4's audio tower); where a "
+        "tree has none of its modules it is absent",
     )
     optional: tuple[str, ...] = Field(
         default=(), description="leaves that only some models of the family have; not required to match"

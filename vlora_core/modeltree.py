@@ -227,7 +227,8 @@ def config_from_dict(data: dict[str, Any], *, where: str) -> PretrainedConfig:
     if not model_type:
         raise ModelLoadError("config has no model_type", where=where, hint="is this a transformers config.json?")
     try:
-        return AutoConfig.for_model(**data)
+        with _quiet_transformers():
+            return AutoConfig.for_model(**data)
     except ValueError as exc:
         raise ModelLoadError(
             f"transformers does not know model_type {model_type!r}: {exc}".splitlines()[0],

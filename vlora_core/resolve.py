@@ -125,14 +125,16 @@ class Resolution:
         self.holders: dict[str, list[_Holder]] = {}
         self.by_name: dict[str, _Holder] = {}
         self.layer_counts: dict[str, int] = {}  # "component" or "component.stack" -> number of layers
-        self.enabled: list[Component] = [c for c in arch.components if spec.component_enabled(c.name)]
+        self.present: list[Component] = list(arch.components)  # narrowed to what this tree has by find_holders
+        self.enabled: list[Component] = []
 
     def warn(self, code: str, message: str, location: Location | None = None) -> None:
         self.diagnostics.append(warning(code, message, location=location))
 
     def plan(self) -> TargetPlan:
-        self.check_spec_fits()
         self.find_holders()
+        self.check_spec_fits()
+        self.enabled = [c for c in self.present if self.spec.component_enabled(c.name)]
         for comp in self.enabled:
             self.check_patterns(comp)
         selected = {comp.name: self.select_layers(comp) for comp in self.arch.components if comp.layered}
@@ -164,12 +166,13 @@ class Resolution:
                 where=spec.location("finetune_cross_attention"),
                 hint="remove finetune_cross_attention from the spec",
             )
-        if arch.component("audio") is None:
-            written = spec.model_fields_set
-            field = next((f for f in ("finetune_audio_layers", "audio") if f in written), None)
+        if all(c.name != "audio" for c in self.present):
+            field = next((f for f in ("finetune_audio_layers", "audio") if f in spec.model_fields_set), None)
             if field is not None:
+                model = arch.display_name if arch.component("audio") is None else (
+                    f"{self.tree.source} ({arch.display_name})")
                 raise SpecArchitectureMismatch(
-                    f"{arch.display_name} has no audio tower ({self.who.render()})",
+                    f"{model} has no audio tower ({self.who.render()})",
                     where=spec.location(field),
                     hint=f"remove {field} from the spec",
                 )
@@ -189,6 +192,9 @@ class Resolution:
         module, or one nested in another, is an error."""
         for comp in self.arch.components:
             self.holders[comp.name] = _match_holders(self.tree, comp)
+        # a component only some models of the family have (Gemma-4's audio tower) is absent where the tree
+        # has none of its modules
+        self.present = [c for c in self.arch.components if c.required or self.holders[c.name]]
         for comp in self.arch.components:
             for h in self.holders[comp.name]:
                 other = self.by_name.get(h.name)
@@ -464,9 +470,9 @@ class Resolution:
 
     def why_empty(self, unused: bool) -> str:
         spec = self.spec
-        towers = [c.name for c in self.arch.components if c.layered]
+        towers = [c.name for c in self.present if c.layered]
         towers_off = not any(spec.component_enabled(t) for t in towers)
-        roles_off = not any(spec.role_enabled(r) for c in self.arch.components if c.layered for r in c.roles)
+        roles_off = not any(spec.role_enabled(r) for c in self.present if c.layered for r in c.roles)
         reasons = []
         if towers_off:
             reasons.append(_all_false([spec.component_toggle(t) for t in towers]))
