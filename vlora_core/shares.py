@@ -14,26 +14,28 @@ from .resolve import resolve
 CLAIM = {"language": (0.50, 0.70), "vision": (0.30, 0.50)}
 
 
+TOWERS = ("language", "vision", "audio")
+
+
 def share_rows(registry: Registry, r: int = 16) -> list[dict[str, Any]]:
-    """For each bundled reference config: full LoRA (attention + MLP, vision and language, projector
-    frozen) and the language-only and vision-only shares of it, at rank ``r``."""
+    """For each bundled reference config: full LoRA (attention + MLP in every tower: vision, language, and
+    audio where the model has it; projector frozen) and the share of it that each tower alone trains, at
+    rank ``r``. A model without audio has ``audio`` None."""
     rows = []
     for _, arch, ref in sorted(registry.references(), key=lambda item: (item[1].display_name, item[2].name)):
         if not (arch.component("vision") and arch.component("language")):
             continue
-        tree = module_tree(ref.name, registry)  # built once, resolved three ways
+        tree = module_tree(ref.name, registry)  # built once, resolved once per tower
         full = resolve({"r": r, "lora_alpha": r}, tree, registry=registry)
-        by_component = {c: sum(t.lora_params for t in full.targets if t.component == c) for c in ("vision", "language")}
-        language = resolve({"r": r, "lora_alpha": r, "finetune_vision_layers": False}, tree, registry=registry)
-        vision = resolve({"r": r, "lora_alpha": r, "finetune_language_layers": False}, tree, registry=registry)
-        assert language.lora_params == by_component["language"] and vision.lora_params == by_component["vision"]
-        rows.append({
-            "model": ref.name,
-            "family": arch.display_name,
-            "full": full.lora_params,
-            "language": language.lora_params / full.lora_params,
-            "vision": vision.lora_params / full.lora_params,
-        })
+        present = [t for t in TOWERS if any(x.component == t for x in full.targets)]
+        row: dict[str, Any] = {"model": ref.name, "family": arch.display_name, "full": full.lora_params,
+                               "audio": None}
+        for tower in present:
+            alone = {"r": r, "lora_alpha": r, **{f"finetune_{t}_layers": t == tower for t in present}}
+            plan = resolve(alone, tree, registry=registry)
+            assert plan.lora_params == sum(x.lora_params for x in full.targets if x.component == tower)
+            row[tower] = plan.lora_params / full.lora_params
+        rows.append(row)
     return rows
 
 
@@ -48,16 +50,17 @@ def render_share_table(rows: list[dict[str, Any]]) -> str:
     """The rows of ``share_rows`` as a Markdown table."""
     lines = [
         "| model | family | full LoRA params (r=16) | language-only share | claim 50–70 % | vision-only share "
-        "| claim 30–50 % |",
-        "|---|---|---:|---:|---|---:|---|",
+        "| claim 30–50 % | audio-only share |",
+        "|---|---|---:|---:|---|---:|---|---:|",
     ]
     for row in rows:
+        audio = "–" if row["audio"] is None else f"{100 * row['audio']:.1f} %"
         lines.append(
             f"| {row['model']} | {row['family']} | {row['full']:,} | {100 * row['language']:.1f} % | "
             f"{_verdict(row['language'], 'language')} | {100 * row['vision']:.1f} % | "
-            f"{_verdict(row['vision'], 'vision')} |"
+            f"{_verdict(row['vision'], 'vision')} | {audio} |"
         )
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["CLAIM", "render_share_table", "share_rows"]
+__all__ = ["CLAIM", "TOWERS", "render_share_table", "share_rows"]

@@ -24,7 +24,8 @@ def test_share_table_in_the_docs_is_current():
     assert round(100 * by_model["Qwen2-VL-2B-Instruct"]["language"], 1) == 63.8
     assert round(100 * by_model["Llama-3.2-90B-Vision"]["vision"], 1) == 5.4
     for row in rows:
-        assert abs(row["language"] + row["vision"] - 1) < 1e-9
+        assert abs(row["language"] + row["vision"] + (row["audio"] or 0) - 1) < 1e-9
+    assert by_model["gemma-4-E2B-it"]["audio"] > 0 and by_model["gemma-4-31B-it"]["audio"] is None
 
 
 def _run(*argv: str) -> str:
