@@ -55,7 +55,7 @@ def main() -> None:
     refs = default_registry().references()
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, Python {platform.python_version()}, "
           f"torch {torch.__version__}")
-    header = f"{'model':<24} {'plan s':>8} {'build s':>8} {'peft s':>8} {'plan/peft':>9} {'cli s':>7}  counts"
+    header = f"{'model':<36} {'plan s':>8} {'build s':>8} {'peft s':>8} {'plan/peft':>9} {'cli s':>7}  counts"
     print(header)
     print("-" * len(header))
     for _, _, ref in refs:
@@ -80,7 +80,8 @@ def main() -> None:
             counts.clear()
             for name, p in peft_model.named_parameters():
                 if p.requires_grad:
-                    module = name.removeprefix("base_model.model.").split(".lora_")[0]
+                    # several parameter targets of one module (an experts block) nest PEFT wrappers: base_layer
+                    module = name.removeprefix("base_model.model.").split(".lora_")[0].replace(".base_layer", "")
                     key = component_of.get(module, "other")
                     counts[key] = counts.get(key, 0) + p.numel()
 
@@ -91,7 +92,7 @@ def main() -> None:
         subprocess.run([str(Path(sys.executable).parent / "vlora"), "plan", str(spec_path), "--model", ref.name],
                        check=True, capture_output=True)
         t_cli = time.perf_counter() - start
-        print(f"{ref.name:<24} {t_plan:8.3f} {t_build:8.3f} {t_peft:8.3f} {t_plan / t_peft:9.2f} {t_cli:7.2f}  {same}")
+        print(f"{ref.name:<36} {t_plan:8.3f} {t_build:8.3f} {t_peft:8.3f} {t_plan / t_peft:9.2f} {t_cli:7.2f}  {same}")
 
 
 if __name__ == "__main__":
