@@ -32,7 +32,14 @@ from .errors import (
     VloraError,
 )
 from .hookspecs import hookimpl
-from .layouts import VISION_TOWER_LAYOUTS, VISION_TOWER_PREFIXES, VISION_TOWER_ROLES, Layout, vision_tower_components
+from .layouts import (
+    VISION_TOWER_LAYOUTS,
+    VISION_TOWER_PREFIXES,
+    VISION_TOWER_ROLES,
+    Layout,
+    first_unused_layer,
+    vision_tower_components,
+)
 from .lock import LockDiff, diff_lock, make_lock, read_lock, write_lock
 from .modeltree import ModuleEntry, ModuleTree, module_tree, tree_from_module
 from .plan import FullModule, Target, TargetPlan
@@ -92,6 +99,7 @@ __all__ = [
     "apply",
     "default_registry",
     "diff_lock",
+    "first_unused_layer",
     "hookimpl",
     "load_spec",
     "make_lock",

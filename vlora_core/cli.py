@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-tasks", action="store_true",
                    help="lay the four task presets (ocr, captioning, vqa, domain_adaptation) side by side, each "
                    "applied to SPEC (or to the defaults) with its tower toggles")
+    p.add_argument("--infer", action="store_true",
+                   help="read the architecture from the model's structure even where a plugin claims it (to compare "
+                   "the two); a model no plugin claims is always read that way, and the plan says so")
 
     v = sub.add_parser(
         "validate",
@@ -139,7 +142,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return _compare(args)
     if args.spec is None:
         raise UsageError("no SPEC given", hint="vlora plan SPEC [--model REF], or --compare-tasks --model REF")
-    plan = resolve(load_spec(args.spec), args.model)
+    plan = resolve(load_spec(args.spec), args.model, infer=args.infer)
     sys.stdout.write(plan.to_json() if args.json else plan.table(args.dtype))
     return errors.EXIT_OK
 
@@ -162,7 +165,7 @@ def _compare(args: argparse.Namespace) -> int:
     if ref is None:
         raise UsageError("no model to compare on", hint="pass --model REF or set `model:` in the spec")
     tree = module_tree(ref, default_registry())
-    plans = [(label, resolve(spec, tree)) for label, spec in specs]
+    plans = [(label, resolve(spec, tree, infer=args.infer)) for label, spec in specs]
     if args.json:
         data = {"model": str(ref), "plans": [{"label": label, **plan.to_dict()} for label, plan in plans]}
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")

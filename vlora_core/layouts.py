@@ -79,6 +79,17 @@ VISION_TOWER_PREFIXES: dict[str, str] = {
     "language": layers_of(layout.language_layers for layout in VISION_TOWER_LAYOUTS),
 }
 
+def first_unused_layer(feature_layer: int | list[int], count: int) -> int:
+    """Index of the first vision layer whose output the image features never see (LLaVA-style configs).
+
+    ``hidden_states[0]`` is the embedding output and ``hidden_states[i]`` the output of layer ``i - 1``, so
+    features taken from ``hidden_states[k]`` use layers ``0 .. k-1``. Negative ``k`` counts from the end
+    of the ``count + 1`` hidden states; a list (several feature layers) takes the deepest.
+    """
+    layers = feature_layer if isinstance(feature_layer, list) else [feature_layer]
+    return max(k if k >= 0 else count + 1 + k for k in layers)
+
+
 VISION_TOWER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
     "vision": {  # a CLIP / SigLIP encoder layer
         "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"),
@@ -107,6 +118,7 @@ __all__ = [
     "VISION_TOWER_ROLES",
     "Layout",
     "any_of",
+    "first_unused_layer",
     "layers_of",
     "vision_tower_components",
 ]

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 # kinds of module LoRA (PEFT) can wrap, and how its adapter is shaped
 LINEAR, CONV, EMBEDDING = "linear", "conv", "embedding"
 PARAMETER = "parameter"  # a bare 2-D nn.Parameter, adapted through PEFT's target_parameters
+# a composite model's sub-configs, whose sub-models are its towers
+SUB_CONFIGS = ("vision_config", "text_config", "audio_config")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,9 @@ class ModuleTree:
     transformers_version: str
     params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every parameter's full name and shape (tied: once)
     model_config: Any = field(default=None, compare=False, repr=False)  # the model's PretrainedConfig, if any
+    # the outermost modules whose own ``.config`` is one of the model config's sub-configs: (module name,
+    # "vision_config" | "text_config" | "audio_config"); what structural inference reads the towers from
+    sub_models: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {e.name: e for e in self.entries})
@@ -148,7 +153,13 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
     entries: list[ModuleEntry] = []
     params: list[tuple[str, tuple[int, ...]]] = []
     total = 0
+    config = getattr(model, "config", None)
+    sub_configs = {id(c): key for key in SUB_CONFIGS if (c := getattr(config, key, None)) is not None}
+    sub_models: list[tuple[str, str]] = []
     for name, module in model.named_modules():
+        key = sub_configs.get(id(getattr(module, "config", None)))
+        if key is not None and name and not any(name.startswith(f"{outer}.") for outer, _ in sub_models):
+            sub_models.append((name, key))  # the outermost module of each tower only
         own = bias = 0
         for pname, param in module._parameters.items():  # own parameters, as named_parameters(recurse=False)
             if param is None or id(param) in seen:
@@ -163,7 +174,6 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
         kind, fin, fout, kernel = _kind(module)
         custom = kind == LINEAR and _own_forward(module)
         entries.append(ModuleEntry(name, type(module).__name__, kind, fin, fout, kernel, own, bias, custom))
-    config = getattr(model, "config", None)
     return ModuleTree(
         entries=tuple(entries),
         model_type=getattr(config, "model_type", None),
@@ -172,6 +182,7 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
         transformers_version=transformers.__version__,
         params=tuple(params),
         model_config=config,
+        sub_models=tuple(sub_models),
     )
 
 

@@ -154,6 +154,7 @@ class TargetPlan:
     layer_counts: dict[str, int]  # layers per component, or per "component.stack" in stacked components
     diagnostics: tuple[Diagnostic, ...]  # warnings: legal choices that are probably unintended
     transformers_version: str
+    inferred: str | None = None  # why the architecture was read from the model's structure, when it was
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(sorted(self.targets, key=lambda t: (t.key.sort_key(), t.path))))
@@ -318,6 +319,7 @@ class TargetPlan:
             "architecture_title": self.architecture_title,
             "model_type": self.model_type,
             "model": self.model,
+            "inferred": self.inferred is not None,
             "plugin": {"distribution": self.plugin, "version": self.plugin_version},
             "versions": self.versions(),
             "spec": self.spec.normalized(),

@@ -48,7 +48,9 @@ def render_table(plan: TargetPlan, dtype: str = "fp32") -> str:
     """One row per component × role (modules, layers, LoRA parameters, their share of all LoRA parameters
     and of the component's base parameters), then totals, memory, fully trained modules and warnings."""
     spec = plan.spec
-    head = [
+    head = [] if plan.inferred is None else [
+        f"inferred: {plan.inferred}; the architecture was read from the model's structure"]
+    head += [
         f"{plan.model} · {plan.architecture_title} ({plan.model_type}) · plugin {plan.plugin} "
         f"{plan.plugin_version} · transformers {plan.transformers_version}",
         f"spec {spec.source or '(in memory)'}: "

@@ -26,10 +26,12 @@ from .errors import (
     LayerSelectionError,
     PatternMatchError,
     SpecArchitectureMismatch,
+    UnsupportedModelError,
     UnsupportedModuleTypeError,
     UsageError,
     UserPatternError,
 )
+from .infer import InferenceRefused, infer_architecture
 from .modeltree import PARAMETER, ModuleTree, module_tree
 from .plan import FullModule, Target, TargetPlan
 from .plugins import PluginInfo, Registry, default_registry
@@ -85,11 +87,14 @@ def resolve(
     model: Any = None,
     *,
     registry: Registry | None = None,
+    infer: bool = False,
 ) -> TargetPlan:
     """Resolve a spec against a model into a validated ``TargetPlan``.
 
     ``model`` is a live ``nn.Module``, a ``PretrainedConfig``, a ``ModuleTree``, a bundled reference name,
     a directory or ``config.json`` path, or a Hub id (config only). When None, the spec's ``model:`` is used.
+    A model whose ``model_type`` no installed plugin claims is read from its own structure (the plan says
+    it was inferred); ``infer=True`` does that even where a plugin exists, to compare the two.
     """
     spec = _as_spec(spec)
     registry = registry or default_registry()
@@ -108,14 +113,42 @@ def resolve(
             "the model has no config.model_type to detect its architecture from",
             hint="set `architecture:` in the spec (see `vlora plugins` for the names)",
         )
-    plugin, arch = registry.lookup(key)
+    if infer:
+        return _inferred(spec, tree, None)
+    try:
+        plugin, arch = registry.lookup(key)
+    except UnsupportedModelError as exc:
+        if spec.architecture is not None:
+            raise
+        return _inferred(spec, tree, exc)
     return Resolution(spec, tree, plugin, arch).plan()
+
+
+def _inferred(spec: VisionLoRASpec, tree: ModuleTree, unclaimed: UnsupportedModelError | None) -> TargetPlan:
+    """The plan on an architecture read from the tree's structure (no plugin claimed it, or infer=True)."""
+    try:
+        inference = infer_architecture(tree)
+    except InferenceRefused as refusal:
+        if unclaimed is None:
+            raise
+        raise UnsupportedModelError(f"{unclaimed.message}; and {refusal.message}", hint=unclaimed.hint) from None
+    why = (f"no installed plugin handles model_type {tree.model_type!r}" if unclaimed is not None
+           else "inference was asked for (infer=True)")
+    resolution = Resolution(spec, tree, inference.plugin(), inference.architecture, inferred=why)
+    if inference.unclassified:
+        resolution.warn("inference-unclassified", f"inference could not place {', '.join(inference.unclassified)}: "
+                        "they are never targeted (add them with target_modules_extra if you want them)")
+    return resolution.plan()
 
 
 class Resolution:
     """One resolution of a spec against a module tree with one plugin's architecture; ``plan()`` runs it."""
 
-    def __init__(self, spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: ArchitectureSpec) -> None:
+    def __init__(
+        self, spec: VisionLoRASpec, tree: ModuleTree, plugin: PluginInfo, arch: ArchitectureSpec,
+        *, inferred: str | None = None,
+    ) -> None:
+        self.inferred = inferred  # why the architecture was read from the tree, when it was
         self.spec = spec
         self.tree = tree
         self.plugin = plugin
@@ -558,6 +591,7 @@ class Resolution:
             component_params={c: sum(tree.subtree_params(h.name) for h in hs) for c, hs in self.holders.items()},
             layer_counts=dict(self.layer_counts),
             diagnostics=tuple(self.diagnostics),
+            inferred=self.inferred,
             transformers_version=tree.transformers_version,
         )
         plan.check_regex(tree.names)

@@ -19,7 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vlora_core import ArchitectureSpec, ReferenceModel, UnusedLayers, hookimpl, vision_tower_components
+from vlora_core import (
+    ArchitectureSpec,
+    ReferenceModel,
+    UnusedLayers,
+    first_unused_layer,
+    hookimpl,
+    vision_tower_components,
+)
 
 CONFIGS = Path(__file__).parent / "configs"
 
@@ -50,17 +57,6 @@ LLAVA_NEXT = ArchitectureSpec(
 @hookimpl
 def vlora_architectures() -> list[ArchitectureSpec]:
     return [LLAVA, LLAVA_NEXT]
-
-
-def first_unused_layer(feature_layer: int | list[int], count: int) -> int:
-    """Index of the first vision layer whose output the features never see.
-
-    ``hidden_states[0]`` is the embedding output and ``hidden_states[i]`` the output of layer ``i - 1``, so
-    features taken from ``hidden_states[k]`` use layers ``0 .. k-1``. Negative ``k`` counts from the end
-    of the ``count + 1`` hidden states; a list takes the deepest.
-    """
-    layers = feature_layer if isinstance(feature_layer, list) else [feature_layer]
-    return max(k if k >= 0 else count + 1 + k for k in layers)
 
 
 @hookimpl

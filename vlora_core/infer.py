@@ -1,0 +1,366 @@
+"""Structural inference: a module tree -> an ``ArchitectureSpec`` for a model no plugin claims.
+
+What it reads is the model's structure, never leaf names shared across families:
+
+* the towers are the sub-models whose ``.config`` is the composite config's ``vision_config``,
+  ``text_config`` or ``audio_config`` (recorded in ``ModuleTree.sub_models``);
+* a tower's layers are the ``nn.ModuleList`` under it whose length equals a layer count of its sub-config
+  (``num_hidden_layers``, ``depth``, ``num_global_layers``, ...); two such lists that differ in one path
+  segment are two stacks (Llama-3.2-Vision); no list of that length is a refusal, never a guess;
+* the role of a Linear inside a layer comes from the classes of the modules that hold it: an attention
+  module (cross-attention, linear attention), an MLP, feed-forward, mixture-of-experts or convolution
+  module; fused 3-D expert weights are MLP; a Linear with one output, or one per expert or per head, is a
+  gate or a router, and never a target; a Linear it cannot place is reported, never targeted;
+* the projector is what lies outside the towers' layers and connects them: the composite model's other
+  children that hold a Linear (or a bare 2-D weight), and what the vision tower holds after its layers
+  (Qwen's merger, Llama-4's vision adapter); what comes before the layers is the patch embedding.
+
+The result has the same shape as a plugin's declaration, which is what ``vlora scaffold`` will write out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .architecture import ArchitectureSpec, Component, UnusedLayers
+from .errors import ResolutionError
+from .layouts import first_unused_layer
+from .modeltree import CONV, LINEAR, ModuleTree
+from .plugins import PluginInfo
+from .versions import core_version
+
+TOWERS = {"vision_config": "vision", "text_config": "language", "audio_config": "audio"}
+_COUNT_KEY = re.compile(r"num_\w*layers|depth")
+_EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
+_HEADS_KEY = re.compile(r"\w*num_\w*heads")
+INFERRED_DISTRIBUTION = "vlora (inferred)"
+
+
+class InferenceRefused(ResolutionError):
+    """The model's structure is not a vision encoder + projector + language model layout vlora can read."""
+
+
+@dataclass
+class Inference:
+    """An inferred architecture, with what inference checked and what it could not place."""
+
+    architecture: ArchitectureSpec
+    layer_counts: dict[str, tuple[int, str]]  # "component" or "component.stack" -> (layers, config key)
+    unclassified: list[str] = field(default_factory=list)  # Linear paths (layer index as '*') with no role
+
+    def plugin(self) -> PluginInfo:
+        """A plugin record for the inferred architecture, with the unused-layers rule of LLaVA-style configs."""
+        pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        pm.add_hookspecs(hookspecs)
+        pm.register(_InferredHooks(), name="inferred")
+        return PluginInfo("inferred", INFERRED_DISTRIBUTION, core_version(), (self.architecture,), manager=pm)
+
+
+class _InferredHooks:
+    @hookspecs.hookimpl
+    def vlora_unused_layers(
+        self, architecture: ArchitectureSpec, config: dict[str, Any], layer_counts: dict[str, int]
+    ) -> list[UnusedLayers] | None:
+        """Vision layers after ``vision_feature_layer`` (LLaVA-style configs) are never used."""
+        feature_layer = config.get("vision_feature_layer")
+        count = layer_counts.get("vision")
+        if feature_layer is None or count is None or not isinstance(feature_layer, int | list):
+            return None
+        first = first_unused_layer(feature_layer, count)
+        if first >= count:
+            return None
+        return [UnusedLayers(component="vision", layers=tuple(range(first, count)),
+                             reason=f"image features come from vision_feature_layer={feature_layer}")]
+
+
+def infer_architecture(tree: ModuleTree) -> Inference:
+    """Read the architecture of ``tree`` from its structure; raises ``InferenceRefused`` with the reason."""
+    return _Reader(tree).read()
+
+
+class _Reader:
+    def __init__(self, tree: ModuleTree) -> None:
+        self.tree = tree
+        self.config = tree.config
+        self.index = {e.name: i for i, e in enumerate(tree.entries)}
+        self.children: dict[str, list[str]] = {}
+        for e in tree.entries:
+            if e.name:
+                self.children.setdefault(e.name.rpartition(".")[0], []).append(e.name)
+        self.params: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+        for name, shape in tree.params:
+            owner, _, pname = name.rpartition(".")
+            self.params.setdefault(owner, []).append((pname, shape))
+        self.model_type = tree.model_type or "unknown"
+
+    def refuse(self, why: str, hint: str) -> InferenceRefused:
+        return InferenceRefused(f"cannot infer the architecture of model_type {self.model_type!r}: {why}", hint=hint)
+
+    # --- structure helpers ------------------------------------------------------------------------------
+
+    def subtree(self, name: str) -> list[str]:
+        """``name`` and every module under it, in named_modules() order."""
+        start = self.index[name]
+        prefix = name + "." if name else ""
+        out = [name]
+        for e in self.tree.entries[start + 1:]:
+            if not e.name.startswith(prefix):
+                break
+            out.append(e.name)
+        return out
+
+    def has_weights(self, name: str) -> bool:
+        """Whether the module holds a Linear, or a bare 2-D weight of its own."""
+        return any(self.tree.get(n).kind == LINEAR for n in self.subtree(name)) or any(
+            len(shape) == 2 for _, shape in self.params.get(name, []))
+
+    def sub_config(self, key: str) -> dict[str, Any]:
+        value = self.config.get(key)
+        return value if isinstance(value, dict) else {}
+
+    # --- towers and their layers ------------------------------------------------------------------------
+
+    def read(self) -> Inference:
+        roots: dict[str, tuple[str, str]] = {}
+        for name, key in self.tree.sub_models:
+            roots.setdefault(TOWERS[key], (name, key))
+        for needed in ("vision", "language"):
+            if needed not in roots:
+                found = ", ".join(f"{c} ({n})" for c, (n, _) in roots.items()) or "none"
+                raise self.refuse(
+                    f"no sub-model carries its {'vision' if needed == 'vision' else 'text'} config (towers found: "
+                    f"{found}); it is not a vision encoder + projector + language model layout",
+                    "write a plugin for it (`vlora plugins` lists what is installed)",
+                )
+        components: list[Component] = []
+        counts: dict[str, tuple[int, str]] = {}
+        unclassified: list[str] = []
+        stacks: dict[str, list[str]] = {}
+        for component in ("vision", "audio", "language"):
+            if component not in roots:
+                continue
+            root, key = roots[component]
+            sub = self.sub_config(key)
+            lists = self.layer_lists(component, root, sub)
+            stacks[component] = [name for name, _, _ in lists]
+            for name, n, count_key in lists:
+                label = component if len(lists) == 1 else f"{component}.{self.stack_names(lists)[name]}"
+                counts[label] = (n, count_key)
+            comp, missing = self.tower(component, lists, sub)
+            components.append(comp)
+            unclassified += missing
+        projector = self.projector(roots, stacks)
+        if projector is not None:
+            components.insert(1 + ("audio" in roots), projector)
+        arch = ArchitectureSpec(
+            name=f"inferred_{self.model_type}",
+            title=f"{self.model_type} (inferred)",
+            model_types=(self.model_type,),
+            components=tuple(components),
+        )
+        return Inference(arch, counts, sorted(set(unclassified)))
+
+    def layer_lists(self, component: str, root: str, sub: dict[str, Any]) -> list[tuple[str, int, str]]:
+        """(list name, length, config key) of the layer lists of a tower, checked against its sub-config."""
+        wanted = {k: v for k, v in sub.items() if _COUNT_KEY.fullmatch(k) and isinstance(v, int) and v > 0}
+        found: list[tuple[str, int]] = []
+        for name in self.subtree(root):
+            if self.tree.get(name).type_name != "ModuleList":
+                continue
+            if any(name.startswith(f"{outer}.") for outer, _ in found):
+                continue  # inside a layer of a list already taken
+            kids = self.children.get(name, [])
+            if kids and all(k.rpartition(".")[2].isdigit() for k in kids) and any(self.has_weights(k) for k in kids):
+                found.append((name, len(kids)))
+        matched = []
+        for name, n in found:
+            keys = [k for k, v in wanted.items() if v == n]
+            if keys:
+                matched.append((name, n, keys[0]))
+        if not matched:
+            seen = ", ".join(f"{n} ({length})" for n, length in found) or "none"
+            raise self.refuse(
+                f"the {component} tower {root} has no list of layers whose length matches its config "
+                f"({', '.join(f'{k}={v}' for k, v in wanted.items()) or 'no layer count'}); lists found: {seen}",
+                "write a plugin for this family (start from `vlora plan --infer` on a similar model)",
+            )
+        if len({key for _, _, key in matched}) != len(matched):
+            names = ", ".join(n for n, _, _ in matched)
+            raise self.refuse(f"the {component} tower has several lists of layers of one length ({names})",
+                              "write a plugin that says which one is the tower")
+        return matched
+
+    @staticmethod
+    def stack_names(lists: list[tuple[str, int, str]]) -> dict[str, str]:
+        """The path segment that tells stacks apart: ``transformer`` / ``global_transformer``."""
+        parts = [name.split(".") for name, _, _ in lists]
+        differing = [i for i in range(len(parts[0])) if len({p[i] if i < len(p) else None for p in parts}) > 1]
+        return {name: name.split(".")[differing[0]] for name, _, _ in lists}
+
+    def prefix_of(self, lists: list[tuple[str, int, str]]) -> str:
+        if len(lists) == 1:
+            return re.escape(lists[0][0]) + r"\.(?P<layer>\d+)"
+        parts = [name.split(".") for name, _, _ in lists]
+        if len({len(p) for p in parts}) != 1:
+            raise self.refuse("its stacks of layers differ in depth", "write a plugin for this family")
+        differing = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
+        if len(differing) != 1:
+            raise self.refuse("its stacks of layers differ in more than one path segment",
+                              "write a plugin for this family")
+        i = differing[0]
+        head, tail = ".".join(parts[0][:i]), ".".join(parts[0][i + 1:])
+        names = "|".join(re.escape(p[i]) for p in parts)
+        return (re.escape(head) + r"\." if head else "") + f"(?P<stack>{names})" + (
+            r"\." + re.escape(tail) if tail else "") + r"\.(?P<layer>\d+)"
+
+    # --- roles inside a layer ---------------------------------------------------------------------------
+
+    def tower(
+        self, component: str, lists: list[tuple[str, int, str]], sub: dict[str, Any]
+    ) -> tuple[Component, list[str]]:
+        gate_widths = {1} | {v for k, v in sub.items() if isinstance(v, int) and (
+            k in _EXPERT_COUNT_KEYS or _HEADS_KEY.fullmatch(k))}
+        roles: dict[str, dict[str, None]] = {}
+        variants: dict[str, str] = {}
+        frozen: dict[str, str] = {}
+        placed: dict[str, str] = {}
+        unclassified: list[str] = []
+        for list_name, _, _ in lists:
+            for layer in self.children.get(list_name, []):
+                layer_path = list_name + ".*"
+                for name in self.subtree(layer)[1:]:
+                    entry = self.tree.get(name)
+                    leaf = name[len(layer) + 1:]
+                    classes = self.classes_between(layer, name)
+                    if entry.kind == CONV:
+                        frozen.setdefault(leaf, "a convolution inside a layer")
+                        continue
+                    if entry.kind == LINEAR:
+                        decided = self.linear_role(entry, classes, gate_widths)
+                    else:
+                        decided = None
+                        for pname, shape in self.params.get(name, []):
+                            if len(shape) == 3:  # fused expert weights
+                                self.place(roles, placed, variants, f"{leaf}.{pname}", ("mlp", "experts"))
+                    if entry.kind != LINEAR:
+                        continue
+                    if decided is None:
+                        unclassified.append(f"{layer_path}.{leaf}")
+                    elif decided[0] == "frozen":
+                        frozen.setdefault(leaf, decided[1])
+                    else:
+                        self.place(roles, placed, variants, leaf, decided)
+        if not roles:
+            raise self.refuse(f"no attention or MLP module found in the {component} layers",
+                              "write a plugin for this family")
+        comp = Component(
+            name=component,
+            prefix=self.prefix_of(lists),
+            roles={role: tuple(leaves) for role, leaves in roles.items()},
+            variants=variants,
+            frozen={k: v for k, v in frozen.items() if k not in placed},
+        )
+        return comp, unclassified
+
+    def place(self, roles, placed, variants, leaf: str, decided: tuple[str, str | None]) -> None:
+        role, variant = decided
+        if placed.get(leaf, role) != role:
+            raise self.refuse(f"{leaf} plays two roles in different layers ({placed[leaf]}, {role})",
+                              "write a plugin for this family")
+        placed[leaf] = role
+        roles.setdefault(role, {})[leaf] = None
+        if variant:
+            variants[leaf] = variant
+
+    def classes_between(self, layer: str, name: str) -> list[str]:
+        """Class names of the modules from ``name`` up to (not including) the layer module, innermost first."""
+        out = []
+        current = name
+        while current != layer:
+            out.append(self.tree.get(current).type_name)
+            current = current.rpartition(".")[0]
+        return out
+
+    @staticmethod
+    def linear_role(entry: Any, classes: list[str], gate_widths: set[int]) -> tuple[str, str | None] | None:
+        own = classes[0].lower()
+        if "router" in own or any("router" in c.lower() for c in classes[1:]):
+            return "frozen", "a router"
+        if entry.custom_forward:
+            return "frozen", f"a {entry.type_name} with a forward of its own"
+        if entry.out_features in gate_widths:
+            return "frozen", "a gate (one output, or one per head or expert)"
+        holders = [c.lower() for c in classes[1:]]
+        for i, cls in enumerate(holders):
+            if "crossattention" in cls:
+                return "cross_attention", None
+            if "deltanet" in cls or "linearattention" in cls:
+                return "attention", "linear"
+            if "attention" in cls or cls.endswith("attn"):
+                return "attention", None
+            if "expert" in cls and i == 0 and not cls.endswith("experts"):
+                continue
+            if any(word in cls for word in ("mlp", "feedforward", "ffn", "moe", "expert", "conv")):
+                if "conv" in cls:
+                    return "mlp", "conv module"
+                inside_moe = any("moe" in c or "sparse" in c for c in holders[i + 1:])
+                return "mlp", "shared expert" if inside_moe else None
+        return None
+
+    # --- the projector ----------------------------------------------------------------------------------
+
+    def projector(self, roots: dict[str, tuple[str, str]], stacks: dict[str, list[str]]) -> Component | None:
+        vision_root, language_root = roots["vision"][0], roots["language"][0]
+        inner = _common_parent(vision_root, language_root)
+        tower_roots = {name for name, _ in roots.values()}
+        vocab = self.sub_config("text_config").get("vocab_size")
+        holders: list[str] = []
+        for name in self.children.get(inner, []):
+            holds_a_tower = any(root == name or root.startswith(f"{name}.") for root in tower_roots)
+            if holds_a_tower or not self.has_weights(name):
+                continue
+            entry = self.tree.get(name)
+            if entry.kind == LINEAR and entry.out_features == vocab:
+                continue  # the output head
+            holders.append(name)
+        # what the vision tower holds after its layers (Qwen's merger, Llama-4's vision adapter)
+        last = max(self.index[self.subtree(n)[-1]] for n in stacks["vision"])
+        for name in self.children.get(vision_root, []):
+            if self.index[name] <= last or not self.has_weights(name):
+                continue
+            if self.tree.get(name).type_name == "ModuleList":
+                holders += self.children.get(name, [])
+            else:
+                holders.append(name)
+        if not holders:
+            return None
+        leaves: dict[str, None] = {}
+        for holder in holders:
+            for name in self.subtree(holder):
+                if self.tree.get(name).kind == LINEAR:
+                    leaves[name[len(holder) + 1:]] = None
+            if not any(self.tree.get(n).kind == LINEAR for n in self.subtree(holder)):
+                for pname, shape in self.params.get(holder, []):
+                    if len(shape) == 2:
+                        leaves[pname] = None
+        follows = {h.rpartition(".")[2]: "audio" for h in holders if "audio" in roots and "audio" in h}
+        prefix = "(?:" + "|".join(re.escape(h) for h in holders) + ")"
+        return Component(name="projector", prefix=prefix, roles={"projection": tuple(leaves)}, follows=follows)
+
+
+def _common_parent(a: str, b: str) -> str:
+    pa, pb = a.split("."), b.split(".")
+    common = []
+    for x, y in zip(pa, pb, strict=False):
+        if x != y:
+            break
+        common.append(x)
+    return ".".join(common)
+
+
+__all__ = ["INFERRED_DISTRIBUTION", "Inference", "InferenceRefused", "infer_architecture"]
