@@ -1,4 +1,4 @@
-"""The ``vlora`` command: plan, validate, lock, plugins, shares, schema, models.
+"""The ``vlora`` command: plan, validate, lock, plugins, shares, coverage, schema, models.
 
 No traceback reaches a user for a bad input: every ``VloraError`` becomes one message and its exit code.
 """
@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Sequence
 
 from . import errors
+from .coverage import coverage_rows, render_coverage
 from .diagnostics import DOC_PAGES
 from .errors import UsageError, VloraError
 from .lock import lock_path_for, write_lock
@@ -123,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
                         "vision-only LoRA train, as a Markdown table (the one in the documentation page "
                         f"{DOC_PAGES['memory'][1]!r}).")
     sh.add_argument("--r", type=int, default=16, help="LoRA rank (the shares do not depend on it; default 16)")
+
+    sub.add_parser("coverage", help="what vlora makes of every model type in transformers' image-text-to-text registry",
+                   description="For every model type of transformers' image-text-to-text registry, built from its "
+                   "default config on the meta device: resolved by a plugin, inferred from the model's structure "
+                   "(with the layers found and the config value they were checked against), or refused (why). A "
+                   "Markdown table (the one in the documentation page "
+                   f"{DOC_PAGES['coverage'][1]!r}).")
 
     sub.add_parser("schema", help="print the JSON Schema of spec files (for editors and CI)",
                    description="Print the JSON Schema of the spec file format.")
@@ -243,6 +251,11 @@ def _cmd_shares(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def _cmd_coverage(args: argparse.Namespace) -> int:
+    sys.stdout.write(render_coverage(coverage_rows(default_registry())))
+    return errors.EXIT_OK
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(spec_json_schema(), indent=2, sort_keys=True))
     return errors.EXIT_OK
@@ -274,6 +287,7 @@ COMMANDS = {
     "plugins": _cmd_plugins,
     "schema": _cmd_schema,
     "shares": _cmd_shares,
+    "coverage": _cmd_coverage,
     "models": _cmd_models,
 }
 

@@ -26,6 +26,7 @@ DOC_PAGES: dict[str, tuple[str, str]] = {
     "ci": ("docs/ci.md", "vlora in CI"),
     "cli": ("docs/cli.md", "The `vlora` command"),
     "memory": ("docs/memory.md", "Memory and parameter shares"),
+    "coverage": ("docs/coverage.md", "Coverage of transformers' image-text-to-text models"),
 }
 
 

@@ -35,9 +35,12 @@ from .plugins import PluginInfo
 from .versions import core_version
 
 TOWERS = {"vision_config": "vision", "text_config": "language", "audio_config": "audio"}
-_COUNT_KEY = re.compile(r"num_\w*layers|depth")
+# sub-config keys that hold a layer count (an int), or a per-layer list whose length is one
+_COUNT_KEY = re.compile(r"num_\w*layers|n_layers|layers|encoder_layers|decoder_layers|\w*depth")
+_PER_LAYER_KEY = re.compile(r"\w*layer_types|layers_block_type")
 _EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
 _HEADS_KEY = re.compile(r"\w*num_\w*heads")
+_TOWER_LIKE = re.compile(r"vision|image|video|audio|speech|text")  # sub-config names of encoders, not connectors
 INFERRED_DISTRIBUTION = "vlora (inferred)"
 
 
@@ -78,6 +81,15 @@ class _InferredHooks:
                              reason=f"image features come from vision_feature_layer={feature_layer}")]
 
 
+def layer_counts_of(sub_config: dict[str, Any]) -> dict[str, int]:
+    """The layer counts a sub-config states: ``{"num_hidden_layers": 32, "len(layer_types)": 32, ...}``."""
+    counts = {k: v for k, v in sub_config.items() if _COUNT_KEY.fullmatch(k) and isinstance(v, int)
+              and not isinstance(v, bool) and v > 0}
+    counts |= {f"len({k})": len(v) for k, v in sub_config.items()
+               if _PER_LAYER_KEY.fullmatch(k) and isinstance(v, list) and v}
+    return counts
+
+
 def infer_architecture(tree: ModuleTree) -> Inference:
     """Read the architecture of ``tree`` from its structure; raises ``InferenceRefused`` with the reason."""
     return _Reader(tree).read()
@@ -115,8 +127,8 @@ class _Reader:
         return out
 
     def has_weights(self, name: str) -> bool:
-        """Whether the module holds a Linear, or a bare 2-D weight of its own."""
-        return any(self.tree.get(n).kind == LINEAR for n in self.subtree(name)) or any(
+        """Whether the module holds a Linear or a convolution, or a bare 2-D weight of its own."""
+        return any(self.tree.get(n).kind in (LINEAR, CONV) for n in self.subtree(name)) or any(
             len(shape) == 2 for _, shape in self.params.get(name, []))
 
     def sub_config(self, key: str) -> dict[str, Any]:
@@ -126,12 +138,18 @@ class _Reader:
     # --- towers and their layers ------------------------------------------------------------------------
 
     def read(self) -> Inference:
-        roots: dict[str, tuple[str, str]] = {}
+        roots: dict[str, list[str]] = {}
+        keys: dict[str, str] = {}
+        others: list[str] = []  # sub-models with a config of their own that is none of the three
         for name, key in self.tree.sub_models:
-            roots.setdefault(TOWERS[key], (name, key))
+            if key in TOWERS:
+                roots.setdefault(TOWERS[key], []).append(name)
+                keys[TOWERS[key]] = key
+            elif _TOWER_LIKE.search(key):  # a second encoder (a high-resolution vision model): not placed
+                others.append(name)
         for needed in ("vision", "language"):
             if needed not in roots:
-                found = ", ".join(f"{c} ({n})" for c, (n, _) in roots.items()) or "none"
+                found = ", ".join(f"{c} ({', '.join(n)})" for c, n in roots.items()) or "none"
                 raise self.refuse(
                     f"no sub-model carries its {'vision' if needed == 'vision' else 'text'} config (towers found: "
                     f"{found}); it is not a vision encoder + projector + language model layout",
@@ -144,9 +162,18 @@ class _Reader:
         for component in ("vision", "audio", "language"):
             if component not in roots:
                 continue
-            root, key = roots[component]
-            sub = self.sub_config(key)
-            lists = self.layer_lists(component, root, sub)
+            sub = self.sub_config(keys[component])
+            lists, refusals = [], []
+            kept = []
+            for root in roots[component]:  # a second module with the same sub-config (kosmos-2's x_attn) may hold none
+                try:
+                    lists += self.layer_lists(component, root, sub)
+                    kept.append(root)
+                except InferenceRefused as refusal:
+                    refusals.append(refusal)
+            if not lists:
+                raise refusals[0]
+            roots[component] = kept  # the towers are the modules that hold layers
             stacks[component] = [name for name, _, _ in lists]
             for name, n, count_key in lists:
                 label = component if len(lists) == 1 else f"{component}.{self.stack_names(lists)[name]}"
@@ -154,9 +181,15 @@ class _Reader:
             comp, missing = self.tower(component, lists, sub)
             components.append(comp)
             unclassified += missing
-        projector = self.projector(roots, stacks)
-        if projector is not None:
-            components.insert(1 + ("audio" in roots), projector)
+        projector = self.projector(roots, stacks, others)
+        if projector is None:
+            raise self.refuse(
+                "nothing connects the vision tower to the language model outside their layers (an encoder-"
+                "decoder, or a language model that reads the image through cross-attention only)",
+                "write a plugin for this family (`vlora plugins` lists what is installed)",
+            )
+        components.insert(1 + ("audio" in roots), projector)
+        unclassified += [f"{name} (a sub-model with a config of its own)" for name in others]
         arch = ArchitectureSpec(
             name=f"inferred_{self.model_type}",
             title=f"{self.model_type} (inferred)",
@@ -167,7 +200,7 @@ class _Reader:
 
     def layer_lists(self, component: str, root: str, sub: dict[str, Any]) -> list[tuple[str, int, str]]:
         """(list name, length, config key) of the layer lists of a tower, checked against its sub-config."""
-        wanted = {k: v for k, v in sub.items() if _COUNT_KEY.fullmatch(k) and isinstance(v, int) and v > 0}
+        wanted = layer_counts_of(sub)
         found: list[tuple[str, int]] = []
         for name in self.subtree(root):
             if self.tree.get(name).type_name != "ModuleList":
@@ -314,10 +347,12 @@ class _Reader:
 
     # --- the projector ----------------------------------------------------------------------------------
 
-    def projector(self, roots: dict[str, tuple[str, str]], stacks: dict[str, list[str]]) -> Component | None:
-        vision_root, language_root = roots["vision"][0], roots["language"][0]
-        inner = _common_parent(vision_root, language_root)
-        tower_roots = {name for name, _ in roots.values()}
+    def projector(
+        self, roots: dict[str, list[str]], stacks: dict[str, list[str]], others: list[str]
+    ) -> Component | None:
+        vision_roots, language_root = roots["vision"], roots["language"][0]
+        inner = _common_parent(vision_roots[0], language_root)
+        tower_roots = {name for names in roots.values() for name in names} | set(others)
         vocab = self.sub_config("text_config").get("vocab_size")
         holders: list[str] = []
         for name in self.children.get(inner, []):
@@ -328,29 +363,38 @@ class _Reader:
             if entry.kind == LINEAR and entry.out_features == vocab:
                 continue  # the output head
             holders.append(name)
-        # what the vision tower holds after its layers (Qwen's merger, Llama-4's vision adapter)
+        # what a vision tower holds after its layers (Qwen's merger, Llama-4's vision adapter), but not a
+        # pooling head of the encoder's own (it attends: SigLIP's attention-pooling head)
         last = max(self.index[self.subtree(n)[-1]] for n in stacks["vision"])
-        for name in self.children.get(vision_root, []):
-            if self.index[name] <= last or not self.has_weights(name):
-                continue
-            if self.tree.get(name).type_name == "ModuleList":
-                holders += self.children.get(name, [])
-            else:
-                holders.append(name)
+        for vision_root in vision_roots:
+            for name in self.children.get(vision_root, []):
+                if self.index[name] <= last or not self.has_weights(name) or self.attends(name):
+                    continue
+                if self.tree.get(name).type_name == "ModuleList":
+                    holders += self.children.get(name, [])
+                else:
+                    holders.append(name)
         if not holders:
             return None
         leaves: dict[str, None] = {}
         for holder in holders:
             for name in self.subtree(holder):
-                if self.tree.get(name).kind == LINEAR:
+                if self.tree.get(name).kind in (LINEAR, CONV):
                     leaves[name[len(holder) + 1:]] = None
-            if not any(self.tree.get(n).kind == LINEAR for n in self.subtree(holder)):
+            if not any(self.tree.get(n).kind in (LINEAR, CONV) for n in self.subtree(holder)):
                 for pname, shape in self.params.get(holder, []):
                     if len(shape) == 2:
                         leaves[pname] = None
         follows = {h.rpartition(".")[2]: "audio" for h in holders if "audio" in roots and "audio" in h}
         prefix = "(?:" + "|".join(re.escape(h) for h in holders) + ")"
-        return Component(name="projector", prefix=prefix, roles={"projection": tuple(leaves)}, follows=follows)
+        # a holder that is itself a Linear (leaf "") beside holders that are not: "" is a target only where
+        # it is a module LoRA can wrap
+        mixed = "" in leaves and any(self.tree.get(h).kind is None for h in holders)
+        return Component(name="projector", prefix=prefix, roles={"projection": tuple(leaves)}, follows=follows,
+                         optional=("",) if mixed else ())
+
+    def attends(self, name: str) -> bool:
+        return any("attention" in self.tree.get(n).type_name.lower() for n in self.subtree(name))
 
 
 def _common_parent(a: str, b: str) -> str:
@@ -363,4 +407,4 @@ def _common_parent(a: str, b: str) -> str:
     return ".".join(common)
 
 
-__all__ = ["INFERRED_DISTRIBUTION", "Inference", "InferenceRefused", "infer_architecture"]
+__all__ = ["INFERRED_DISTRIBUTION", "Inference", "InferenceRefused", "infer_architecture", "layer_counts_of"]

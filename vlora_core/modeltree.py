@@ -71,7 +71,8 @@ class ModuleTree:
     params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every parameter's full name and shape (tied: once)
     model_config: Any = field(default=None, compare=False, repr=False)  # the model's PretrainedConfig, if any
     # the outermost modules whose own ``.config`` is one of the model config's sub-configs: (module name,
-    # "vision_config" | "text_config" | "audio_config"); what structural inference reads the towers from
+    # "vision_config" | "text_config" | "audio_config" | another sub-config's name); what structural
+    # inference reads the towers from
     sub_models: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
@@ -154,7 +155,9 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
     params: list[tuple[str, tuple[int, ...]]] = []
     total = 0
     config = getattr(model, "config", None)
-    sub_configs = {id(c): key for key in SUB_CONFIGS if (c := getattr(config, key, None)) is not None}
+    keys = [*SUB_CONFIGS, *(k for k in getattr(config, "sub_configs", None) or {} if k not in SUB_CONFIGS)]
+    sub_configs = {id(c): key for key in keys
+                   if (c := getattr(config, key, None)) is not None and hasattr(c, "to_dict")}
     sub_models: list[tuple[str, str]] = []
     for name, module in model.named_modules():
         key = sub_configs.get(id(getattr(module, "config", None)))
@@ -187,7 +190,7 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
 
 
 @contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     logger = logging.getLogger("transformers")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -220,7 +223,7 @@ def build_meta_model(config: PretrainedConfig) -> nn.Module:
     import torch
 
     cls = _model_class(config)
-    with _quiet_transformers(), torch.device("meta"):
+    with quiet_transformers(), torch.device("meta"):
         if hasattr(cls, "_model_mapping"):  # an Auto class
             return cls.from_config(config)
         return cls._from_config(config)
@@ -238,7 +241,7 @@ def config_from_dict(data: dict[str, Any], *, where: str) -> PretrainedConfig:
     if not model_type:
         raise ModelLoadError("config has no model_type", where=where, hint="is this a transformers config.json?")
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             return AutoConfig.for_model(**data)
     except ValueError as exc:
         raise ModelLoadError(
@@ -295,7 +298,7 @@ def _config_from_hub(ref: str, bundled: str) -> PretrainedConfig:
     from transformers import AutoConfig
 
     hint = f"use a bundled reference ({bundled}), or a local directory / config.json"
-    with _quiet_transformers():
+    with quiet_transformers():
         try:
             return AutoConfig.from_pretrained(ref, local_files_only=True)
         except Exception:

@@ -396,8 +396,10 @@ class Resolution:
                         continue
                     for leaf in leaves:
                         found = self.lookup(h, leaf)
-                        if found is not None:
-                            chosen[found[0]] = _Pick(h, role, leaf, found[1])
+                        if found is None or (leaf in comp.optional and found[1] == "module"
+                                             and self.tree.get(found[0]).kind is None):
+                            continue  # an optional leaf is a target only where it is a module LoRA can wrap
+                        chosen[found[0]] = _Pick(h, role, leaf, found[1])
         for name, pick in chosen.items():
             self.check_wrappable(name, pick)
         return chosen

@@ -1,0 +1,28 @@
+"""docs/coverage.md stays true: every model type of transformers' image-text-to-text registry is resolved (by a
+plugin or by inference, with every tower's layer count equal to a value of its config) or refused with a
+reason; none crashes. The page is regenerated and compared."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from vlora_core import default_registry
+from vlora_core.coverage import coverage_rows, render_coverage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_coverage_page_is_current_and_most_types_resolve():
+    rows = coverage_rows(default_registry())
+    text = (ROOT / "docs" / "coverage.md").read_text()
+    documented = re.search(r"<!-- coverage:begin -->\n(.*?)<!-- coverage:end -->", text, re.S).group(1)
+    assert documented == render_coverage(rows), "docs/coverage.md is stale: regenerate it with `vlora coverage`"
+    resolved = [r for r in rows if r["status"] in ("plugin", "inferred")]
+    assert len(resolved) >= 70
+    assert all(r["counts_match"] for r in resolved), [r for r in resolved if not r["counts_match"]]
+    assert all(r["detail"] for r in rows)
+    by_type = {r["model_type"]: r for r in rows}
+    assert by_type["qwen2_vl"]["status"] == "plugin" and by_type["internvl"]["status"] == "inferred"
+    assert "text-only" in by_type["gemma4"]["detail"]
+    assert "not a vision encoder + projector + language model layout" in by_type["vision-encoder-decoder"]["detail"]

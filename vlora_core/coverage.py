@@ -1,0 +1,103 @@
+"""What vlora makes of every model type in transformers' own image-text-to-text registry (``vlora coverage``;
+docs/coverage.md is its output): resolved by a plugin, inferred from the model's structure, or refused,
+with the reason. Each row is built from the model type's default config on the meta device."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
+
+from .errors import VloraError
+from .infer import layer_counts_of
+from .modeltree import quiet_transformers, tree_from_config
+from .plugins import Registry
+from .resolve import resolve
+
+
+def registry_model_types() -> list[str]:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    return sorted(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+
+
+def _config_key(sub: dict[str, Any], count: int) -> str | None:
+    """The sub-config value that states ``count`` layers (what the row says it was checked against)."""
+    return next((key for key, value in layer_counts_of(sub).items() if value == count), None)
+
+
+def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
+    """``{"model_type", "status": plugin | inferred | refused, "detail", "counts_match"}`` for one model type."""
+    from transformers import AutoConfig
+
+    row: dict[str, Any] = {"model_type": model_type, "counts_match": None}
+    try:
+        with quiet_transformers(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = AutoConfig.for_model(model_type)
+    except Exception as exc:
+        return row | {"status": "refused", "detail": f"transformers cannot make its default config ({_first(exc)})"}
+    text_only = hasattr(config, "vision_config") and config.vision_config is None
+    if text_only:
+        return row | {"status": "refused",
+                      "detail": "the default config is text-only (its vision config is empty): a published config "
+                      "with one is needed"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = tree_from_config(config)
+    except ImportError as exc:
+        named = re.search(r"requires the (\S+) library", str(exc))
+        missing = getattr(exc, "name", None) or (named.group(1) if named else _first(exc))
+        return row | {"status": "refused", "detail": f"needs {missing}, which is not installed here"}
+    except VloraError as exc:
+        return row | {"status": "refused", "detail": exc.message}
+    except Exception as exc:
+        return row | {"status": "refused", "detail": f"the default config does not build ({_first(exc)})"}
+    try:
+        plan = resolve({}, tree, registry=registry)
+    except VloraError as exc:
+        message = exc.message
+        marker = f"; and cannot infer the architecture of model_type '{model_type}': "
+        if marker in message:
+            message = "no plugin claims it, and inference refuses: " + message.split(marker)[-1]
+        return row | {"status": "refused", "detail": message}
+    config_dict = tree.config
+    parts, match = [], True
+    for key, count in sorted(plan.layer_counts.items()):
+        component = key.partition(".")[0]
+        sub = config_dict.get({"vision": "vision_config", "language": "text_config", "audio": "audio_config"}[
+            component]) or {}
+        checked = _config_key(sub, count)
+        match = match and checked is not None
+        parts.append(f"{key.replace('.', ' ')} {count} ({checked or 'no config value'})")
+    return row | {"status": "inferred" if plan.inferred else "plugin", "detail": "; ".join(parts),
+                  "counts_match": match}
+
+
+def coverage_rows(registry: Registry) -> list[dict[str, Any]]:
+    return [coverage_row(model_type, registry) for model_type in registry_model_types()]
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:160].rstrip(": ")
+
+
+def render_coverage(rows: list[dict[str, Any]]) -> str:
+    """The rows as a Markdown table, after a line of totals."""
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("plugin", "inferred", "refused")}
+    lines = [
+        f"{len(rows)} model types: {counts['plugin']} resolved by a plugin, {counts['inferred']} inferred, "
+        f"{counts['refused']} refused.",
+        "",
+        "| model type | how | layers found (config value checked) or the reason |",
+        "|---|---|---|",
+    ]
+    for row in rows:
+        detail = row["detail"].replace("|", "\\|")
+        lines.append(f"| {row['model_type']} | {row['status']} | {detail} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["coverage_row", "coverage_rows", "registry_model_types", "render_coverage"]
