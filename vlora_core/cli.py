@@ -1,4 +1,4 @@
-"""The ``vlora`` command: plan, validate, lock, plugins, shares, coverage, schema, models.
+"""The ``vlora`` command: plan, validate, lock, plugins, shares, coverage, scaffold, schema, models.
 
 No traceback reaches a user for a bad input: every ``VloraError`` becomes one message and its exit code.
 """
@@ -22,6 +22,7 @@ from .plan import DTYPE_BYTES
 from .plugins import default_registry
 from .report import render_compare
 from .resolve import resolve
+from .scaffold import scaffold
 from .shares import render_share_table, share_rows
 from .spec import TASK_PRESETS, VisionLoRASpec, load_spec, spec_json_schema
 from .validate import FORMATS, check_files, check_required_plugins, exit_code, expand, render
@@ -124,6 +125,17 @@ def _parser() -> argparse.ArgumentParser:
                         "vision-only LoRA train, as a Markdown table (the one in the documentation page "
                         f"{DOC_PAGES['memory'][1]!r}).")
     sh.add_argument("--r", type=int, default=16, help="LoRA rank (the shares do not depend on it; default 16)")
+
+    sc = sub.add_parser("scaffold", help="write a plugin distribution for a model family from its inferred layout",
+                        description="Infer the architecture of REF from its structure and write a complete plugin "
+                        "distribution for its family into DIR: pyproject with the vlora.plugins entry point, the "
+                        "package with its ArchitectureSpec, REF's config.json bundled, and tests that use the "
+                        "conformance kit. `pip install DIR && pytest DIR` passes as written; then review and adjust.",
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sc.add_argument("ref", metavar="REF", help=MODEL_HELP.split(". Default")[0])
+    sc.add_argument("--output", "-o", metavar="DIR", required=True, help="directory to write (new or empty)")
+    sc.add_argument("--name", help="name of the bundled reference (default: from REF)")
+    sc.add_argument("--hub-id", help="Hub id of the bundled reference (default: REF when it is one)")
 
     sub.add_parser("coverage", help="what vlora makes of every model type in transformers' image-text-to-text registry",
                    description="For every model type of transformers' image-text-to-text registry, built from its "
@@ -251,6 +263,14 @@ def _cmd_shares(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def _cmd_scaffold(args: argparse.Namespace) -> int:
+    files = scaffold(args.ref, args.output, default_registry(), name=args.name, hub_id=args.hub_id)
+    for path in files:
+        print(f"wrote {path}")
+    print(f"next: pip install {args.output} && pytest {args.output}")
+    return errors.EXIT_OK
+
+
 def _cmd_coverage(args: argparse.Namespace) -> int:
     sys.stdout.write(render_coverage(coverage_rows(default_registry())))
     return errors.EXIT_OK
@@ -288,6 +308,7 @@ COMMANDS = {
     "schema": _cmd_schema,
     "shares": _cmd_shares,
     "coverage": _cmd_coverage,
+    "scaffold": _cmd_scaffold,
     "models": _cmd_models,
 }
 

@@ -55,6 +55,7 @@ class Inference:
     architecture: ArchitectureSpec
     layer_counts: dict[str, tuple[int, str]]  # "component" or "component.stack" -> (layers, config key)
     unclassified: list[str] = field(default_factory=list)  # Linear paths (layer index as '*') with no role
+    unplaced: dict[str, list[str]] = field(default_factory=dict)  # component -> leaves of those Linears
 
     def plugin(self) -> PluginInfo:
         """A plugin record for the inferred architecture, with the unused-layers rule of LLaVA-style configs."""
@@ -158,6 +159,7 @@ class _Reader:
         components: list[Component] = []
         counts: dict[str, tuple[int, str]] = {}
         unclassified: list[str] = []
+        unplaced: dict[str, list[str]] = {}
         stacks: dict[str, list[str]] = {}
         for component in ("vision", "audio", "language"):
             if component not in roots:
@@ -180,7 +182,8 @@ class _Reader:
                 counts[label] = (n, count_key)
             comp, missing = self.tower(component, lists, sub)
             components.append(comp)
-            unclassified += missing
+            unclassified += [path for path, _ in missing]
+            unplaced[component] = sorted({leaf for _, leaf in missing})
         projector = self.projector(roots, stacks, others)
         if projector is None:
             raise self.refuse(
@@ -196,7 +199,7 @@ class _Reader:
             model_types=(self.model_type,),
             components=tuple(components),
         )
-        return Inference(arch, counts, sorted(set(unclassified)))
+        return Inference(arch, counts, sorted(set(unclassified)), {c: v for c, v in unplaced.items() if v})
 
     def layer_lists(self, component: str, root: str, sub: dict[str, Any]) -> list[tuple[str, int, str]]:
         """(list name, length, config key) of the layer lists of a tower, checked against its sub-config."""
@@ -255,14 +258,14 @@ class _Reader:
 
     def tower(
         self, component: str, lists: list[tuple[str, int, str]], sub: dict[str, Any]
-    ) -> tuple[Component, list[str]]:
+    ) -> tuple[Component, list[tuple[str, str]]]:
         gate_widths = {1} | {v for k, v in sub.items() if isinstance(v, int) and (
             k in _EXPERT_COUNT_KEYS or _HEADS_KEY.fullmatch(k))}
         roles: dict[str, dict[str, None]] = {}
         variants: dict[str, str] = {}
         frozen: dict[str, str] = {}
         placed: dict[str, str] = {}
-        unclassified: list[str] = []
+        unclassified: list[tuple[str, str]] = []  # (path with '*', leaf)
         for list_name, _, _ in lists:
             for layer in self.children.get(list_name, []):
                 layer_path = list_name + ".*"
@@ -283,7 +286,7 @@ class _Reader:
                     if entry.kind != LINEAR:
                         continue
                     if decided is None:
-                        unclassified.append(f"{layer_path}.{leaf}")
+                        unclassified.append((f"{layer_path}.{leaf}", leaf))
                     elif decided[0] == "frozen":
                         frozen.setdefault(leaf, decided[1])
                     else:
