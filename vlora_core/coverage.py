@@ -59,7 +59,10 @@ def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
     except VloraError as exc:
         message = exc.message
         marker = f"; and cannot infer the architecture of model_type '{model_type}': "
-        if marker in message:
+        if marker in message and "carries its vision config" in message and not getattr(config, "sub_configs", None):
+            message = ("the default config is text-only (one text config, no vision config): a published config "
+                       "with one is needed")
+        elif marker in message:
             message = "no plugin claims it, and inference refuses: " + message.split(marker)[-1]
         return row | {"status": "refused", "detail": message}
     config_dict = tree.config

@@ -66,6 +66,17 @@ def test_inference_equals_the_plugin_on_older_layouts(name):
             assert outcome(spec, old, infer=True)[:2] == outcome(spec, old)[:2], (layout, spec)
 
 
+def test_inference_equals_the_plugin_on_qwen_s_older_layout():
+    from vlora_core.testing import reference_model
+
+    model = reference_model("Qwen2-VL-7B-Instruct")
+    old = relayout(model, {"visual": "model.visual", "model": "model.language_model", "lm_head": "lm_head"})
+    for spec in ({"finetune_projector": "lora"}, {"finetune_projector": "full", "task": "domain_adaptation"}):
+        by_plugin, by_inference = outcome(spec, old), outcome(spec, old, infer=True)
+        assert by_inference[:2] == by_plugin[:2]
+        assert not any(name.startswith("model.visual") for name, *_ in by_plugin[0])  # the 4.46 names
+
+
 def test_unused_vision_layers_are_left_out_by_inference_too():
     plan = resolve({}, "llava-1.5-7b-hf", infer=True)
     assert max(t.layer for t in plan.targets if t.component == "vision") == 22  # vision_feature_layer -2
