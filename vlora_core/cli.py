@@ -11,12 +11,13 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import errors
 from .coverage import coverage_rows, render_coverage
 from .diagnostics import DOC_PAGES
 from .errors import UsageError, VloraError
-from .lock import lock_path_for, write_lock
+from .lock import check_lock_paths, lock_path_for, write_lock
 from .modeltree import module_tree
 from .plan import DTYPE_BYTES
 from .plugins import default_registry
@@ -210,10 +211,12 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     if args.output and len(files) != 1:
         raise UsageError(f"--output names one lock file, but {len(files)} specs were given",
                          hint="lock one spec with -o, or let each lock go beside its spec")
-    for file in files:
+    targets = [(file, Path(args.output) if args.output else lock_path_for(file)) for file in files]
+    check_lock_paths(targets)
+    for file, target in targets:
         spec = load_spec(file)
         plan = resolve(spec, args.model)
-        path = write_lock(plan, args.output or lock_path_for(file))
+        path = write_lock(plan, target)
         print(f"{file}: wrote {path} ({len(plan.targets)} targets, {plan.lora_params:,} LoRA parameters on "
               f"{plan.model})")
     return errors.EXIT_OK

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,9 +71,49 @@ def make_lock(plan: TargetPlan) -> dict[str, Any]:
 
 
 def write_lock(plan: TargetPlan, path: str | Path) -> Path:
+    """Write the lock of ``plan`` to ``path`` atomically: into a temporary file in the same folder, then
+    renamed over ``path``, so that a full disk, a kill or a concurrent writer never leaves a truncated or
+    interleaved lock. Refuses a symbolic link at ``path``, a folder, a missing folder, and the spec file
+    the plan came from."""
     path = Path(path)
-    path.write_text(json.dumps(make_lock(plan), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    where = Location(file=str(path))
+    if path.is_symlink():
+        raise UsageError("the lock path is a symbolic link; vlora does not write through links", where=where,
+                         hint="write the lock to a regular file path (-o FILE)")
+    if path.is_dir():
+        raise UsageError("the lock path is a folder", where=where, hint="name a file, e.g. -o NAME.lock.json")
+    if not path.parent.is_dir():
+        raise UsageError("the lock's folder does not exist", where=where, hint="create the folder first")
+    source = plan.spec.source
+    if source is not None and path.exists() and Path(source).exists() and path.samefile(source):
+        raise UsageError("the lock path is the spec file itself; writing it would destroy the spec", where=where,
+                         hint="leave -o out (the lock goes beside the spec as NAME.lock.json) or name another file")
+    text = json.dumps(make_lock(plan), indent=2, sort_keys=True) + "\n"
+    try:
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp", delete=False) as handle:
+            tmp = Path(handle.name)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        if "tmp" in locals():
+            tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the lock: {exc.strerror or exc}", where=where,
+                         hint="check that the folder is writable and has space") from None
     return path
+
+
+def check_lock_paths(pairs: list[tuple[str, Path]]) -> None:
+    """Refuse to write two specs' locks to one path (``a.yaml`` and ``a.json`` both lock to ``a.lock.json``)."""
+    seen: dict[Path, str] = {}
+    for spec, path in pairs:
+        key = path.resolve()
+        if key in seen:
+            raise UsageError(f"{seen[key]} and {spec} would both lock to {path}; nothing was written",
+                             hint="rename one of the specs, or lock them one at a time with -o")
+        seen[key] = spec
 
 
 def read_lock(path: str | Path) -> dict[str, Any]:

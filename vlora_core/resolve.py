@@ -573,6 +573,7 @@ class Resolution:
                 out_features=out_f, r=r, lora_alpha=spec.alpha_for(holder.component), lora_params=lora,
                 bias_params=bias, experts=experts, variant=self.variant(pick, stacked=experts_param),
             ))
+        self.check_init(targets)
         full = tuple(
             FullModule(name=n, component="projector", params=tree.subtree_params(n),
                        bias_params=tree.subtree_params(n, bias=True))
@@ -599,6 +600,22 @@ class Resolution:
         plan.check_regex(tree.names)
         return plan
 
+
+    def check_init(self, targets: list[Target]) -> None:
+        """SVD- and QR-based inits (PiSSA, OLoRA) take the top r directions of each target's weight: r above
+        the weight's smaller side fails inside PEFT after it has rewritten earlier weights, so refuse it here."""
+        init = self.spec.init_lora_weights
+        if not (isinstance(init, str) and (init in ("pissa", "olora") or init.startswith("pissa_niter_"))):
+            return
+        for t in targets:
+            if t.kind != PARAMETER and t.r > min(t.in_features, t.out_features):
+                raise SpecArchitectureMismatch(
+                    f"init_lora_weights: {init} decomposes each target's weight, and r={t.r} is more than the "
+                    f"smaller side of {t.name} ({t.out_features} x {t.in_features})",
+                    where=self.spec.location("init_lora_weights"),
+                    hint=f"use r <= {min(t.in_features, t.out_features)} for {t.component} (e.g. {t.component}: "
+                    "{r: ...}), exclude that module, or another init_lora_weights",
+                )
 
     def variant(self, pick: _Pick, *, stacked: bool) -> str | None:
         """The row a target is shown on within its role: the plugin's label, or ``experts`` for expert weights."""

@@ -374,8 +374,30 @@ def _toml_lines(text: str) -> dict[tuple[str | int, ...], int]:
     return out
 
 
+MAX_SPEC_BYTES = 1 << 20  # a spec is a few hundred bytes; anything above a mebibyte is not one
+MAX_SPEC_VALUES = 100_000  # values of a spec with every YAML alias expanded (a "billion laughs" file: 10**9)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values ``node`` stands for with every alias expanded, in time linear in the file."""
+    key = id(node)
+    if key not in memo:
+        memo[key] = 0  # a recursive alias counts once
+        if isinstance(node, yaml.MappingNode):
+            size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(_expanded_size(item, memo) for item in node.value)
+        else:
+            size = 1
+        memo[key] = size
+    return memo[key]
+
+
 def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     try:
+        if path.is_file() and path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecFileError(f"the file is {path.stat().st_size:,} bytes; a spec is at most {MAX_SPEC_BYTES:,}",
+                                where=Location(file=str(path)), hint="is this the spec file you meant?")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecFileError("no such file", where=Location(file=str(path)), hint="check the path") from None
@@ -385,6 +407,12 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     if suffix in (".yaml", ".yml"):
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
+            if node is not None and _expanded_size(node, {}) > MAX_SPEC_VALUES:
+                raise SpecFileError(
+                    f"the YAML expands to more than {MAX_SPEC_VALUES:,} values through its aliases",
+                    where=Location(file=str(path), line=node.start_mark.line + 1),
+                    hint="a spec needs no nested aliases; write the values out",
+                )
             data = yaml.safe_load(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark

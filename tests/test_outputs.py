@@ -1,0 +1,96 @@
+"""Files vlora writes are never lost or corrupted, and what PEFT would reject half-way is refused before the
+model is touched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vlora_core import SpecArchitectureMismatch, UsageError, apply, load_spec, make_lock, read_lock, resolve, write_lock
+from vlora_core.cli import main
+
+
+def test_a_lock_is_written_whole_by_rename(tmp_path, model, registry):
+    plan = resolve({}, model, registry=registry)
+    path = tmp_path / "a.lock.json"
+    path.write_text("old content that must be replaced whole")
+    inode = path.stat().st_ino
+    write_lock(plan, path)
+    assert read_lock(path) == json.loads(json.dumps(make_lock(plan)))
+    assert path.stat().st_ino != inode  # a new file renamed over the old one, not truncated in place
+    assert [p.name for p in tmp_path.iterdir()] == ["a.lock.json"]  # no temporary file left behind
+
+
+def test_a_lock_never_writes_through_a_link_onto_a_folder_or_into_nowhere(tmp_path, model, registry):
+    plan = resolve({}, model, registry=registry)
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    link = tmp_path / "link.lock.json"
+    link.symlink_to(target)
+    with pytest.raises(UsageError, match="symbolic link"):
+        write_lock(plan, link)
+    assert target.read_text() == "keep me"
+    with pytest.raises(UsageError, match="is a folder"):
+        write_lock(plan, tmp_path)
+    with pytest.raises(UsageError, match="folder does not exist"):
+        write_lock(plan, tmp_path / "missing" / "a.lock.json")
+
+
+def test_a_folder_that_takes_no_files_is_a_usage_error(model, registry):
+    # /proc takes no new files, even for root (a chmod-ed folder would not stop root)
+    with pytest.raises(UsageError, match="cannot write the lock"):
+        write_lock(resolve({}, model, registry=registry), "/proc/a.lock.json")
+
+
+def test_a_lock_never_replaces_its_own_spec(tmp_path, model, registry):
+    spec_file = tmp_path / "a.json"
+    spec_file.write_text('{"task": "vqa"}')
+    plan = resolve(load_spec(spec_file), model, registry=registry)
+    with pytest.raises(UsageError, match="is the spec file itself"):
+        write_lock(plan, spec_file)
+    assert json.loads(spec_file.read_text()) == {"task": "vqa"}
+
+
+def test_two_specs_that_lock_to_one_path_write_nothing(tmp_path, capsys):
+    for name in ("a.yaml", "a.json"):
+        (tmp_path / name).write_text("task: vqa\nmodel: Qwen2-VL-2B-Instruct\n" if name.endswith("yaml")
+                                     else '{"task": "vqa", "model": "Qwen2-VL-2B-Instruct"}')
+    code = main(["lock", str(tmp_path / "a.yaml"), str(tmp_path / "a.json")])
+    assert code == 2 and "would both lock to" in capsys.readouterr().err
+    assert not (tmp_path / "a.lock.json").exists()
+
+
+@pytest.mark.parametrize("init", ["pissa", "olora", "pissa_niter_4"])
+def test_svd_inits_with_a_rank_above_a_weight_are_refused_before_touching_the_model(model, registry, init):
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    spec = {"init_lora_weights": init, "r": 9}  # the tiny model's Linears are 8 wide
+    with pytest.raises(SpecArchitectureMismatch, match=f"init_lora_weights: {init} decomposes") as info:
+        apply(model, spec, registry=registry)
+    assert info.value.location.field == "init_lora_weights"
+    assert all(torch.equal(p, before[n]) and p.requires_grad for n, p in model.named_parameters())
+    assert resolve({"init_lora_weights": init, "r": 8}, model, registry=registry).targets  # r = the side: fine
+
+
+def test_a_billion_laughs_spec_is_refused_at_once(tmp_path):
+    from vlora_core import SpecFileError
+
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    path = tmp_path / "laughs.yaml"
+    path.write_text("\n".join(lines) + "\n")  # under 1 KiB, 9**10 strings once expanded
+    with pytest.raises(SpecFileError, match="expands to more than 100,000 values"):
+        load_spec(path)
+    shared = tmp_path / "shared.yaml"  # a sane alias still works
+    shared.write_text("exclude_modules: &x ['vision\\.layers\\.0\\..*']\ntarget_modules_extra: []\n")
+    assert load_spec(shared).exclude_modules == ["vision\\.layers\\.0\\..*"]
+
+
+def test_a_huge_file_is_not_read_as_a_spec(tmp_path):
+    from vlora_core import SpecFileError
+
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(SpecFileError, match="a spec is at most 1,048,576"):
+        load_spec(path)
