@@ -59,9 +59,10 @@ def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
     except VloraError as exc:
         message = exc.message
         marker = f"; and cannot infer the architecture of model_type '{model_type}': "
-        if marker in message and "carries its vision config" in message and not getattr(config, "sub_configs", None):
-            message = ("the default config is text-only (one text config, no vision config): a published config "
-                       "with one is needed")
+        if marker in message and tree.entries[0].type_name.endswith("ForCausalLM") and not getattr(
+                config, "sub_configs", None):
+            message = (f"the default config builds a text-only model ({tree.entries[0].type_name}): a published "
+                       "config with a vision config is needed")
         elif marker in message:
             message = "no plugin claims it, and inference refuses: " + message.split(marker)[-1]
         return row | {"status": "refused", "detail": message}
