@@ -8,7 +8,7 @@ import json
 import pytest
 from qwen35_tiny import LAYER_TYPES, image_batch, tiny_config, tiny_model
 
-from vlora_core import LayerSelectionError, apply, default_registry, resolve
+from vlora_core import LayerSelectionError, default_registry, resolve
 from vlora_core.testing import check_toggle_combinations
 
 VISION = {"attention": ["attn.qkv", "attn.proj"], "mlp": ["mlp.linear_fc1", "mlp.linear_fc2"]}
@@ -83,17 +83,6 @@ def test_moe_experts_and_the_shared_expert():
     assert [r.label for r in plan.summary()] == ["mlp (experts: 4)", "mlp (shared expert)"]
     gate_up = next(t for t in plan.targets if t.leaf == "mlp.experts.gate_up_proj")
     assert gate_up.lora_params == 2 * 4 * (2 * 12 + 32)
-
-
-def test_apply_trains_exactly_the_plan_and_backward_works(family):
-    model = tiny_model(family)
-    spec = {"r": 2, "finetune_projector": "lora", "init_lora_weights": False}
-    plan = resolve(spec, model)
-    peft_model = apply(model, spec)
-    trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
-    assert sum(p.numel() for p in trainable.values()) == plan.trainable_params
-    peft_model(**image_batch(tiny_config(family))).loss.backward()
-    assert [n for n, p in trainable.items() if p.grad is None] == []
 
 
 # --- full-size reference configs on the meta device --------------------------------------------------

@@ -8,7 +8,7 @@ import json
 import pytest
 from qwen3_tiny import image_batch, tiny_config, tiny_model
 
-from vlora_core import SpecArchitectureMismatch, UnsupportedModuleTypeError, apply, default_registry, resolve
+from vlora_core import SpecArchitectureMismatch, UnsupportedModuleTypeError, default_registry, resolve
 from vlora_core.testing import check_toggle_combinations
 
 VISION = {"attention": ["attn.qkv", "attn.proj"], "mlp": ["mlp.linear_fc1", "mlp.linear_fc2"]}
@@ -79,17 +79,6 @@ def test_moe_experts_dense_layers_and_the_router():
     if type(gate).__name__ != "Linear":  # transformers 5: a router holding a bare weight, not a Linear
         with pytest.raises(UnsupportedModuleTypeError):
             resolve({"target_modules_extra": [r"model\.language_model\.layers\.0\.mlp\.gate"]}, model)
-
-
-def test_apply_trains_exactly_the_plan_experts_included_and_backward_works(family):
-    model = tiny_model(family)
-    spec = {"r": 2, "finetune_projector": "lora", "init_lora_weights": False}
-    plan = resolve(spec, model)
-    peft_model = apply(model, spec)
-    trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
-    assert sum(p.numel() for p in trainable.values()) == plan.trainable_params
-    peft_model(**image_batch(tiny_config(family))).loss.backward()
-    assert [n for n, p in trainable.items() if p.grad is None] == []
 
 
 # --- full-size reference configs on the meta device --------------------------------------------------
