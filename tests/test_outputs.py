@@ -94,3 +94,48 @@ def test_a_huge_file_is_not_read_as_a_spec(tmp_path):
     path.write_text("# " + "x" * (1 << 20) + "\n")
     with pytest.raises(SpecFileError, match="a spec is at most 1,048,576"):
         load_spec(path)
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("r: true\n", "r"),
+    ("r: '16'\n", "r"),
+    ("finetune_vision_layers: 'off'\n", "finetune_vision_layers"),
+    ("lora_alpha: .inf\n", "lora_alpha"),
+    ("vision:\n  r: 2.5\n", "vision.r"),
+])
+def test_values_are_not_silently_coerced(tmp_path, text, field):
+    from vlora_core import SpecValidationError
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecValidationError) as info:
+        load_spec(path)
+    (diag,) = info.value.diagnostics
+    assert diag.location.field == field and diag.location.line == text.count("\n")
+
+
+@pytest.mark.parametrize(("name", "text", "line"), [
+    ("s.yaml", "r: 8\ntask: vqa\nr: 16\n", 3),
+    ("s.json", '{\n  "r": 8,\n  "vision": {"r": 2, "r": 4}\n}\n', 3),
+])
+def test_a_key_written_twice_is_an_error_at_its_line(tmp_path, name, text, line):
+    from vlora_core import SpecFileError
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SpecFileError, match="written twice") as info:
+        load_spec(path)
+    assert info.value.location.line == line
+
+
+def test_projector_settings_for_a_projector_that_gets_no_adapters_are_warned_about(model, registry):
+    plan = resolve({"projector": {"r": 4}}, model, registry=registry)
+    assert [d.code for d in plan.diagnostics] == ["ignored-projector-settings"]
+    assert "finetune_projector is frozen" in plan.warnings[0]
+    assert resolve({"projector": {"r": 4}, "finetune_projector": "lora"}, model, registry=registry).diagnostics == ()
+
+
+def test_shares_rank_is_a_usage_error_when_not_positive(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["shares", "--r", "0"])
+    assert info.value.code == 2 and "expected a whole number >= 1" in capsys.readouterr().err

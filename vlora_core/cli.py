@@ -45,6 +45,12 @@ MODEL_HELP = (
 )
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlora",
@@ -125,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(attention + MLP in vision and language), and the shares of it that language-only and "
                         "vision-only LoRA train, as a Markdown table (the one in the documentation page "
                         f"{DOC_PAGES['memory'][1]!r}).")
-    sh.add_argument("--r", type=int, default=16, help="LoRA rank (the shares do not depend on it; default 16)")
+    sh.add_argument("--r", type=_positive_int, default=16,
+                    help="LoRA rank (the shares do not depend on it; default 16)")
 
     sc = sub.add_parser("scaffold", help="write a plugin distribution for a model family from its inferred layout",
                         description="Infer the architecture of REF from its structure and write a complete plugin "

@@ -171,6 +171,7 @@ class Resolution:
         for comp in self.enabled:
             self.check_patterns(comp)
         selected = {comp.name: self.select_layers(comp) for comp in self.arch.components if comp.layered}
+        self.warn_ignored_projector_settings()
         unused = self.unused_layers()
         chosen = self.pick_targets(selected, unused)
         projector = self.arch.component("projector")
@@ -349,6 +350,15 @@ class Resolution:
             )
         return {stack: _pick_layers(selection, count, title + (f" {stack}" if stack else ""), where, per_stack_hint)
                 for stack, count in counts.items()}
+
+    def warn_ignored_projector_settings(self) -> None:
+        spec = self.spec
+        written = spec.projector.model_fields_set if "projector" in spec.model_fields_set else set()
+        if written and spec.finetune_projector != "lora":
+            fields = ", ".join(f"projector.{f}" for f in sorted(written))
+            self.warn("ignored-projector-settings", f"{fields} is set but finetune_projector is "
+                      f"{spec.finetune_projector}: the setting is ignored (it applies to finetune_projector: lora)",
+                      spec.location("projector"))
 
     def unused_layers(self) -> dict[str, set[int]]:
         """Layers to leave out because the plugin says the model never uses their output (none when the spec

@@ -54,7 +54,7 @@ _INIT_NEEDS_EXTRA = ("eva", "corda", "loftq")
 class LayerRange(BaseModel):
     """``{last: N}`` or ``{first: N}``: the last or first N layers of a component."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     first: int | None = Field(default=None, ge=1, description="the first N layers (0 .. N-1)")
     last: int | None = Field(default=None, ge=1, description="the last N layers")
@@ -116,10 +116,12 @@ def _check_layers(value: Any) -> Any:
 class ComponentOverride(BaseModel):
     """Per-component settings; anything left out follows the top-level value."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     r: int | None = Field(default=None, ge=1, le=4096, description="LoRA rank for this component")
-    lora_alpha: float | None = Field(default=None, gt=0, description="LoRA alpha for this component")
+    lora_alpha: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="LoRA alpha for this component"
+    )
     layers: LayerSelection | None = Field(
         default=None,
         description="layers to adapt: a list of indices ([0, 1, 2]), {last: N} or {first: N}; for a component "
@@ -132,10 +134,12 @@ class ComponentOverride(BaseModel):
 class ProjectorOverride(BaseModel):
     """Projector settings (it has no layers)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     r: int | None = Field(default=None, ge=1, le=4096, description="LoRA rank for the projector")
-    lora_alpha: float | None = Field(default=None, gt=0, description="LoRA alpha for the projector")
+    lora_alpha: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="LoRA alpha for the projector"
+    )
 
 
 def _compile_user_pattern(pattern: str) -> str:
@@ -155,7 +159,8 @@ class VisionLoRASpec(BaseModel):
     The four ``finetune_*`` toggles keep the names and defaults users know from Unsloth.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, title="vlora spec")
+    # strict: `r: true`, `r: "16"` and `finetune_vision_layers: "off"` are errors, not silently coerced
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, title="vlora spec")
 
     task: Task | None = Field(
         default=None,
@@ -180,7 +185,7 @@ class VisionLoRASpec(BaseModel):
     )
 
     r: int = Field(default=16, ge=1, le=4096, description="LoRA rank")
-    lora_alpha: float = Field(default=16, gt=0, description="LoRA alpha (scaling = alpha / r)")
+    lora_alpha: float = Field(default=16, gt=0, allow_inf_nan=False, description="LoRA alpha (scaling = alpha / r)")
     lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="dropout on the LoRA input, in [0, 1)")
     bias: Literal["none", "all", "lora_only"] = Field(default="none", description="which biases train (PEFT)")
     use_rslora: bool = Field(default=False, description="rank-stabilised scaling alpha / sqrt(r)")
@@ -393,6 +398,38 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     return memo[key]
 
 
+def _duplicate_key(node: yaml.Node, seen: set[int] | None = None) -> yaml.Node | None:
+    """The first key node that repeats a key of its mapping (YAML and JSON would silently keep the last)."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return None
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set[Any] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in keys:
+                    return key
+                keys.add(key.value)
+            found = _duplicate_key(value, seen)
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate_key(item, seen)
+            if found is not None:
+                return found
+    return None
+
+
+def _check_duplicates(node: yaml.Node | None, path: Path) -> None:
+    key = _duplicate_key(node) if node is not None else None
+    if key is not None:
+        raise SpecFileError(f"key {key.value!r} is written twice in one mapping; the second would silently win",
+                            where=Location(file=str(path), line=key.start_mark.line + 1),
+                            hint="keep one of them")
+
+
 def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     try:
         if path.is_file() and path.stat().st_size > MAX_SPEC_BYTES:
@@ -413,6 +450,7 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
                     where=Location(file=str(path), line=node.start_mark.line + 1),
                     hint="a spec needs no nested aliases; write the values out",
                 )
+            _check_duplicates(node, path)
             data = yaml.safe_load(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
@@ -432,12 +470,13 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         except json.JSONDecodeError as exc:
             raise SpecFileError(f"malformed JSON: {exc.msg}", where=Location(file=str(path), line=exc.lineno)) from None
         lines = {}
-        try:  # JSON is YAML: reuse the YAML composer for key positions
+        try:  # JSON is YAML: reuse the YAML composer for key positions and duplicate keys
             node = yaml.compose(text, Loader=yaml.SafeLoader)
-            if node is not None:
-                _yaml_lines(node, (), lines)
         except yaml.YAMLError:
-            pass
+            node = None
+        if node is not None:
+            _check_duplicates(node, path)
+            _yaml_lines(node, (), lines)
         return data, lines
     if suffix == ".toml":
         try:
