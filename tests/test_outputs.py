@@ -139,3 +139,28 @@ def test_shares_rank_is_a_usage_error_when_not_positive(capsys):
     with pytest.raises(SystemExit) as info:
         main(["shares", "--r", "0"])
     assert info.value.code == 2 and "expected a whole number >= 1" in capsys.readouterr().err
+
+
+def test_a_pattern_that_backtracks_catastrophically_ends_in_bounded_time():
+    import time
+
+    from vlora_core import UserPatternError
+
+    # with Python's re, this pattern runs for minutes on 40-character module names; vlora matches user
+    # patterns with the regex engine, under a time budget (a pattern over it is refused, naming the field)
+    start = time.monotonic()
+    for field in ("exclude_modules", "target_modules_extra"):
+        with pytest.raises(UserPatternError) as info:
+            resolve({field: [r"([a-z._0-9]+)+!"]}, "Qwen2-VL-2B-Instruct")
+        assert info.value.location.field == f"{field}[0]"
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("pattern", ["a{4294967296}", "x" * 5000])
+def test_patterns_that_overflow_the_compiler_are_spec_errors(pattern):
+    from vlora_core import SpecValidationError
+    from vlora_core.spec import spec_from_data
+
+    with pytest.raises(SpecValidationError) as info:
+        spec_from_data({"exclude_modules": [pattern]})
+    assert info.value.diagnostics[0].location.field == "exclude_modules[0]"

@@ -14,6 +14,7 @@ Warnings are collected as ``Diagnostic`` values on the way.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -456,8 +457,8 @@ class Resolution:
     def add_extra_targets(self, chosen: dict[str, _Pick], full_names: list[str]) -> None:
         for i, pattern in enumerate(self.spec.target_modules_extra):
             where = self.spec.location("target_modules_extra", i)
-            rx = re.compile(pattern)
-            hits = [e for e in self.tree.entries if rx.fullmatch(e.name)]
+            matched = _user_matches(pattern, self.tree.names, where)
+            hits = [e for e in self.tree.entries if e.name in matched]
             if not hits:
                 raise UserPatternError(
                     f"pattern {pattern!r} matches no module of this model",
@@ -502,12 +503,13 @@ class Resolution:
 
     def exclude_targets(self, chosen: dict[str, _Pick]) -> None:
         for i, pattern in enumerate(self.spec.exclude_modules):
-            rx = re.compile(pattern)
-            dropped = [n for n in chosen if rx.fullmatch(n)]
+            where = self.spec.location("exclude_modules", i)
+            matched = _user_matches(pattern, list(chosen), where)
+            dropped = [n for n in chosen if n in matched]
             if not dropped:
                 raise UserPatternError(
                     f"pattern {pattern!r} matches none of the {len(chosen)} planned targets",
-                    where=self.spec.location("exclude_modules", i),
+                    where=where,
                     hint="patterns are full-name regular expressions (fullmatch); remove it or fix it",
                 )
             for n in dropped:
@@ -632,6 +634,32 @@ class Resolution:
         comp = self.arch.component(pick.holder.component)
         declared = comp.variants.get(pick.leaf) if comp is not None else None
         return declared or ("experts" if stacked else None)
+
+
+PATTERN_SECONDS = 2.0  # the time a user pattern may take over all the names of a model
+
+
+def _user_matches(pattern: str, names: list[str], where: Location) -> set[str]:
+    """The names a user pattern fullmatches, with the ``regex`` engine and a time budget: a pattern that
+    backtracks catastrophically (``([a-z._0-9]+)+!``) is refused instead of running for minutes."""
+    import regex
+
+    rx = regex.compile(pattern)
+    deadline = time.monotonic() + PATTERN_SECONDS
+    found = set()
+    try:
+        for name in names:
+            if rx.fullmatch(name, timeout=max(deadline - time.monotonic(), 0.001)):
+                found.add(name)
+    except TimeoutError:
+        raise UserPatternError(
+            f"pattern {pattern[:80]!r} takes more than {PATTERN_SECONDS:g} s to match this model's module names "
+            "(it backtracks catastrophically)",
+            where=where,
+            hint="simplify it: no quantified group inside a quantified group, e.g. "
+            "'model\\.visual\\.blocks\\.\\d+\\.attn\\.qkv'",
+        ) from None
+    return found
 
 
 def _match_holders(tree: ModuleTree, comp: Component) -> list[_Holder]:

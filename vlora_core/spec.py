@@ -142,11 +142,17 @@ class ProjectorOverride(BaseModel):
     )
 
 
+MAX_PATTERN_LENGTH = 2000
+
+
 def _compile_user_pattern(pattern: str) -> str:
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        raise ValueError(f"a pattern of {len(pattern):,} characters is not a module-name pattern (at most "
+                         f"{MAX_PATTERN_LENGTH:,})")
     try:
         re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise ValueError(f"invalid regular expression {pattern[:80]!r}: {exc}") from None
     return pattern
 
 
