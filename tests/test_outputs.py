@@ -164,3 +164,27 @@ def test_patterns_that_overflow_the_compiler_are_spec_errors(pattern):
     with pytest.raises(SpecValidationError) as info:
         spec_from_data({"exclude_modules": [pattern]})
     assert info.value.diagnostics[0].location.field == "exclude_modules[0]"
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("nul.yaml", b"r: 8\x00\n", "malformed YAML: special characters are not allowed"),
+    ("key.yaml", b"a[b: 1\n", "unknown key 'a[b'"),
+    ("big.yaml", ("r: " + "9" * 5000 + "\n").encode(), "cannot read a value"),
+    ("big.json", ('{"r": ' + "9" * 5000 + "}").encode(), "cannot read a value"),
+    ("self.yaml", b"a: &a [*a]\n", "an alias that contains itself"),
+    ("deep.yaml", ("x: " + "[" * 3000 + "]" * 3000 + "\n").encode(), "nests too deeply"),
+])
+def test_hostile_spec_files_get_the_spec_exit_code_and_one_message(tmp_path, capsys, name, content, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["validate", str(path)]) == 3
+    out = capsys.readouterr().out
+    assert words in out and "internal error" not in out
+
+
+def test_one_bad_file_does_not_lose_the_others(tmp_path, capsys):
+    (tmp_path / "good.yaml").write_text("task: vqa\n")
+    (tmp_path / "bad.yaml").write_bytes(b"r: 8\x00\n")
+    assert main(["validate", str(tmp_path / "good.yaml"), str(tmp_path / "bad.yaml")]) == 3
+    out = capsys.readouterr().out
+    assert "good.yaml: ok" in out and "bad.yaml:1: malformed YAML" in out

@@ -392,8 +392,10 @@ MAX_SPEC_VALUES = 100_000  # values of a spec with every YAML alias expanded (a 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     """How many values ``node`` stands for with every alias expanded, in time linear in the file."""
     key = id(node)
+    if memo.get(key) == -1:  # reached again while it is being counted: an alias that contains itself
+        raise RecursionError("an alias that contains itself")
     if key not in memo:
-        memo[key] = 0  # a recursive alias counts once
+        memo[key] = -1
         if isinstance(node, yaml.MappingNode):
             size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
         elif isinstance(node, yaml.SequenceNode):
@@ -438,6 +440,17 @@ def _check_duplicates(node: yaml.Node | None, path: Path) -> None:
 
 def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     try:
+        return _read_file(path)
+    except RecursionError:
+        raise SpecFileError("the file nests too deeply, or has an alias that contains itself",
+                            where=Location(file=str(path)), hint="a spec is a mapping with a few flat blocks") from None
+    except ValueError as exc:  # a value the parser cannot take (an integer of thousands of digits)
+        raise SpecFileError(f"cannot read a value: {str(exc).splitlines()[0][:200]}", where=Location(file=str(path)),
+                            hint="write the value as a spec expects it (see `vlora schema`)") from None
+
+
+def _read_file(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    try:
         if path.is_file() and path.stat().st_size > MAX_SPEC_BYTES:
             raise SpecFileError(f"the file is {path.stat().st_size:,} bytes; a spec is at most {MAX_SPEC_BYTES:,}",
                                 where=Location(file=str(path)), hint="is this the spec file you meant?")
@@ -466,6 +479,12 @@ def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
                 where=Location(file=str(path), line=mark.line + 1 if mark else None),
                 hint="fix the YAML syntax at that line",
             ) from None
+        except yaml.YAMLError as exc:  # the reader's errors (NUL and other control bytes) carry a position only
+            position = getattr(exc, "position", None)
+            line = text[:position].count("\n") + 1 if isinstance(position, int) else None
+            reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+            raise SpecFileError(f"malformed YAML: {reason}", where=Location(file=str(path), line=line),
+                                hint="remove control characters from the file") from None
         lines: dict[tuple[str | int, ...], int] = {}
         if node is not None:
             _yaml_lines(node, (), lines)
@@ -505,8 +524,10 @@ def _problems(
     known = sorted(VisionLoRASpec.model_fields)
     problems: list[Diagnostic] = []
     for err in exc.errors():
-        loc = tuple(part for part in err["loc"] if not (isinstance(part, str) and ("[" in part or part in (
-            "LayerRange", "list"))))
+        raw = err["loc"]
+        tags = raw[:-1] if err["type"] == "extra_forbidden" else raw  # the unknown key itself is kept as written
+        loc = tuple(part for part in tags if not (isinstance(part, str) and ("[" in part or part in (
+            "LayerRange", "list")))) + ((raw[-1],) if err["type"] == "extra_forbidden" and raw else ())
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             key = str(loc[-1])
@@ -544,6 +565,9 @@ def spec_from_data(data: Any, *, source: str | None = None, lines: Mapping | Non
         )
     try:
         spec = VisionLoRASpec.model_validate(dict(data))
+    except RecursionError:
+        raise SpecFileError("the spec nests too deeply, or contains itself", where=Location(file=source) if source
+                            else "spec", hint="a spec is a mapping with a few flat blocks") from None
     except ValidationError as exc:
         raise SpecValidationError(
             _problems(exc, source, lines), hint="`vlora schema` lists every field; " + see_docs("spec")
