@@ -188,3 +188,31 @@ def test_one_bad_file_does_not_lose_the_others(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "good.yaml"), str(tmp_path / "bad.yaml")]) == 3
     out = capsys.readouterr().out
     assert "good.yaml: ok" in out and "bad.yaml:1: malformed YAML" in out
+
+
+@pytest.mark.parametrize(("targets", "words"), [
+    ([{"component": "vision"}], "target 0 of the lock has no role"),
+    ([{"component": "vision", "role": "mlp", "leaf": "x", "name": "n", "layer": "abc", "r": 1, "lora_alpha": 1,
+       "lora_params": 1}], "layer that is not a whole number"),
+    (["nope"], "is a str, not a mapping"),
+])
+def test_a_lock_of_the_wrong_shape_is_a_lock_error(tmp_path, targets, words):
+    from vlora_core import LockMismatchError
+
+    path = tmp_path / "x.lock.json"
+    path.write_text(json.dumps({"vlora_lock": 1, "targets": targets}))
+    with pytest.raises(LockMismatchError, match=words):
+        read_lock(path)
+
+
+@pytest.mark.parametrize(("config", "words"), [
+    ({"model_type": ["llava"]}, "model_type is a list, not a string"),
+    ({"model_type": "llama", "num_hidden_layers": "two"}, "cannot make a llama config from it"),
+    ([1, 2], "a config is a JSON object, not a list"),
+])
+def test_a_config_json_of_the_wrong_shape_is_a_model_load_error(tmp_path, registry, config, words):
+    from vlora_core import ModelLoadError, module_tree
+
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=words):
+        module_tree(str(tmp_path), registry)

@@ -123,13 +123,47 @@ def read_lock(path: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError("no such lock file", where=where, hint="write it with `vlora lock SPEC`") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise LockMismatchError(f"unreadable lock file: {exc}", where=where,
+    except (OSError, ValueError) as exc:  # ValueError: malformed JSON, or a number of thousands of digits
+        raise LockMismatchError(f"unreadable lock file: {str(exc).splitlines()[0][:200]}", where=where,
                                 hint="write it again with `vlora lock SPEC`") from None
     if not isinstance(data, dict) or data.get("vlora_lock") != LOCK_FORMAT or not isinstance(data.get("targets"), list):
         raise LockMismatchError(f"not a vlora lock file (format {LOCK_FORMAT})", where=where,
                                 hint="write it again with `vlora lock SPEC`")
+    for i, target in enumerate(data["targets"]):
+        problem = _target_problem(target)
+        if problem:
+            raise LockMismatchError(f"target {i} of the lock {problem}", where=where,
+                                    hint="write it again with `vlora lock SPEC`")
+    for i, module in enumerate(data.get("full_modules", [])):
+        if not (isinstance(module, dict) and isinstance(module.get("name"), str) and _is_int(module.get("params"))
+                and isinstance(module.get("component"), str)):
+            raise LockMismatchError(f"fully trained module {i} of the lock lacks name, component or params",
+                                    where=where, hint="write it again with `vlora lock SPEC`")
     return data
+
+
+_TARGET_FIELDS = {"component": str, "role": str, "leaf": str, "name": str}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _target_problem(target: Any) -> str | None:
+    """What is wrong with one lock entry (None when it has every field, of the right type)."""
+    if not isinstance(target, dict):
+        return f"is a {type(target).__name__}, not a mapping"
+    for key, kind in _TARGET_FIELDS.items():
+        if not isinstance(target.get(key), kind):
+            return f"has no {key} (a string)"
+    if target.get("layer") is not None and not _is_int(target.get("layer")):
+        return "has a layer that is not a whole number"
+    if target.get("stack") is not None and not isinstance(target.get("stack"), str):
+        return "has a stack that is not a string"
+    if not (_is_int(target.get("r")) and _is_int(target.get("lora_params"))
+            and isinstance(target.get("lora_alpha"), int | float) and not isinstance(target.get("lora_alpha"), bool)):
+        return "lacks r, lora_alpha or lora_params (numbers)"
+    return None
 
 
 @dataclass

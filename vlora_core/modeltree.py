@@ -230,16 +230,30 @@ def build_meta_model(config: PretrainedConfig) -> nn.Module:
 
 
 def tree_from_config(config: PretrainedConfig, *, source: str | None = None) -> ModuleTree:
-    model = build_meta_model(config)
+    try:
+        model = build_meta_model(config)
+    except (ModelLoadError, ImportError):
+        raise
+    except Exception as exc:  # the model class refuses the config's values (a layer count of the wrong type, ...)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelLoadError(f"the {getattr(config, 'model_type', '?')} model does not build from this config: "
+                             f"{type(exc).__name__}: {reason}"[:300], where=source,
+                             hint="check the config's fields") from None
     return tree_from_module(model, source=source or f"{type(config).__name__} (meta device)")
 
 
 def config_from_dict(data: dict[str, Any], *, where: str) -> PretrainedConfig:
     from transformers import AutoConfig
 
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"a config is a JSON object, not a {type(data).__name__}", where=where,
+                             hint="is this a transformers config.json?")
     model_type = data.get("model_type")
     if not model_type:
         raise ModelLoadError("config has no model_type", where=where, hint="is this a transformers config.json?")
+    if not isinstance(model_type, str):
+        raise ModelLoadError(f"config's model_type is a {type(model_type).__name__}, not a string", where=where,
+                             hint="is this a transformers config.json?")
     try:
         with quiet_transformers():
             return AutoConfig.for_model(**data)
@@ -249,6 +263,10 @@ def config_from_dict(data: dict[str, Any], *, where: str) -> PretrainedConfig:
             where=where,
             hint="upgrade transformers",
         ) from None
+    except Exception as exc:  # a field of the wrong type or value, refused by the config class itself
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ModelLoadError(f"transformers cannot make a {model_type} config from it: {type(exc).__name__}: "
+                             f"{reason}"[:300], where=where, hint="check the config's fields") from None
 
 
 def config_from_file(path: Path) -> PretrainedConfig:
