@@ -130,3 +130,35 @@ def test_component_model_is_frozen_data():
     comp = Component(name="vision", prefix=r"v\.(?P<layer>\d+)", roles={"mlp": ("fc",)})
     with pytest.raises(Exception, match="frozen"):
         comp.prefix = "x"
+
+
+@pytest.mark.parametrize("body", ["import sys\nsys.exit(0)\n", "raise KeyboardInterrupt\n"])
+def test_a_plugin_that_exits_or_interrupts_at_import_is_that_plugins_failure(tmp_path, monkeypatch, body):
+    install_plugin(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
+    install_plugin(tmp_path, monkeypatch, "vlora-test-exit", "vt_exit", body)
+    registry = Registry.discover(disabled=[])
+    (failure,) = [f for f in registry.failures if f.distribution == "vlora-test-exit"]
+    assert failure.reason.startswith("import failed: " + ("SystemExit" if "exit" in body else "KeyboardInterrupt"))
+    assert _mine(registry) == ["vlora-test-good"]
+
+
+REFERENCE = """
+from pathlib import Path
+from vlora_core import ArchitectureSpec, Component, ReferenceModel, hookimpl
+
+@hookimpl
+def vlora_architectures():
+    return [ArchitectureSpec(name="{arch}", model_types=("{model_type}",), components=(
+        Component(name="language", prefix=r"language\\.layers\\.(?P<layer>\\d+)", roles={{"mlp": ("mlp.up",)}}),
+    ), references=(ReferenceModel(name="Shared-Ref", hub_id="org/shared", config_path=Path("x.json")),))]
+"""
+
+
+def test_two_plugins_bundling_one_reference_name_is_a_conflict(tmp_path, monkeypatch):
+    from vlora_core import PluginConflictError
+
+    install_plugin(tmp_path, monkeypatch, "vlora-test-ref-a", "vt_ref_a", REFERENCE.format(arch="a", model_type="mt_a"))
+    install_plugin(tmp_path, monkeypatch, "vlora-test-ref-b", "vt_ref_b", REFERENCE.format(arch="b", model_type="mt_b"))
+    registry = Registry.discover(disabled=[])
+    with pytest.raises(PluginConflictError, match="'shared-ref' is bundled by vlora-test-ref-a and vlora-test-ref-b"):
+        registry.find_reference("shared-ref")

@@ -113,7 +113,8 @@ class Registry:
                 continue
             try:
                 module = ep.load()
-            except Exception as exc:  # a broken plugin must not take the others down
+            except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a broken plugin must not take the others
+                # down, nor end the command: sys.exit() or KeyboardInterrupt at import is that plugin's failure
                 registry.failures.append(
                     PluginFailure(ep.name, dist, f"import failed: {type(exc).__name__}: {exc}")
                 )
@@ -137,7 +138,7 @@ class Registry:
         try:
             pm.register(plugin, name=name)
             results = pm.hook.vlora_architectures()
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as exc:
             self.failures.append(PluginFailure(name, distribution, f"{type(exc).__name__}: {exc}"))
             return
         archs: list[ArchitectureSpec] = []
@@ -203,11 +204,18 @@ class Registry:
         return [(p, a, r) for p, a in self.architectures() for r in a.references]
 
     def find_reference(self, ref: str) -> tuple[PluginInfo, ArchitectureSpec, ReferenceModel] | None:
+        """The bundled reference named (or Hub id) ``ref``; two plugins bundling it is a conflict, not a
+        silent take-over."""
         key = ref.lower()
-        for item in self.references():
-            if key in (item[2].name.lower(), item[2].hub_id.lower()):
-                return item
-        return None
+        found = [item for item in self.references() if key in (item[2].name.lower(), item[2].hub_id.lower())]
+        owners = {item[0].distribution for item in found}
+        if len(owners) > 1:
+            raise PluginConflictError(
+                f"the reference {ref!r} is bundled by {' and '.join(sorted(owners))}",
+                where=f"plugins {', '.join(sorted(item[0].name for item in found))}",
+                hint=f"uninstall one, or disable one with {DISABLE_ENV}=<entry point name>",
+            )
+        return found[0] if found else None
 
     def require_reference(self, ref: str) -> tuple[PluginInfo, ArchitectureSpec, ReferenceModel]:
         found = self.find_reference(ref)
