@@ -162,6 +162,8 @@ def check_files(
                                                f"`vlora lock {file}`", errors.EXIT_LOCK, kind="no-lock"))
         except VloraError as exc:
             result.problems += problems_of(exc, file)
+        if result.problems:  # a file with a problem is never summarised as "ok" (the JSON format shows it)
+            result.summary = f"failed ({len(result.problems)} problem{'s' if len(result.problems) > 1 else ''})"
     return results
 
 
