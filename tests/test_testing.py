@@ -126,3 +126,13 @@ def test_vision_tower_layouts_put_the_parts_where_the_paths_say():
         vision, projector, language = VISION_TOWER_PATHS[name]
         assert f"{vision}.1.self_attn.out_proj" in modules and f"{language}.1.mlp.down_proj" in modules, name
         assert projector in modules, name
+
+
+def test_toggle_combinations_refuse_expected_names_the_model_does_not_have(model, registry):
+    from vlora_core.testing import check_toggle_combinations
+
+    def wrong(spec):  # a test that misspells a name would otherwise "find" a plugin bug, or hide one
+        return {"vision.layers.0.attn.qq"}
+
+    with pytest.raises(ConformanceError, match=r"the expected names \['vision\.layers\.0\.attn\.qq'\] are not in"):
+        check_toggle_combinations(model, wrong, registry=registry)

@@ -9,10 +9,12 @@ import warnings
 from typing import Any
 
 from .errors import VloraError
-from .infer import layer_counts_of
+from .infer import TOWERS, layer_counts_of
 from .modeltree import quiet_transformers, tree_from_config
 from .plugins import Registry
 from .resolve import resolve
+
+_SUB_CONFIG_OF = {component: key for key, component in TOWERS.items()}
 
 
 def registry_model_types() -> list[str]:
@@ -70,8 +72,7 @@ def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
     parts, match = [], True
     for key, count in sorted(plan.layer_counts.items()):
         component = key.partition(".")[0]
-        sub = config_dict.get({"vision": "vision_config", "language": "text_config", "audio": "audio_config"}[
-            component]) or {}
+        sub = config_dict.get(_SUB_CONFIG_OF[component]) or {}
         checked = _config_key(sub, count)
         match = match and checked is not None
         parts.append(f"{key.replace('.', ' ')} {count} ({checked or 'no config value'})")

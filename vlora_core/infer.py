@@ -53,7 +53,6 @@ class Inference:
     """An inferred architecture, with what inference checked and what it could not place."""
 
     architecture: ArchitectureSpec
-    layer_counts: dict[str, tuple[int, str]]  # "component" or "component.stack" -> (layers, config key)
     unclassified: list[str] = field(default_factory=list)  # Linear paths (layer index as '*') with no role
     unplaced: dict[str, list[str]] = field(default_factory=dict)  # component -> leaves of those Linears
 
@@ -157,7 +156,6 @@ class _Reader:
                     "write a plugin for it (`vlora plugins` lists what is installed)",
                 )
         components: list[Component] = []
-        counts: dict[str, tuple[int, str]] = {}
         unclassified: list[str] = []
         unplaced: dict[str, list[str]] = {}
         stacks: dict[str, list[str]] = {}
@@ -177,9 +175,6 @@ class _Reader:
                 raise refusals[0]
             roots[component] = kept  # the towers are the modules that hold layers
             stacks[component] = [name for name, _, _ in lists]
-            for name, n, count_key in lists:
-                label = component if len(lists) == 1 else f"{component}.{self.stack_names(lists)[name]}"
-                counts[label] = (n, count_key)
             comp, missing = self.tower(component, lists, sub)
             components.append(comp)
             unclassified += [path for path, _ in missing]
@@ -199,7 +194,7 @@ class _Reader:
             model_types=(self.model_type,),
             components=tuple(components),
         )
-        return Inference(arch, counts, sorted(set(unclassified)), {c: v for c, v in unplaced.items() if v})
+        return Inference(arch, sorted(set(unclassified)), {c: v for c, v in unplaced.items() if v})
 
     def layer_lists(self, component: str, root: str, sub: dict[str, Any]) -> list[tuple[str, int, str]]:
         """(list name, length, config key) of the layer lists of a tower, checked against its sub-config."""
@@ -230,13 +225,6 @@ class _Reader:
             raise self.refuse(f"the {component} tower has several lists of layers of one length ({names})",
                               "write a plugin that says which one is the tower")
         return matched
-
-    @staticmethod
-    def stack_names(lists: list[tuple[str, int, str]]) -> dict[str, str]:
-        """The path segment that tells stacks apart: ``transformer`` / ``global_transformer``."""
-        parts = [name.split(".") for name, _, _ in lists]
-        differing = [i for i in range(len(parts[0])) if len({p[i] if i < len(p) else None for p in parts}) > 1]
-        return {name: name.split(".")[differing[0]] for name, _, _ in lists}
 
     def prefix_of(self, lists: list[tuple[str, int, str]]) -> str:
         if len(lists) == 1:

@@ -291,16 +291,20 @@ def check_toggle_combinations(
     """Resolve every combination of the four toggles x projector modes (x ``extra`` values) and compare.
 
     ``expected(spec)`` returns the target names that spec must give, computed by the test from the model's
-    config, independently of the plugin. Where it returns nothing and the projector is not trained in
-    full, resolve must raise ``EmptySelectionError``. Returns the number of combinations checked.
+    config, independently of the plugin; each must be a module or parameter of ``model``. Where it returns
+    nothing and the projector is not trained in full, resolve must raise ``EmptySelectionError``. Returns the number of combinations checked.
     """
     extra = dict(extra or {})
+    # an expected name the model does not have is a mistake in the test, not a finding about the plugin
+    existing = {n for n, _ in model.named_modules()} | {n for n, _ in model.named_parameters()}
     axes = [[True, False]] * len(TOGGLES) + [list(projector_modes)] + list(extra.values())
     names = [*TOGGLES, "finetune_projector", *extra]
     checked = 0
     for values in itertools.product(*axes):
         spec = {k: v for k, v in zip(names, values, strict=True) if v is not None}
         want = expected(spec)
+        if not want <= existing:
+            _fail("combinations", f"{spec}: the expected names {sorted(want - existing)[:3]} are not in the model")
         if not want and spec["finetune_projector"] != "full":
             try:
                 resolve(spec, model, registry=registry)
