@@ -292,7 +292,8 @@ def check_toggle_combinations(
 
     ``expected(spec)`` returns the target names that spec must give, computed by the test from the model's
     config, independently of the plugin; each must be a module or parameter of ``model``. Where it returns
-    nothing and the projector is not trained in full, resolve must raise ``EmptySelectionError``. Returns the number of combinations checked.
+    nothing and the projector is not trained in full, resolve must raise ``EmptySelectionError``. Returns
+    the number of combinations checked.
     """
     extra = dict(extra or {})
     # an expected name the model does not have is a mistake in the test, not a finding about the plugin
