@@ -8,7 +8,17 @@ import json
 import pytest
 import torch
 
-from vlora_core import SpecArchitectureMismatch, UsageError, apply, load_spec, make_lock, read_lock, resolve, write_lock
+from vlora_core import (
+    SpecArchitectureMismatch,
+    UsageError,
+    VloraError,
+    apply,
+    load_spec,
+    make_lock,
+    read_lock,
+    resolve,
+    write_lock,
+)
 from vlora_core.cli import main
 
 
@@ -192,3 +202,81 @@ def test_a_config_json_of_the_wrong_shape_is_a_model_load_error(tmp_path, regist
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match=words):
         module_tree(str(tmp_path), registry)
+
+
+def _state(model: torch.nn.Module) -> dict:
+    """Everything a failed apply must put back: module names and types, every tensor's value, dtype and flag,
+    and the attributes PEFT sets on the model."""
+    return {
+        "modules": [(n, type(m).__name__) for n, m in model.named_modules()],
+        "tensors": {n: (t.detach().clone(), t.dtype, t.requires_grad)
+                    for n, t in [*model.named_parameters(), *model.named_buffers()]},
+        "attrs": sorted(model.__dict__),
+    }
+
+
+def _assert_same(model: torch.nn.Module, before: dict) -> None:
+    after = _state(model)
+    assert after["modules"] == before["modules"] and after["attrs"] == before["attrs"]
+    assert after["tensors"].keys() == before["tensors"].keys()
+    for name, (value, dtype, flag) in before["tensors"].items():
+        now, now_dtype, now_flag = after["tensors"][name]
+        assert now_dtype == dtype and now_flag == flag and torch.equal(now, value), name
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("interruption", [_Stop, KeyboardInterrupt])
+def test_an_apply_that_fails_half_way_restores_every_tensor_flag_and_module(model, registry, interruption):
+    from torch.nn.modules.module import register_module_parameter_registration_hook
+
+    model.embed.weight.requires_grad_(False)  # a flag PEFT would not restore by itself
+    model.language.layers[0].attn.q.weight.data = model.language.layers[0].attn.q.weight.data.half().float()
+    before = _state(model)
+    pixels, ids = torch.randn(1, 3, 4, 4), torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        expected = model(pixels, ids)
+    registered = []
+
+    def stop_at_the_fifth(module, name, param):  # lora_A and lora_B per target: the third target's lora_A
+        registered.append(name)
+        if len(registered) == 5:
+            raise interruption("stopped half-way")
+
+    handle = register_module_parameter_registration_hook(stop_at_the_fifth)
+    try:
+        # PiSSA rewrites each target's base weight after adding its lora_A and lora_B: two targets are rewritten
+        with pytest.raises(VloraError if interruption is _Stop else KeyboardInterrupt) as info:
+            apply(model, {"init_lora_weights": "pissa", "r": 2}, registry=registry)
+    finally:
+        handle.remove()
+    assert len(registered) == 5
+    if interruption is _Stop:
+        assert "PEFT failed while adding the adapters (_Stop: stopped half-way); the model was restored" in str(
+            info.value)
+    _assert_same(model, before)
+    with torch.no_grad():
+        assert torch.equal(model(pixels, ids), expected)
+    assert apply(model, {"r": 2}, registry=registry).vlora_plan.targets  # and it can be adapted afterwards
+
+
+def test_an_svd_init_on_a_float64_weight_is_refused_before_touching_the_model(model, registry):
+    model.language.layers[2].mlp.down.double()
+    before = _state(model)
+    with pytest.raises(SpecArchitectureMismatch, match=r"language\.layers\.2\.mlp\.down is float64") as info:
+        apply(model, {"init_lora_weights": "olora", "r": 2}, registry=registry)
+    assert info.value.location.field == "init_lora_weights"
+    _assert_same(model, before)
+
+
+def test_a_model_that_already_carries_adapters_is_named_as_such(model, registry):
+    from vlora_core import ModelLoadError
+
+    peft_model = apply(model, {"r": 2}, registry=registry)
+    for again in (model, peft_model):  # apply changes the model in place; the PeftModel wraps it
+        with pytest.raises(ModelLoadError, match=r"already carries PEFT adapters on .*vision\.layers\.0\.attn\.q and"):
+            apply(again, {"r": 2}, registry=registry)
+    base = peft_model.unload()
+    assert apply(base, {"r": 2}, registry=registry).vlora_plan.targets  # the hint's way out works

@@ -1,6 +1,8 @@
 """``apply``: resolve a spec against a live model and wrap it with PEFT adapters for exactly the plan.
 
-Nothing touches the model until the plan is valid, so a resolution error leaves it as it was.
+Nothing touches the model until the plan is valid, so a resolution error leaves it as it was. What PEFT
+is known to reject is refused before it starts; if PEFT fails (or is interrupted) half-way, the model is
+put back as it was: every module, parameter, buffer, dtype, ``requires_grad`` flag, hook and attribute.
 """
 
 from __future__ import annotations
@@ -9,14 +11,23 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import VloraError
+from .errors import SpecArchitectureMismatch, VloraError
+from .plan import PARAMETER, TargetPlan
 from .plugins import Registry
 from .resolve import resolve
 from .spec import VisionLoRASpec
 
 if TYPE_CHECKING:
+    import torch
     import torch.nn as nn
     from peft import PeftModel
+
+# inits that rewrite the base weights of every target (the residual after taking out the top-r directions)
+_REWRITING_INITS = ("pissa", "olora", "corda", "loftq")
+
+
+def _rewrites_weights(init: object) -> bool:
+    return isinstance(init, str) and (init in _REWRITING_INITS or init.startswith("pissa_niter_"))
 
 
 def apply(
@@ -28,30 +39,125 @@ def apply(
 ) -> PeftModel:
     """Resolve ``spec`` against ``model`` and wrap it with PEFT adapters for exactly the planned targets.
 
-    Nothing touches the model until the plan is valid; any resolution error leaves it unchanged. The
-    returned model carries the plan as ``peft_model.vlora_plan``.
+    Nothing touches the model until the plan is valid; any resolution error leaves it unchanged, and so
+    does a failure (or a KeyboardInterrupt) inside PEFT: the model is restored before the error is raised.
+    The returned model carries the plan as ``peft_model.vlora_plan``.
     """
     from peft import get_peft_model
 
     plan = resolve(spec, model, registry=registry)
+    _check_weights(plan, model)
     config = plan.to_lora_config()
     first = next(model.parameters(), None)
     on_meta = first is not None and first.is_meta  # a model is built on the meta device whole, or not at all
-    with warnings.catch_warnings():
-        # PEFT checks rank/alpha pattern keys against targeted *module* names only, so a key for a parameter
-        # target (which it does apply) is reported as unmatched; the count check below is the real check.
-        warnings.filterwarnings("ignore", r"The following (rank|alpha)_pattern keys did not match", RuntimeWarning)
-        peft_model = get_peft_model(model, config, adapter_name=adapter_name, low_cpu_mem_usage=on_meta)
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    if trainable != plan.trainable_params:
-        peft_model.unload()
+    snapshot = Snapshot(model, copy_weights_of=_rewritten(plan, model))
+    try:
+        with warnings.catch_warnings():
+            # PEFT checks rank/alpha pattern keys against targeted *module* names only, so a key for a parameter
+            # target (which it does apply) is reported as unmatched; the count check below is the real check.
+            warnings.filterwarnings("ignore", r"The following (rank|alpha)_pattern keys did not match",
+                                    RuntimeWarning)
+            peft_model = get_peft_model(model, config, adapter_name=adapter_name, low_cpu_mem_usage=on_meta)
+        trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        if trainable != plan.trainable_params:
+            raise VloraError(
+                f"internal error: PEFT made {trainable:,} parameters trainable, the plan says "
+                f"{plan.trainable_params:,}",
+                hint="please report this with `vlora plan --json` output",
+            )
+    except BaseException as exc:
+        snapshot.restore()
+        if isinstance(exc, VloraError):
+            exc.message += "; the model was restored"
+            raise
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: restored, then let it through
+            raise
         raise VloraError(
-            f"internal error: PEFT made {trainable:,} parameters trainable, the plan says "
-            f"{plan.trainable_params:,}; the model was restored",
-            hint="please report this with `vlora plan --json` output",
-        )
+            f"PEFT failed while adding the adapters ({type(exc).__name__}: {str(exc).strip()[:300]}); "
+            "the model was restored",
+            hint="please report this with `vlora plan --json` output: vlora should have refused the spec first",
+        ) from exc
     peft_model.vlora_plan = plan
     return peft_model
+
+
+def _live_modules(model: nn.Module) -> dict[str, nn.Module]:
+    return dict(model.named_modules())
+
+
+def _check_weights(plan: TargetPlan, model: nn.Module) -> None:
+    """An init that decomposes the weights (PiSSA, OLoRA, ...) works in float32, float16 and bfloat16 only; PEFT
+    finds out target by target, after it has rewritten the earlier ones."""
+    import torch
+
+    init = plan.spec.init_lora_weights
+    if not _rewrites_weights(init):
+        return
+    modules = _live_modules(model)
+    for t in plan.targets:
+        weight = getattr(modules.get(t.name), "weight", None)
+        if t.kind != PARAMETER and weight is not None and weight.dtype not in (torch.float32, torch.float16,
+                                                                                  torch.bfloat16):
+            raise SpecArchitectureMismatch(
+                f"init_lora_weights: {init} decomposes each target's weight in float32, float16 or bfloat16, "
+                f"and {t.name} is {str(weight.dtype).removeprefix('torch.')}",
+                where=plan.spec.location("init_lora_weights"),
+                hint="cast the model (model.to(torch.bfloat16)) or use another init_lora_weights",
+            )
+
+
+def _rewritten(plan: TargetPlan, model: nn.Module) -> list[torch.Tensor]:
+    """The weights PEFT will rewrite in place: the targets' own weights, under an init that rewrites them."""
+    if not _rewrites_weights(plan.spec.init_lora_weights):
+        return []
+    modules = _live_modules(model)
+    return [w for t in plan.targets if (w := getattr(modules.get(t.name), "weight", None)) is not None]
+
+
+class Snapshot:
+    """What PEFT may change in a model, taken before it starts, and put back by ``restore()``.
+
+    Module structure and attributes are kept by reference (each module's ``__dict__`` and the dicts in it:
+    children, parameters, buffers, hooks), each tensor by the storage it had (``.data``) and its
+    ``requires_grad``. PEFT replaces modules and tensors rather than writing into them, except under inits
+    that rewrite the targets' weights: those weights (``copy_weights_of``) are copied and written back.
+    """
+
+    def __init__(self, model: nn.Module, *, copy_weights_of: list[torch.Tensor] = ()) -> None:
+        self.modules = []
+        for module in model.modules():
+            attrs = dict(module.__dict__)
+            dicts = {k: (v, dict(v)) for k, v in attrs.items() if isinstance(v, dict)}
+            self.modules.append((module, attrs, dicts))
+        config = getattr(model, "config", None)
+        self.config = (config, dict(config.__dict__)) if hasattr(config, "__dict__") else None
+        seen: set[int] = set()
+        self.tensors = []
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                self.tensors.append((tensor, tensor.data, tensor.requires_grad))
+        self.copies = [(w, w.detach().clone()) for w in copy_weights_of if not w.is_meta]
+
+    def restore(self) -> None:
+        import torch
+
+        for module, attrs, dicts in self.modules:
+            for original, content in dicts.values():
+                original.clear()
+                original.update(content)
+            module.__dict__.clear()
+            module.__dict__.update(attrs)
+        if self.config is not None:
+            config, attrs = self.config
+            config.__dict__.clear()
+            config.__dict__.update(attrs)
+        for tensor, data, requires_grad in self.tensors:
+            tensor.data = data
+            tensor.requires_grad_(requires_grad)
+        with torch.no_grad():
+            for weight, copy in self.copies:
+                weight.data.copy_(copy)
 
 
 __all__ = ["apply"]

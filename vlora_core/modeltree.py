@@ -146,9 +146,27 @@ def _own_forward(module: nn.Module) -> bool:
     return not cls.__module__.startswith(("bitsandbytes", "torch.", "peft", "torchao", "awq", "auto_gptq", "optimum"))
 
 
+def _check_not_adapted(model: nn.Module) -> None:
+    """A model PEFT has already wrapped (a PeftModel, or one ``apply``/``get_peft_model`` changed in place) has
+    its names moved and its Linears replaced: planning it again would target PEFT's own layers."""
+    adapted = [name for name, m in model.named_modules()
+               if type(m).__module__.startswith("peft.tuners") and hasattr(m, "base_layer")]
+    if not adapted and not type(model).__module__.startswith("peft."):
+        return
+    what = (f"PEFT adapters on {adapted[0]}" + (f" and {len(adapted) - 1:,} other modules" if len(adapted) > 1 else "")
+            if adapted else f"a PEFT {type(model).__name__}")
+    raise ModelLoadError(
+        f"this model already carries {what}: vlora plans adapters for a base model",
+        hint="apply to a fresh model; or unwrap this one first: model = peft_model.unload() drops the adapters, "
+        "merge_and_unload() merges them into the weights",
+    )
+
+
 def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTree:
     """Read a live model (or one built on the meta device)."""
     import transformers
+
+    _check_not_adapted(model)
 
     seen: set[int] = set()
     entries: list[ModuleEntry] = []

@@ -26,6 +26,7 @@ from .errors import (
     EmptySelectionError,
     LayerSelectionError,
     PatternMatchError,
+    ResolutionError,
     SpecArchitectureMismatch,
     UnsupportedModelError,
     UnsupportedModuleTypeError,
@@ -170,7 +171,11 @@ class Resolution:
         self.check_spec_fits()
         self.enabled = [c for c in self.present if self.spec.component_enabled(c.name)]
         for comp in self.enabled:
-            self.check_patterns(comp)
+            try:
+                self.check_patterns(comp)
+            except PatternMatchError as exc:
+                raise self.explain_mismatch(exc, comp) from None
+        self.warn_forced_architecture()
         selected = {comp.name: self.select_layers(comp) for comp in self.arch.components if comp.layered}
         self.warn_ignored_projector_settings()
         unused = self.unused_layers()
@@ -303,6 +308,39 @@ class Resolution:
                         where=self.who,
                         hint=_STALE,
                     )
+
+    def forced_elsewhere(self) -> bool:
+        """Whether ``architecture:`` forces a family that does not claim this model's own model_type."""
+        return self.spec.architecture is not None and self.tree.model_type not in self.arch.model_types
+
+    def explain_mismatch(self, exc: PatternMatchError, comp: Component) -> ResolutionError:
+        """A plugin pattern that matches nothing blames the plugin; say so only when nothing else explains it:
+        ``architecture:`` forcing another family, or a base model class without the LM head around it."""
+        if self.forced_elsewhere():
+            return SpecArchitectureMismatch(
+                f"{self.spec.architecture!r} forces {self.arch.display_name} onto a model whose "
+                f"model_type is {self.tree.model_type!r}, and the two do not fit ({exc.message})",
+                where=self.spec.location("architecture"),
+                hint=f"remove `architecture:` to use the model's own; {self.arch.display_name} handles "
+                f"model_type {', '.join(self.arch.model_types)}",
+            )
+        names = self.tree.names
+        for outer in ("model.", "base_model.model."):
+            if any(comp.pattern.fullmatch(outer + n) for n in names):
+                return PatternMatchError(
+                    f"this {self.tree.source} is the inner model of a {self.arch.display_name} without its LM head: "
+                    f"its module names lack the leading {outer!r} of the class the plugin plans for",
+                    where=self.who,
+                    hint="load the class with the LM head, e.g. AutoModelForImageTextToText.from_pretrained(...) "
+                    "(the ...ForConditionalGeneration class), and apply to that",
+                )
+        return exc
+
+    def warn_forced_architecture(self) -> None:
+        if self.forced_elsewhere():
+            self.warn("architecture-forced", f"{self.spec.architecture!r} forces "
+                      f"{self.arch.display_name} onto a model whose model_type is {self.tree.model_type!r}; "
+                      "its patterns matched, but check the plan", self.spec.location("architecture"))
 
     # --- layers ----------------------------------------------------------------------------------------
 

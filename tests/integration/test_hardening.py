@@ -46,3 +46,30 @@ def test_a_file_with_a_lock_mismatch_is_not_summarised_as_ok(tmp_path):
     data = json.loads(render([result], "json"))
     assert data["files"][0]["summary"] == "failed (1 problem)" and data["files"][0]["problems"]
 
+
+
+def test_a_forced_architecture_that_does_not_fit_says_so_not_that_the_plugin_is_stale():
+    from vlora_core import SpecArchitectureMismatch
+
+    with pytest.raises(SpecArchitectureMismatch) as info:
+        resolve({"architecture": "gemma3", "finetune_vision_layers": True}, "Qwen2-VL-2B-Instruct")
+    assert info.value.location.field == "architecture"
+    assert "forces Gemma-3 onto a model whose model_type is 'qwen2_vl'" in str(info.value)
+    assert "out of date" not in str(info.value)
+    # where the forced family's patterns happen to match, the plan carries a warning saying what was forced
+    plan = resolve({"architecture": "gemma3", "task": "vqa"}, "Qwen2-VL-2B-Instruct")
+    assert [d.code for d in plan.diagnostics] == ["architecture-forced"]
+
+
+def test_the_inner_model_without_its_lm_head_is_named_as_such():
+    import torch
+    from transformers import Qwen2VLModel
+
+    from vlora_core import PatternMatchError, default_registry, module_tree
+
+    config = module_tree("Qwen2-VL-2B-Instruct", default_registry()).model_config
+    with torch.device("meta"):
+        inner = Qwen2VLModel(config)
+    with pytest.raises(PatternMatchError, match="is the inner model of a Qwen2-VL without its LM head") as info:
+        resolve({}, inner)
+    assert "out of date" not in str(info.value) and "AutoModelForImageTextToText" in info.value.hint
