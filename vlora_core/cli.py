@@ -181,11 +181,11 @@ def _compare(args: argparse.Namespace) -> int:
             raise UsageError("use --compare or --compare-tasks, not both")
         base = load_spec(args.spec) if args.spec else VisionLoRASpec()
         specs = [(task, base.with_task(task)) for task in TASK_PRESETS]
-        ref = args.model or base.model
+        ref = args.model or base.model_ref()
     else:
         paths = ([args.spec] if args.spec else []) + args.compare
         specs = [(path, load_spec(path)) for path in paths]
-        models = {args.model or s.model for _, s in specs}
+        models = {args.model or s.model_ref() for _, s in specs}
         if len(models) != 1:
             raise UsageError(f"the specs name different models ({', '.join(sorted(map(str, models)))})",
                              hint="compare plans for one model: pass --model REF")
@@ -226,6 +226,9 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         path = write_lock(plan, target)
         print(f"{file}: wrote {path} ({len(plan.targets)} targets, {plan.lora_params:,} LoRA parameters on "
               f"{plan.model})")
+        if args.model and spec.model and args.model != spec.model:
+            print(f"{file}: note: locked for --model {args.model}, but the spec names {spec.model}; check it with "
+                  f"`vlora validate {file} --model {args.model}`", file=sys.stderr)
     return errors.EXIT_OK
 
 

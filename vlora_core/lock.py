@@ -200,6 +200,8 @@ class LockDiff:
     def lines(self) -> list[str]:
         """The mismatch, grouped by component: + added, - removed, ~ rank/alpha/size changed."""
         out = []
+        if self.model:
+            out.append(f"the lock was written for model {self.model[0]}, this plan is for {self.model[1]}")
         if self.spec_changed:
             out.append("the spec changed since the lock was written (its hash differs)")
         by_component: dict[str, list[str]] = {}

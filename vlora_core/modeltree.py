@@ -309,6 +309,16 @@ def config_from_ref(ref: str, registry: Registry) -> tuple[PretrainedConfig, str
     if path.is_file():
         return config_from_file(path), str(path)
     bundled = ", ".join(r.name for _, _, r in registry.references()) or "none"
+    if path.parent != Path(".") and path.parent.is_dir():  # a folder here: a mistyped path, not a Hub id
+        import difflib
+
+        close = difflib.get_close_matches(path.name, sorted(p.name for p in path.parent.iterdir())[:10_000], n=3)
+        raise ModelLoadError(
+            f"no file or folder {path.name!r} in {str(path.parent)!r}",
+            where=ref,
+            hint=(f"did you mean {' or '.join(repr(str(path.parent / c)) for c in close)}? " if close else "")
+            + f"({path.parent}/ is a local folder, so {ref!r} is read as a path, not a Hub id)",
+        )
     if ref.count("/") == 1 and not ref.startswith((".", "/")) and not ref.endswith(".json"):
         return _config_from_hub(ref, bundled), ref
     raise ModelLoadError(
@@ -353,7 +363,9 @@ def _config_from_hub(ref: str, bundled: str) -> PretrainedConfig:
         level = hub_logger.level
         hub_logger.setLevel(logging.ERROR)
         try:
-            return AutoConfig.from_pretrained(ref)
+            return _within(hub_timeout(), lambda: AutoConfig.from_pretrained(ref), ref, hint)
+        except ModelLoadError:
+            raise
         except Exception as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelLoadError(f"cannot get the config of Hub model {ref!r}: {reason}", hint=hint) from None
@@ -361,8 +373,50 @@ def _config_from_hub(ref: str, bundled: str) -> PretrainedConfig:
             hub_logger.setLevel(level)
 
 
-def module_tree(model: Any, registry: Registry) -> ModuleTree:
-    """A module tree from a live model, a config, or a reference string/path."""
+HUB_TIMEOUT = 30.0  # seconds a Hub config fetch may take; VLORA_HUB_TIMEOUT overrides it
+
+
+def hub_timeout() -> float:
+    raw = os.environ.get("VLORA_HUB_TIMEOUT", "")
+    try:
+        value = float(raw) if raw else HUB_TIMEOUT
+    except ValueError:
+        raise UsageError(f"VLORA_HUB_TIMEOUT={raw!r} is not a number of seconds", where="environment",
+                         hint="e.g. VLORA_HUB_TIMEOUT=60") from None
+    if not value > 0:
+        raise UsageError(f"VLORA_HUB_TIMEOUT={raw!r} must be more than 0", where="environment")
+    return value
+
+
+def _within(seconds: float, fetch: Any, ref: str, hint: str) -> Any:
+    """``fetch()`` with a hard deadline: an endpoint that accepts the connection and never answers would
+    otherwise hang the command (the Hub client's own timeouts do not cover every stage)."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fetch()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, name="vlora-hub-fetch", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():  # the daemon thread is abandoned; it cannot keep the process alive
+        raise ModelLoadError(
+            f"the Hub did not answer within {seconds:g} s for the config of {ref!r}",
+            hint=f"{hint}; or allow longer with VLORA_HUB_TIMEOUT=<seconds>",
+        )
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def module_tree(model: Any, registry: Registry, *, label: str | None = None) -> ModuleTree:
+    """A module tree from a live model, a config, or a reference string/path (``label`` names it in
+    reports and locks instead of the path it was read from)."""
     import torch.nn as nn
     from transformers import PretrainedConfig
 
@@ -373,8 +427,8 @@ def module_tree(model: Any, registry: Registry) -> ModuleTree:
     if isinstance(model, PretrainedConfig):
         return tree_from_config(model)
     if isinstance(model, str | Path):
-        config, label = config_from_ref(str(model), registry)
-        return tree_from_config(config, source=label)
+        config, found = config_from_ref(str(model), registry)
+        return tree_from_config(config, source=label or found)
     raise UsageError(
         f"cannot read a model from a {type(model).__name__}",
         hint="pass an nn.Module, a PretrainedConfig, a bundled reference name, a config path, or a Hub id",

@@ -107,8 +107,9 @@ def resolve(
                 where=spec.source,
                 hint="pass a model (--model REF on the command line) or set `model:` in the spec",
             )
-        model = spec.model
-    tree = module_tree(model, registry)
+        tree = module_tree(spec.model_ref(), registry, label=spec.model)
+    else:
+        tree = module_tree(model, registry)
     key = spec.architecture or tree.model_type
     if key is None:
         raise UsageError(

@@ -9,6 +9,7 @@ import difflib
 import json
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -95,7 +96,7 @@ def _check_one(value: Any, what: str) -> list[int] | LayerRange:
             )
         if not value:
             raise ValueError(f"{what}an empty list selects no layer; leave `layers` out to train every layer")
-        dupes = sorted({v for v in value if list(value).count(v) > 1})
+        dupes = sorted(v for v, n in Counter(value).items() if n > 1)  # linear: a list may be long
         if dupes:
             raise ValueError(f"{what}layer {dupes[0]} is listed twice")
         return sorted(value)
@@ -314,6 +315,17 @@ class VisionLoRASpec(BaseModel):
         """The file this spec was loaded from, if any."""
         return self._source
 
+    def model_ref(self) -> str | None:
+        """``model:`` as a reference to load: a relative path is read against the spec file's folder (where the
+        spec came from a file), so a spec names the same model from whatever folder it is used."""
+        ref = self.model
+        if ref is None or self._source is None or Path(ref).is_absolute():
+            return ref
+        beside = Path(self._source).parent / ref
+        if beside.exists() or ref.startswith(("./", "../")):
+            return str(beside)
+        return ref  # a bundled reference name or a Hub id
+
     @property
     def origin(self) -> Location:
         """The spec as a whole: its file, or ``spec`` for one made in memory."""
@@ -389,6 +401,9 @@ MAX_SPEC_BYTES = 1 << 20  # a spec is a few hundred bytes; anything above a mebi
 MAX_SPEC_VALUES = 100_000  # values of a spec with every YAML alias expanded (a "billion laughs" file: 10**9)
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML was built with it: ~10x faster
+
+
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
     """How many values ``node`` stands for with every alias expanded, in time linear in the file."""
     key = id(node)
@@ -462,15 +477,19 @@ def _read_file(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            if node is not None and _expanded_size(node, {}) > MAX_SPEC_VALUES:
+            node = yaml.compose(text, Loader=_LOADER)
+            memo: dict[int, int] = {}
+            if node is not None and _expanded_size(node, memo) > MAX_SPEC_VALUES:
+                aliased = len(memo) <= MAX_SPEC_VALUES  # the file itself is small; its aliases make it big
                 raise SpecFileError(
-                    f"the YAML expands to more than {MAX_SPEC_VALUES:,} values through its aliases",
+                    f"the YAML {'expands to' if aliased else 'has'} more than {MAX_SPEC_VALUES:,} values"
+                    + (" through its aliases" if aliased else ""),
                     where=Location(file=str(path), line=node.start_mark.line + 1),
-                    hint="a spec needs no nested aliases; write the values out",
+                    hint="a spec needs no nested aliases; write the values out" if aliased
+                    else "a spec is a mapping with a few flat blocks; is this the file you meant?",
                 )
             _check_duplicates(node, path)
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_LOADER)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
@@ -496,7 +515,7 @@ def _read_file(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
             raise SpecFileError(f"malformed JSON: {exc.msg}", where=Location(file=str(path), line=exc.lineno)) from None
         lines = {}
         try:  # JSON is YAML: reuse the YAML composer for key positions and duplicate keys
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            node = yaml.compose(text, Loader=_LOADER)
         except yaml.YAMLError:
             node = None
         if node is not None:

@@ -143,7 +143,7 @@ def check_files(
         results.append(result)
         try:
             spec = load_spec(file)
-            ref = model or spec.model
+            ref = model or spec.model_ref()
             lock_file = Path(lock) if lock else lock_path_for(file)
             has_lock = lock is not None or lock_file.exists()
             if ref is None:
@@ -152,7 +152,7 @@ def check_files(
                                      where=file, hint="pass --model or set `model:` in the spec")
                 result.summary = "ok (schema only: no --model and no `model:` in the spec)"
                 continue
-            plan = _resolve(spec, ref, trees)
+            plan = _resolve(spec, ref, trees, label=model or spec.model)
             result.warnings += plan.diagnostics
             result.summary = f"ok ({len(plan.targets)} targets, {plan.lora_params:,} LoRA parameters on {ref})"
             if has_lock:
@@ -167,9 +167,9 @@ def check_files(
     return results
 
 
-def _resolve(spec: Any, ref: str, trees: dict[str, ModuleTree]) -> TargetPlan:
+def _resolve(spec: Any, ref: str, trees: dict[str, ModuleTree], label: str | None) -> TargetPlan:
     if ref not in trees:
-        trees[ref] = module_tree(ref, default_registry())
+        trees[ref] = module_tree(ref, default_registry(), label=label)
     return resolve(spec, trees[ref])
 
 
@@ -181,9 +181,11 @@ def _check_lock(result: FileResult, plan: TargetPlan, lock_file: Path) -> None:
         if note:
             result.notes.append(note)
         return
+    relock = f"`vlora lock {result.file}`" + (f" -o {lock_file}" if lock_file != lock_path_for(result.file) else "")
+    hint = (f"the lock is for another model: check against it with --model {diff.model[0]}, or re-lock with {relock}"
+            if diff.model else f"if the change is intended, run {relock}")
     result.problems.append(Problem(
-        result.file, None, f"the plan differs from {lock_file}", f"if the change is intended, run `vlora lock "
-        f"{result.file}`" + (f" -o {lock_file}" if lock_file != lock_path_for(result.file) else ""),
+        result.file, None, f"the plan differs from {lock_file}", hint,
         LockMismatchError.exit_code, details=diff.lines(), kind=LockMismatchError.code))
 
 

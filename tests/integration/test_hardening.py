@@ -73,3 +73,79 @@ def test_the_inner_model_without_its_lm_head_is_named_as_such():
     with pytest.raises(PatternMatchError, match="is the inner model of a Qwen2-VL without its LM head") as info:
         resolve({}, inner)
     assert "out of date" not in str(info.value) and "AutoModelForImageTextToText" in info.value.hint
+
+
+def _reference_folder(root, name="qwen2vl"):
+    from vlora_core import default_registry
+
+    (_, _, reference) = default_registry().find_reference("Qwen2-VL-2B-Instruct")
+    folder = root / "models" / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(reference.config_path.read_text())
+    return folder
+
+
+def test_a_relative_model_path_is_read_against_the_spec_file(tmp_path, monkeypatch, capsys):
+    _reference_folder(tmp_path)
+    (tmp_path / "specs").mkdir()
+    spec = tmp_path / "specs" / "s.yaml"
+    spec.write_text("task: vqa\nmodel: ../models/qwen2vl\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # ../models/qwen2vl does not exist from here; it does beside the spec
+    assert main(["lock", str(spec)]) == 0
+    lock = json.loads((tmp_path / "specs" / "s.lock.json").read_text())
+    assert lock["model"] == "../models/qwen2vl"  # the spec's own words, the same from any folder
+    monkeypatch.chdir(tmp_path / "specs")
+    assert main(["validate", "s.yaml"]) == 0
+    assert "matches s.lock.json" in capsys.readouterr().out
+
+
+def test_a_lock_for_another_model_says_so(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("task: vqa\nmodel: Qwen2-VL-2B-Instruct\n")
+    assert main(["lock", str(spec), "--model", "Qwen2-VL-7B-Instruct"]) == 0
+    assert f"check it with `vlora validate {spec} --model Qwen2-VL-7B-Instruct`" in capsys.readouterr().err
+    assert main(["validate", str(spec)]) == 6
+    out = capsys.readouterr().out
+    assert "the lock was written for model Qwen2-VL-7B-Instruct, this plan is for Qwen2-VL-2B-Instruct" in out
+    assert "check against it with --model Qwen2-VL-7B-Instruct" in out
+    assert main(["validate", str(spec), "--model", "Qwen2-VL-7B-Instruct"]) == 0
+
+
+def test_a_mistyped_local_folder_is_not_reported_as_a_hub_miss(tmp_path, monkeypatch):
+    from vlora_core import ModelLoadError
+
+    _reference_folder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match="no file or folder 'qwen2-vl' in 'models'") as info:
+        resolve({}, "models/qwen2-vl")
+    assert "did you mean 'models/qwen2vl'?" in info.value.hint and "Hub" not in info.value.message
+    assert resolve({}, "models/qwen2vl").targets
+
+
+def test_a_hub_that_accepts_and_never_answers_times_out(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # connections are accepted by the kernel and never answered
+    port = server.getsockname()[1]
+    spec = tmp_path / "s.yaml"
+    spec.write_text("task: vqa\n")
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf"),
+           "VLORA_HUB_TIMEOUT": "2"}
+    env.pop("HF_HUB_OFFLINE", None)
+    start = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, "-m", "vlora_core.cli", "plan", str(spec), "--model", "someone/model"],
+                              env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.close()
+    assert done.returncode == 4, done.stderr
+    assert "the Hub did not answer within 2 s for the config of 'someone/model'" in done.stderr
+    assert "VLORA_HUB_TIMEOUT" in done.stderr and time.monotonic() - start < 60
