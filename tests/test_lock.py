@@ -30,7 +30,7 @@ def test_write_then_read_round_trips(tmp_path, model, registry):
 @pytest.mark.parametrize(("content", "error", "words"), [
     (None, UsageError, "no such lock file"),
     ("{not json", LockMismatchError, "unreadable lock file"),
-    ('{"vlora_lock": 99, "targets": []}', LockMismatchError, "not a vlora lock file"),
+    ('{"vlora_lock": 99, "targets": []}', LockMismatchError, "format 99, written by a newer vlora"),
     ("[1, 2]", LockMismatchError, "not a vlora lock file"),
 ])
 def test_unreadable_locks_name_the_file(tmp_path, content, error, words):

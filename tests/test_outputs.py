@@ -293,3 +293,80 @@ def test_a_layer_list_of_a_quarter_million_entries_is_checked_in_linear_time():
     with pytest.raises(SpecValidationError, match="layer 7 is listed twice"):
         spec_from_data({"language": {"layers": [*range(250_000), 7]}})
     assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize(("version", "words"), [
+    (2, "the lock has format 2, written by a newer vlora; this one reads format 1"),
+    (0, "the lock has format 0, which this vlora no longer reads"),
+    ("1", "not a vlora lock file"),
+    (None, "not a vlora lock file"),
+])
+def test_a_lock_of_another_format_gets_one_message_saying_what_to_do(tmp_path, model, registry, version, words):
+    from vlora_core import LockMismatchError
+
+    path = write_lock(resolve({}, model, registry=registry), tmp_path / "a.lock.json")
+    data = json.loads(path.read_text())
+    data["vlora_lock"] = version
+    path.write_text(json.dumps(data))
+    with pytest.raises(LockMismatchError, match=words) as info:
+        read_lock(path)
+    assert info.value.exit_code == 6 and ("vlora lock SPEC" in info.value.hint or "upgrade" in info.value.hint)
+
+
+def test_path_components_the_file_system_refuses_get_their_exit_code_and_a_short_message(
+        tmp_path, capsys, model, registry):
+    long = "a" * 300
+    spec = tmp_path / "s.yaml"
+    spec.write_text("r: 8\n")
+    with pytest.raises(UsageError, match="cannot use the lock path: File name too long") as info:
+        write_lock(resolve({}, model, registry=registry), tmp_path / long)
+    assert long not in str(info.value) and "(300 bytes)" in str(info.value)
+    cases = [(["plan", f"{long}.yaml"], 3), (["validate", f"{long}.yaml"], 3),
+             (["plan", str(spec), "--model", long], 4)]
+    for argv, code in cases:
+        assert main(argv) == code, argv
+        err = capsys.readouterr().err
+        assert "File name too long" in err and long not in err and ("(300 bytes)" in err or "(305 bytes)" in err)
+
+
+def test_a_binary_file_is_named_as_not_text(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"\x81\xff\x00binary")
+    assert main(["plan", str(path)]) == 3
+    assert "not a UTF-8 text file (byte 0x81 at offset 0)" in capsys.readouterr().err
+
+
+def test_plan_and_validate_give_one_exit_code_for_a_missing_spec(tmp_path, capsys):
+    assert main(["plan", str(tmp_path / "none.yaml")]) == main(["validate", str(tmp_path / "none.yaml")]) == 3
+
+
+@pytest.mark.parametrize(("key", "words"), [
+    ("freeze_vision_tower", "in vlora: finetune_vision_layers, with the meaning inverted"),
+    ("lora_rank", "in vlora: r"),
+    ("freeze_llm", "in vlora: finetune_language_layers, with the meaning inverted"),
+    ("target_modules", "add modules outside them with target_modules_extra"),
+])
+def test_keys_of_other_tools_say_what_vlora_writes_instead(key, words):
+    from vlora_core import SpecValidationError
+    from vlora_core.spec import spec_from_data
+
+    with pytest.raises(SpecValidationError, match=words) as info:
+        spec_from_data({key: True})
+    assert "did you mean" not in str(info.value)
+
+
+def test_toml_errors_point_at_the_key_s_own_line(tmp_path):
+    from vlora_core import SpecError
+
+    cases = {
+        'r = 8\n\n[vision]\nr = "x"\n': 4,  # a table
+        'r = 8\nvision.r = "x"\n': 2,  # a dotted key
+        'r = 8\n\nlanguage = { layers = [1, 1] }\n': 3,  # an inline table
+        'r = 8\nx = [\n': 2,  # malformed, at the end of the document
+    }
+    for text, line in cases.items():
+        path = tmp_path / "s.toml"
+        path.write_text(text)
+        with pytest.raises(SpecError) as info:
+            load_spec(path)
+        assert info.value.diagnostics[0].location.line == line, text

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from vlora_core import LayerSelectionError, resolve
-from vlora_core.errors import EXIT_LOCK, EXIT_OK, EXIT_RESOLUTION, EXIT_SPEC, UsageError
+from vlora_core.errors import EXIT_LOCK, EXIT_OK, EXIT_RESOLUTION, EXIT_SPEC, SpecFileError
 from vlora_core.validate import FileResult, Problem, check_files, exit_code, expand, problems_of, render
 
 
@@ -24,7 +24,7 @@ def specs(tmp_path):
 def test_expand_directories_globs_and_files(specs):
     assert expand([str(specs)]) == [str(specs / "bad.yaml"), str(specs / "good.yaml")]
     assert expand([str(specs / "g*.yaml"), str(specs / "good.yaml")]) == [str(specs / "good.yaml")]
-    with pytest.raises(UsageError, match="no such spec file, directory, or matching pattern"):
+    with pytest.raises(SpecFileError, match="no such spec file, directory, or matching pattern"):
         expand([str(specs / "nothing-*.yaml")])
 
 

@@ -49,7 +49,8 @@ class Location:
 
     def render(self) -> str:
         if self.file is not None:
-            head = f"{self.file}:{self.line}" if self.line is not None else self.file
+            file = short_path(self.file)
+            head = f"{file}:{self.line}" if self.line is not None else file
             return f"{head}: {self.field}" if self.field else head
         return self.field or self.subject or ""
 
@@ -62,6 +63,15 @@ class Location:
         if where is None or isinstance(where, Location):
             return where
         return cls(subject=where)
+
+
+def short_path(path: str, longest: int = 80) -> str:
+    """``path`` with each component over ``longest`` characters cut in the middle, so that a message about a
+    path component too long for the file system does not echo it whole."""
+    parts = path.split("/")
+    if all(len(p) <= longest for p in parts):
+        return path
+    return "/".join(f"{p[:40]}...{p[-16:]} ({len(p.encode())} bytes)" if len(p) > longest else p for p in parts)
 
 
 @dataclass(frozen=True)
@@ -98,4 +108,4 @@ def warning(code: str, message: str, *, location: Location | None = None, hint: 
     return Diagnostic(code, message, location, hint, "warning")
 
 
-__all__ = ["DOC_PAGES", "Diagnostic", "Location", "Severity", "see_docs", "warning"]
+__all__ = ["DOC_PAGES", "Diagnostic", "Location", "Severity", "see_docs", "short_path", "warning"]

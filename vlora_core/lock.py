@@ -11,6 +11,7 @@ version changes are not: they are reported in one line, and the check passes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -25,7 +26,8 @@ from .patterns import layer_ranges
 from .plan import TargetPlan
 from .vocabulary import TargetKey
 
-LOCK_FORMAT = 1
+LOCK_FORMAT = 1  # the format this vlora writes (``"vlora_lock": 1``); raised when a lock's meaning changes
+READS_FORMATS = (1,)  # formats it reads: an older one stays here as long as its locks can be checked
 LOCK_SUFFIX = ".lock.json"
 
 
@@ -77,17 +79,11 @@ def write_lock(plan: TargetPlan, path: str | Path) -> Path:
     the plan came from."""
     path = Path(path)
     where = Location(file=str(path))
-    if path.is_symlink():
-        raise UsageError("the lock path is a symbolic link; vlora does not write through links", where=where,
-                         hint="write the lock to a regular file path (-o FILE)")
-    if path.is_dir():
-        raise UsageError("the lock path is a folder", where=where, hint="name a file, e.g. -o NAME.lock.json")
-    if not path.parent.is_dir():
-        raise UsageError("the lock's folder does not exist", where=where, hint="create the folder first")
-    source = plan.spec.source
-    if source is not None and path.exists() and Path(source).exists() and path.samefile(source):
-        raise UsageError("the lock path is the spec file itself; writing it would destroy the spec", where=where,
-                         hint="leave -o out (the lock goes beside the spec as NAME.lock.json) or name another file")
+    try:
+        _check_lock_path(plan, path, where)
+    except OSError as exc:  # a name the file system refuses (a component over 255 bytes, ...)
+        raise UsageError(f"cannot use the lock path: {exc.strerror or exc}", where=where,
+                         hint=_os_hint(exc)) from None
     text = json.dumps(make_lock(plan), indent=2, sort_keys=True) + "\n"
     try:
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
@@ -100,9 +96,28 @@ def write_lock(plan: TargetPlan, path: str | Path) -> Path:
     except OSError as exc:
         if "tmp" in locals():
             tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the lock: {exc.strerror or exc}", where=where,
-                         hint="check that the folder is writable and has space") from None
+        raise UsageError(f"cannot write the lock: {exc.strerror or exc}", where=where, hint=_os_hint(exc)) from None
     return path
+
+
+def _os_hint(exc: OSError) -> str:
+    if exc.errno == errno.ENAMETOOLONG:
+        return "use a shorter name: a file system takes at most 255 bytes per path component"
+    return "check that the folder is writable and has space"
+
+
+def _check_lock_path(plan: TargetPlan, path: Path, where: Location) -> None:
+    if path.is_symlink():
+        raise UsageError("the lock path is a symbolic link; vlora does not write through links", where=where,
+                         hint="write the lock to a regular file path (-o FILE)")
+    if path.is_dir():
+        raise UsageError("the lock path is a folder", where=where, hint="name a file, e.g. -o NAME.lock.json")
+    if not path.parent.is_dir():
+        raise UsageError("the lock's folder does not exist", where=where, hint="create the folder first")
+    source = plan.spec.source
+    if source is not None and path.exists() and Path(source).exists() and path.samefile(source):
+        raise UsageError("the lock path is the spec file itself; writing it would destroy the spec", where=where,
+                         hint="leave -o out (the lock goes beside the spec as NAME.lock.json) or name another file")
 
 
 def check_lock_paths(pairs: list[tuple[str, Path]]) -> None:
@@ -126,9 +141,18 @@ def read_lock(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:  # ValueError: malformed JSON, or a number of thousands of digits
         raise LockMismatchError(f"unreadable lock file: {str(exc).splitlines()[0][:200]}", where=where,
                                 hint="write it again with `vlora lock SPEC`") from None
-    if not isinstance(data, dict) or data.get("vlora_lock") != LOCK_FORMAT or not isinstance(data.get("targets"), list):
-        raise LockMismatchError(f"not a vlora lock file (format {LOCK_FORMAT})", where=where,
-                                hint="write it again with `vlora lock SPEC`")
+    version = data.get("vlora_lock") if isinstance(data, dict) else None
+    if not _is_int(version) or not isinstance(data.get("targets"), list):
+        raise LockMismatchError("not a vlora lock file (no `vlora_lock` format number and `targets` list)",
+                                where=where, hint="write it again with `vlora lock SPEC`")
+    if version > LOCK_FORMAT:
+        raise LockMismatchError(f"the lock has format {version}, written by a newer vlora; this one reads "
+                                f"format {LOCK_FORMAT}", where=where,
+                                hint="upgrade vlora (pip install -U vlora), or write the lock again with this one")
+    if version not in READS_FORMATS:
+        raise LockMismatchError(f"the lock has format {version}, which this vlora no longer reads (it writes "
+                                f"format {LOCK_FORMAT})", where=where,
+                                hint="write it again with `vlora lock SPEC` and commit the new lock")
     for i, target in enumerate(data["targets"]):
         problem = _target_problem(target)
         if problem:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .diagnostics import Location
 from .errors import ModelLoadError, UsageError
 
 if TYPE_CHECKING:
@@ -302,6 +303,14 @@ def config_from_ref(ref: str, registry: Registry) -> tuple[PretrainedConfig, str
         reference = found[2]
         return config_from_file(reference.config_path), reference.name
     path = Path(ref)
+    try:
+        return _config_from_path(ref, path, registry)
+    except OSError as exc:  # a name the file system refuses (a component over 255 bytes), a folder it hides
+        raise ModelLoadError(f"cannot read the model path: {exc.strerror or exc}", where=Location(file=ref),
+                             hint="check the path (at most 255 bytes per component) and its permissions") from None
+
+
+def _config_from_path(ref: str, path: Path, registry: Registry) -> tuple[PretrainedConfig, str]:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelLoadError("directory holds no config.json", where=str(path))

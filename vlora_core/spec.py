@@ -6,6 +6,7 @@ Nothing here knows about any architecture or imports torch: a spec can be checke
 from __future__ import annotations
 
 import difflib
+import errno
 import json
 import re
 import tomllib
@@ -380,20 +381,37 @@ def _yaml_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[st
             _yaml_lines(item, (*path, i), out)
 
 
+_TOML_KEY = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
+_TOML_DOTTED = rf"{_TOML_KEY}(?:\s*\.\s*{_TOML_KEY})*"
+
+
+def _toml_parts(dotted: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in re.findall(_TOML_KEY, dotted))
+
+
 def _toml_lines(text: str) -> dict[tuple[str | int, ...], int]:
-    """Best effort: the line of each ``key =`` under its ``[table]`` header (TOML parsers give no positions)."""
+    """The line of each key (TOML parsers give no positions): ``key =`` under its ``[table]`` header, dotted
+    keys (``vision.r = 4``) and the keys of an inline table (``language = { r = 8 }``) on its line."""
     out: dict[tuple[str | int, ...], int] = {(): 1}
     table: tuple[str, ...] = ()
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        header = re.fullmatch(r"\[\s*([A-Za-z0-9_.\s]+?)\s*\]", line)
+        header = re.fullmatch(rf"\[\[?\s*({_TOML_DOTTED})\s*\]\]?\s*(?:#.*)?", line)
         if header:
-            table = tuple(part.strip() for part in header.group(1).split("."))
-            out.setdefault(table, number)
+            table = _toml_parts(header.group(1))
+            for i in range(1, len(table) + 1):
+                out.setdefault(table[:i], number)
             continue
-        key = re.match(r"([A-Za-z0-9_]+)\s*=", line)
-        if key:
-            out.setdefault((*table, key.group(1)), number)
+        key = re.match(rf"({_TOML_DOTTED})\s*=(.*)", line)
+        if not key:
+            continue
+        parts = (*table, *_toml_parts(key.group(1)))
+        for i in range(len(table) + 1, len(parts) + 1):
+            out.setdefault(parts[:i], number)
+        inline = key.group(2).strip()
+        if inline.startswith("{"):
+            for inner in re.findall(rf"({_TOML_DOTTED})\s*=", inline):
+                out.setdefault((*parts, *_toml_parts(inner)), number)
     return out
 
 
@@ -472,8 +490,14 @@ def _read_file(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecFileError("no such file", where=Location(file=str(path)), hint="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecFileError(f"cannot read the file: {exc}", where=Location(file=str(path))) from None
+    except UnicodeDecodeError as exc:
+        raise SpecFileError(f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+                            where=Location(file=str(path)),
+                            hint="a spec is a YAML, JSON or TOML text file in UTF-8; is this the file meant?") from None
+    except OSError as exc:
+        raise SpecFileError(f"cannot read the file: {exc.strerror or exc}", where=Location(file=str(path)),
+                            hint="use a shorter name: at most 255 bytes per path component"
+                            if exc.errno == errno.ENAMETOOLONG else "check the path and its permissions") from None
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         try:
@@ -527,7 +551,10 @@ def _read_file(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             match = re.search(r"line (\d+)", str(exc))
-            line = int(match.group(1)) if match else None
+            if match:
+                line: int | None = int(match.group(1))
+            else:  # "at end of document": the last line that has something
+                line = (len(text.rstrip().splitlines()) or 1) if "end of document" in str(exc) else None
             raise SpecFileError(f"malformed TOML: {exc}", where=Location(file=str(path), line=line)) from None
         return data, _toml_lines(text)
     raise SpecFileError(
@@ -535,6 +562,29 @@ def _read_file(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         where=Location(file=str(path)),
         hint="use .yaml, .yml, .json or .toml",
     )
+
+
+_INVERTED = "{0}, with the meaning inverted ({1}: true is {0}: false)"
+_PICKED = ("vlora picks the targets from components and roles (finetune_* toggles); add modules outside them "
+           "with target_modules_extra, leave some out with exclude_modules")
+_RANK_KEYS = ("lora_rank", "lora_r", "rank", "alpha")
+# keys of other tools' configs (LLaMA-Factory, ms-swift, PEFT, Unsloth) and what a vlora spec writes instead
+FOREIGN_KEYS = {
+    "lora_rank": "r", "lora_r": "r", "rank": "r", "alpha": "lora_alpha", "dropout": "lora_dropout",
+    "freeze_vision_tower": _INVERTED.format("finetune_vision_layers", "freeze_vision_tower"),
+    "freeze_vit": _INVERTED.format("finetune_vision_layers", "freeze_vit"),
+    "freeze_language_model": _INVERTED.format("finetune_language_layers", "freeze_language_model"),
+    "freeze_llm": _INVERTED.format("finetune_language_layers", "freeze_llm"),
+    "freeze_multi_modal_projector": "finetune_projector (frozen, lora or full; freeze_multi_modal_projector: "
+                                    "false trains it in full, which is finetune_projector: full)",
+    "freeze_aligner": "finetune_projector (frozen, lora or full; freeze_aligner: false is finetune_projector: full)",
+    "target_modules": _PICKED, "lora_target": _PICKED, "lora_target_modules": _PICKED,
+    "layers_to_transform": "layers (top level, or per component: language: {layers: {last: 8}})",
+    "rank_pattern": "r per component (vision: {r: 8})",
+    "alpha_pattern": "lora_alpha per component (vision: {lora_alpha: 16})",
+    "init_weights": "init_lora_weights", "pissa_init": "init_lora_weights: pissa",
+    "finetune_vision": "finetune_vision_layers", "finetune_language": "finetune_language_layers",
+}
 
 
 def _problems(
@@ -557,9 +607,13 @@ def _problems(
             elif parent and parent[0] == "projector":
                 choices = sorted(ProjectorOverride.model_fields)
             close = difflib.get_close_matches(key, choices, n=1)
-            message = f"unknown key {key!r}" + (
-                f" (did you mean {close[0]!r}?)" if close else f"; known keys here: {', '.join(choices)}"
-            )
+            foreign = FOREIGN_KEYS.get(key) if not parent or key in _RANK_KEYS else None
+            if foreign:
+                message = f"unknown key {key!r}, another tool's; in vlora: {foreign}"
+            else:
+                message = f"unknown key {key!r}" + (
+                    f" (did you mean {close[0]!r}?)" if close else f"; known keys here: {', '.join(choices)}"
+                )
         elif "input" in err and err["type"] not in ("missing", "value_error") and not isinstance(
             err["input"], dict | list
         ):

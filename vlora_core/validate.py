@@ -17,8 +17,8 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from . import errors
-from .diagnostics import Diagnostic
-from .errors import LockMismatchError, UsageError, VloraError
+from .diagnostics import Diagnostic, Location
+from .errors import LockMismatchError, SpecFileError, UsageError, VloraError
 from .lock import LOCK_SUFFIX, diff_lock, lock_path_for, read_lock
 from .modeltree import ModuleTree, module_tree
 from .plan import TargetPlan
@@ -68,18 +68,22 @@ def expand(paths: list[str]) -> list[str]:
     out: list[str] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found = sorted(str(p) for p in path.iterdir() if p.suffix in SPEC_SUFFIXES and not p.name.endswith(
-                LOCK_SUFFIX) and p.is_file())
-        elif path.exists():
-            found = [raw]
-        elif glob.has_magic(raw):
-            found = sorted(p for p in glob.glob(raw, recursive=True) if not p.endswith(LOCK_SUFFIX))
-        else:
-            found = []
-        if not found:
-            raise UsageError(f"{raw}: no such spec file, directory, or matching pattern",
-                             hint="give spec files (.yaml, .yml, .json, .toml), directories or globs")
+        try:
+            if path.is_dir():
+                found = sorted(str(p) for p in path.iterdir() if p.suffix in SPEC_SUFFIXES and not p.name.endswith(
+                    LOCK_SUFFIX) and p.is_file())
+            elif path.exists():
+                found = [raw]
+            elif glob.has_magic(raw):
+                found = sorted(p for p in glob.glob(raw, recursive=True) if not p.endswith(LOCK_SUFFIX))
+            else:
+                found = []
+        except OSError as exc:  # a name the file system refuses (a component over 255 bytes), a folder it hides
+            raise SpecFileError(f"cannot read it: {exc.strerror or exc}", where=Location(file=raw),
+                                hint="check the path (at most 255 bytes per component) and its permissions") from None
+        if not found:  # the same exit code as `vlora plan` on a missing spec: an unreadable spec
+            raise SpecFileError("no such spec file, directory, or matching pattern", where=Location(file=raw),
+                                hint="give spec files (.yaml, .yml, .json, .toml), directories or globs")
         out += [f for f in found if f not in out]
     return out
 

@@ -119,7 +119,7 @@ def test_many_specs_globs_directories_and_required_locks(tmp_path, capsys):
     code, _, err = run(capsys, "validate", tmp_path / "a.yaml", tmp_path / "b.yaml", "--lock", tmp_path / "a.lock.json")
     assert code == 2 and "--lock names one lock file" in err
     code, _, err = run(capsys, "validate", tmp_path / "nothing*.yaml")
-    assert code == 2 and "no such spec file" in err
+    assert code == 3 and "no such spec file" in err  # as `vlora plan` on a missing spec
 
 
 BAD = {  # name: (text, exit code, line)
