@@ -370,3 +370,40 @@ def test_toml_errors_point_at_the_key_s_own_line(tmp_path):
         with pytest.raises(SpecError) as info:
             load_spec(path)
         assert info.value.diagnostics[0].location.line == line, text
+
+
+def test_independent_faults_of_a_spec_are_reported_together(tmp_path, model, registry, capsys):
+    from vlora_core import LayerSelectionError, ResolutionErrors, UserPatternError
+
+    path = tmp_path / "s.yaml"
+    path.write_text("vision:\n  layers: [9]\nlanguage:\n  layers: {last: 99}\n"
+                    "target_modules_extra:\n  - 'nowhere'\n  - 'lm_head'\n")
+    with pytest.raises(ResolutionErrors) as info:
+        resolve(load_spec(path), model, registry=registry)
+    errors = info.value.errors
+    assert [type(e) for e in errors[:2]] == [LayerSelectionError, LayerSelectionError]
+    assert [d.location.field for d in info.value.diagnostics] == ["vision.layers", "language.layers"]
+    assert info.value.exit_code == 4
+    # once the layers are right, the three pattern faults come together, each at its line
+    path.write_text("target_modules_extra:\n  - 'nowhere'\n  - 'lm_head'\nexclude_modules: ['x']\n")
+    with pytest.raises(ResolutionErrors) as info:
+        resolve(load_spec(path), model, registry=registry)
+    diagnostics = info.value.diagnostics
+    assert [(d.location.field, d.location.line) for d in diagnostics] == [
+        ("target_modules_extra[0]", 2), ("target_modules_extra[1]", 3)]  # exclusions wait for the extras
+    assert isinstance(info.value.errors[0], UserPatternError)
+    text = str(info.value)
+    assert text.count("hint:") == 2 and "lies in no component" in text
+    # a single fault stays its own class
+    with pytest.raises(LayerSelectionError):
+        resolve({"vision": {"layers": [9]}}, model, registry=registry)
+
+
+def test_constructing_a_spec_in_python_gives_vlora_s_errors_not_pydantic_s():
+    from vlora_core import SpecValidationError, VisionLoRASpec
+
+    with pytest.raises(SpecValidationError) as info:
+        VisionLoRASpec(rr=16, lora_alpha="x")
+    fields = {d.location.field: d.message for d in info.value.diagnostics}
+    assert "did you mean 'r'?" in fields["rr"] and "valid number" in fields["lora_alpha"]
+    assert VisionLoRASpec(r=4).r == 4

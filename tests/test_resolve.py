@@ -14,6 +14,7 @@ from vlora_core import (
     EmptySelectionError,
     LayerSelectionError,
     PatternMatchError,
+    ResolutionErrors,
     SpecArchitectureMismatch,
     UnsupportedModuleTypeError,
     UsageError,
@@ -117,7 +118,7 @@ def test_user_patterns(model, registry):
     [
         ({"target_modules_extra": [r"nothing\.here"]}, UserPatternError, "matches no module",
          "target_modules_extra[0]"),
-        ({"exclude_modules": ["x", r"vision\.layers\.0\.attn\.q", "nope"]}, UserPatternError,
+        ({"exclude_modules": ["x", r"vision\.layers\.0\.attn\.q", "nope"]}, ResolutionErrors,  # x and nope
          "matches none of the", "exclude_modules[0]"),
         ({"target_modules_extra": ["lm_head"]}, ComponentOverlapError, "lies in no component",
          "target_modules_extra[0]"),

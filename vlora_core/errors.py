@@ -119,6 +119,23 @@ class ResolutionError(VloraError):
     exit_code = EXIT_RESOLUTION
 
 
+class ResolutionErrors(ResolutionError):
+    """Several independent faults of one spec on one model (two layer selections, three patterns...), each
+    with its own location and hint; ``errors`` holds them, ``diagnostics`` has one per fault."""
+
+    def __init__(self, errors: list[ResolutionError]) -> None:
+        self.errors = list(errors)
+        super().__init__(f"{len(self.errors)} problems: " + "; ".join(e.message for e in self.errors),
+                         where=self.errors[0].location)
+
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        return [d for e in self.errors for d in e.diagnostics]
+
+    def render(self) -> str:
+        return "\n".join(d.render() for d in self.diagnostics)
+
+
 class ModelLoadError(ResolutionError):
     """The model reference (bundled name, directory, config.json, Hub id) cannot be turned into a module tree."""
 

@@ -27,6 +27,7 @@ from .errors import (
     LayerSelectionError,
     PatternMatchError,
     ResolutionError,
+    ResolutionErrors,
     SpecArchitectureMismatch,
     UnsupportedModelError,
     UnsupportedModuleTypeError,
@@ -163,6 +164,25 @@ class Resolution:
         self.layer_counts: dict[str, int] = {}  # "component" or "component.stack" -> number of layers
         self.present: list[Component] = list(arch.components)  # narrowed to what this tree has by find_holders
         self.enabled: list[Component] = []
+        self.errors: list[ResolutionError] = []  # faults of the spec collected by attempt(), raised together
+
+    def attempt(self, step: Any, *args: Any) -> Any:
+        """Run one independent check of the spec; a fault of the spec is kept (and None returned) so that
+        ``raise_collected`` reports every such fault at once. Faults of the plugin or model end at once."""
+        try:
+            return step(*args)
+        except (LayerSelectionError, UserPatternError, SpecArchitectureMismatch, ComponentOverlapError,
+                UnsupportedModuleTypeError) as exc:
+            if isinstance(exc, ComponentOverlapError | UnsupportedModuleTypeError) and exc.location == self.who:
+                raise  # the plugin's own fault
+            self.errors.append(exc)
+            return None
+
+    def raise_collected(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ResolutionErrors(self.errors)
 
     def warn(self, code: str, message: str, location: Location | None = None) -> None:
         self.diagnostics.append(warning(code, message, location=location))
@@ -177,16 +197,23 @@ class Resolution:
             except PatternMatchError as exc:
                 raise self.explain_mismatch(exc, comp) from None
         self.warn_forced_architecture()
-        selected = {comp.name: self.select_layers(comp) for comp in self.arch.components if comp.layered}
+        # independent faults of the spec are reported together: every layer selection, then every user pattern
+        selected = {comp.name: self.attempt(self.select_layers, comp) for comp in self.arch.components
+                    if comp.layered}
+        self.raise_collected()
         self.warn_ignored_projector_settings()
         unused = self.unused_layers()
         chosen = self.pick_targets(selected, unused)
         projector = self.arch.component("projector")
         full = self.spec.finetune_projector == "full" and projector is not None
         full_names = [h.name for h in self.holders.get("projector", []) if full and self.holder_on(projector, h)]
-        self.add_extra_targets(chosen, full_names)
-        self.exclude_targets(chosen)
-        self.check_parameter_targets(chosen)
+        for i, pattern in enumerate(self.spec.target_modules_extra):
+            self.attempt(self.add_extra_target, i, pattern, chosen, full_names)
+        if not self.errors:  # an exclusion may be meant for what a failed extra pattern would have added
+            for i, pattern in enumerate(self.spec.exclude_modules):
+                self.attempt(self.exclude_target, i, pattern, chosen)
+        self.attempt(self.check_parameter_targets, chosen)
+        self.raise_collected()
         if not chosen and not full_names:
             raise EmptySelectionError(
                 self.why_empty(bool(unused)),
@@ -493,66 +520,64 @@ class Resolution:
                     hint=f"set {field} to {'false' if field == 'use_dora' else '0'}, or {other}",
                 )
 
-    def add_extra_targets(self, chosen: dict[str, _Pick], full_names: list[str]) -> None:
-        for i, pattern in enumerate(self.spec.target_modules_extra):
-            where = self.spec.location("target_modules_extra", i)
-            matched = _user_matches(pattern, self.tree.names, where)
-            hits = [e for e in self.tree.entries if e.name in matched]
-            if not hits:
-                raise UserPatternError(
-                    f"pattern {pattern!r} matches no module of this model",
+    def add_extra_target(self, i: int, pattern: str, chosen: dict[str, _Pick], full_names: list[str]) -> None:
+        where = self.spec.location("target_modules_extra", i)
+        matched = _user_matches(pattern, self.tree.names, where)
+        hits = [e for e in self.tree.entries if e.name in matched]
+        if not hits:
+            raise UserPatternError(
+                f"pattern {pattern!r} matches no module of this model",
+                where=where,
+                hint="patterns are full-name regular expressions (fullmatch), e.g. "
+                "'model\\.visual\\.blocks\\.0\\.attn\\.qkv'; see the names with `vlora plan --json`",
+            )
+        for entry in hits:
+            if entry.name in chosen:
+                continue
+            holder = self.holder_of(entry.name)
+            if holder is None:
+                raise ComponentOverlapError(
+                    f"pattern {pattern!r} matches {entry.name}, which lies in no component",
                     where=where,
-                    hint="patterns are full-name regular expressions (fullmatch), e.g. "
-                    "'model\\.visual\\.blocks\\.0\\.attn\\.qkv'; see the names with `vlora plan --json`",
+                    hint="extra targets must lie inside a component's layers or projector; narrow the pattern",
                 )
-            for entry in hits:
-                if entry.name in chosen:
-                    continue
-                holder = self.holder_of(entry.name)
-                if holder is None:
-                    raise ComponentOverlapError(
-                        f"pattern {pattern!r} matches {entry.name}, which lies in no component",
-                        where=where,
-                        hint="extra targets must lie inside a component's layers or projector; narrow the pattern",
-                    )
-                if entry.kind is None:
-                    raise UnsupportedModuleTypeError(
-                        f"pattern {pattern!r} matches {entry.name}, a {entry.type_name}, which LoRA cannot wrap",
-                        where=where,
-                        hint=f"{_WRAPPABLE}; narrow the pattern to those",
-                    )
-                reason = self.frozen_reason(entry.name)
-                if reason is not None and entry.custom_forward:
-                    raise UnsupportedModuleTypeError(
-                        f"pattern {pattern!r} matches {entry.name}, {reason}: a {entry.type_name} whose forward "
-                        "PEFT's LoRA wrapper would break (it adds the adapter's output to the module's own)",
-                        where=where,
-                        hint="leave it out of target_modules_extra; narrow the pattern",
-                    )
-                if reason is not None:
-                    self.warn("frozen-target", f"target_modules_extra adds {entry.name}, which {self.who.render()} "
-                              f"never targets ({reason})", where)
-                if holder.name in full_names:
-                    raise ComponentOverlapError(
-                        f"pattern {pattern!r} matches {entry.name}, inside the fully trained projector {holder.name}",
-                        where=where,
-                        hint="a fully trained module cannot also get adapters; use finetune_projector: lora instead",
-                    )
-                chosen[entry.name] = _Pick(holder, EXTRA_ROLE, entry.name[len(holder.name) + 1:], "module")
+            if entry.kind is None:
+                raise UnsupportedModuleTypeError(
+                    f"pattern {pattern!r} matches {entry.name}, a {entry.type_name}, which LoRA cannot wrap",
+                    where=where,
+                    hint=f"{_WRAPPABLE}; narrow the pattern to those",
+                )
+            reason = self.frozen_reason(entry.name)
+            if reason is not None and entry.custom_forward:
+                raise UnsupportedModuleTypeError(
+                    f"pattern {pattern!r} matches {entry.name}, {reason}: a {entry.type_name} whose forward "
+                    "PEFT's LoRA wrapper would break (it adds the adapter's output to the module's own)",
+                    where=where,
+                    hint="leave it out of target_modules_extra; narrow the pattern",
+                )
+            if reason is not None:
+                self.warn("frozen-target", f"target_modules_extra adds {entry.name}, which {self.who.render()} "
+                          f"never targets ({reason})", where)
+            if holder.name in full_names:
+                raise ComponentOverlapError(
+                    f"pattern {pattern!r} matches {entry.name}, inside the fully trained projector {holder.name}",
+                    where=where,
+                    hint="a fully trained module cannot also get adapters; use finetune_projector: lora instead",
+                )
+            chosen[entry.name] = _Pick(holder, EXTRA_ROLE, entry.name[len(holder.name) + 1:], "module")
 
-    def exclude_targets(self, chosen: dict[str, _Pick]) -> None:
-        for i, pattern in enumerate(self.spec.exclude_modules):
-            where = self.spec.location("exclude_modules", i)
-            matched = _user_matches(pattern, list(chosen), where)
-            dropped = [n for n in chosen if n in matched]
-            if not dropped:
-                raise UserPatternError(
-                    f"pattern {pattern!r} matches none of the {len(chosen)} planned targets",
-                    where=where,
-                    hint="patterns are full-name regular expressions (fullmatch); remove it or fix it",
-                )
-            for n in dropped:
-                del chosen[n]
+    def exclude_target(self, i: int, pattern: str, chosen: dict[str, _Pick]) -> None:
+        where = self.spec.location("exclude_modules", i)
+        matched = _user_matches(pattern, list(chosen), where)
+        dropped = [n for n in chosen if n in matched]
+        if not dropped:
+            raise UserPatternError(
+                f"pattern {pattern!r} matches none of the {len(chosen)} planned targets",
+                where=where,
+                hint="patterns are full-name regular expressions (fullmatch); remove it or fix it",
+            )
+        for n in dropped:
+            del chosen[n]
 
     def why_empty(self, unused: bool) -> str:
         spec = self.spec

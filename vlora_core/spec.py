@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections import Counter
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -169,6 +170,16 @@ class VisionLoRASpec(BaseModel):
 
     # strict: `r: true`, `r: "16"` and `finetune_vision_layers: "off"` are errors, not silently coerced
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, title="vlora spec")
+
+    def __init__(self, /, **data: Any) -> None:
+        """``VisionLoRASpec(r=16, ...)``: invalid fields raise ``SpecValidationError`` (one diagnostic per field,
+        unknown keys with "did you mean"), as spec files and ``resolve({...})`` do, not pydantic's raw error."""
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            if _FROM_DATA.get():  # spec_from_data (pydantic's model_validate calls __init__) adds file and lines
+                raise
+            raise SpecValidationError(_problems(exc, None, {}), hint=_SCHEMA_HINT) from None
 
     task: Task | None = Field(
         default=None,
@@ -625,6 +636,10 @@ def _problems(
     return problems
 
 
+_FROM_DATA: ContextVar[bool] = ContextVar("vlora_spec_from_data", default=False)
+_SCHEMA_HINT = "`vlora schema` lists every field; " + see_docs("spec")
+
+
 def spec_from_data(data: Any, *, source: str | None = None, lines: Mapping | None = None) -> VisionLoRASpec:
     """Validate already-parsed data (a dict) into a spec; errors name the field (and ``file:line``)."""
     lines = dict(lines or {})
@@ -636,15 +651,16 @@ def spec_from_data(data: Any, *, source: str | None = None, lines: Mapping | Non
             where=Location(file=source) if source else "spec",
             hint="see `vlora schema` for the fields",
         )
+    token = _FROM_DATA.set(True)
     try:
         spec = VisionLoRASpec.model_validate(dict(data))
     except RecursionError:
         raise SpecFileError("the spec nests too deeply, or contains itself", where=Location(file=source) if source
                             else "spec", hint="a spec is a mapping with a few flat blocks") from None
     except ValidationError as exc:
-        raise SpecValidationError(
-            _problems(exc, source, lines), hint="`vlora schema` lists every field; " + see_docs("spec")
-        ) from None
+        raise SpecValidationError(_problems(exc, source, lines), hint=_SCHEMA_HINT) from None
+    finally:
+        _FROM_DATA.reset(token)
     spec._source = source
     spec._lines = lines
     return spec

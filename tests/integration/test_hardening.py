@@ -149,3 +149,26 @@ def test_a_hub_that_accepts_and_never_answers_times_out(tmp_path):
     assert done.returncode == 4, done.stderr
     assert "the Hub did not answer within 2 s for the config of 'someone/model'" in done.stderr
     assert "VLORA_HUB_TIMEOUT" in done.stderr and time.monotonic() - start < 60
+
+
+def test_no_warning_of_transformers_or_peft_reaches_stderr(tmp_path):
+    """Building every bundled reference on the meta device (and an inferred model) prints the plan only:
+    transformers' log lines and Python warnings are kept from the user, even under ``-W always``."""
+    import subprocess
+    import sys
+
+    from transformers import AutoConfig
+
+    from vlora_core import default_registry
+
+    AutoConfig.for_model("glm4v").save_pretrained(tmp_path / "glm4v")  # no plugin claims it: inferred
+    spec = tmp_path / "s.yaml"
+    spec.write_text("task: vqa\n")
+    refs = [r.name for _, _, r in default_registry().references()] + [str(tmp_path / "glm4v")]
+    script = ("import sys\nfrom vlora_core.cli import main\ncode = 0\n"
+              f"for ref in {refs!r}:\n    code = max(code, main(['plan', {str(spec)!r}, '--model', ref]))\n"
+              "sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-W", "always", "-c", script], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
+    assert done.stdout.count("LoRA parameters:") == len(refs)
