@@ -162,3 +162,30 @@ def test_two_plugins_bundling_one_reference_name_is_a_conflict(tmp_path, monkeyp
     registry = Registry.discover(disabled=[])
     with pytest.raises(PluginConflictError, match="'shared-ref' is bundled by vlora-test-ref-a and vlora-test-ref-b"):
         registry.find_reference("shared-ref")
+
+
+def test_a_slow_plugin_is_named_on_every_command_and_long_names_widen_the_table(tmp_path, monkeypatch, capsys):
+    import vlora_core.plugins as plugins
+    from vlora_core.cli import main
+
+    slow = "import time\ntime.sleep(1.3)\n" + GOOD.format(arch="a_very_long_architecture_name",
+                                                           model_type="mt_slow")
+    slow = slow.replace('name="a_very_long_architecture_name",',
+                        'name="a_very_long_architecture_name", title="A Display Name Longer Than Most",')
+    install_plugin(tmp_path, monkeypatch, "vlora-test-slow", "vt_slow", slow)
+    install_plugin(tmp_path, monkeypatch, "vlora-test-good", "vt_good", GOOD.format(arch="g", model_type="mt_g"))
+    monkeypatch.setattr(plugins, "_DEFAULT", None)  # discover again, with the two above
+    try:
+        main(["models"])  # a command that loads the plugins
+        err = capsys.readouterr().err
+        assert "plugin vlora-test-slow took 1." in err and "VLORA_DISABLE_PLUGINS=vt_slow skips it" in err
+        assert "vlora-test-good" not in err
+        main(["plugins"])
+        out = capsys.readouterr().out
+        assert "(entry point vt_slow; slow: 1." in out
+        row = next(line for line in out.splitlines() if "a_very_long_architecture_name" in line)
+        assert "a_very_long_architecture_name A Display Name Longer Than Most model_types: mt_slow" in row
+        widths = {line.index("model_types:") for line in out.splitlines() if "model_types:" in line}
+        assert len(widths) == 1  # every row's model_types in one column
+    finally:
+        monkeypatch.setattr(plugins, "_DEFAULT", None)

@@ -20,7 +20,7 @@ from .errors import UsageError, VloraError
 from .lock import check_lock_paths, lock_path_for, write_lock
 from .modeltree import module_tree
 from .plan import DTYPE_BYTES
-from .plugins import default_registry
+from .plugins import default_registry, loaded_registry
 from .report import render_compare
 from .resolve import resolve
 from .scaffold import scaffold
@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlora",
         description="Exact, validated, explainable LoRA targets for vision-language models.",
-        epilog=EXIT_CODES + "\nexample:\n  vlora plan examples/qwen2_vl_ocr.yaml --model Qwen2.5-VL-7B-Instruct",
+        epilog=EXIT_CODES + "\nexample (`vlora models` lists the bundled model names):\n"
+        "  vlora plan my_spec.yaml --model Qwen2.5-VL-7B-Instruct",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vlora {core_version()}")
@@ -242,6 +243,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                     "name": p.name,
                     "distribution": p.distribution,
                     "version": p.version,
+                    "load_seconds": round(p.load_seconds, 4),
                     "architectures": [
                         {"name": a.name, "title": a.display_name, "model_types": list(a.model_types)}
                         for a in p.architectures
@@ -258,10 +260,15 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     else:
         if not registry.plugins:
             print("no plugins installed (install one, e.g. `pip install -e plugins/qwen2_vl`)")
+        archs = [a for p in registry.plugins for a in p.architectures]
+        name_w = max([14, *(len(a.name) for a in archs)])  # columns widen for long names, never overflow
+        title_w = max([18, *(len(a.display_name) for a in archs)])
+        slow = registry.slow_plugins()
         for p in registry.plugins:
-            print(f"{p.distribution} {p.version} (entry point {p.name})")
+            took = f"; slow: {p.load_seconds:.1f} s to load, which every command pays" if p in slow else ""
+            print(f"{p.distribution} {p.version} (entry point {p.name}{took})")
             for a in p.architectures:
-                print(f"  {a.name:<14} {a.display_name:<18} model_types: {', '.join(a.model_types)}")
+                print(f"  {a.name:<{name_w}} {a.display_name:<{title_w}} model_types: {', '.join(a.model_types)}")
         for name in registry.disabled:
             print(f"disabled: {name}")
         for mt, owners in sorted(conflicts.items()):
@@ -347,6 +354,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return errors.EXIT_INTERNAL
+    finally:
+        _note_slow_plugins(args.command)
+
+
+def _note_slow_plugins(command: str) -> None:
+    """Name the plugins that made this command slow to start (each command loads every plugin)."""
+    registry = loaded_registry()
+    for p in registry.slow_plugins() if registry is not None and command != "plugins" else []:
+        print(f"vlora: note: plugin {p.distribution} took {p.load_seconds:.1f} s to load, and every vlora command "
+              f"pays that; `vlora plugins` shows each plugin's load time, VLORA_DISABLE_PLUGINS={p.name} skips it",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

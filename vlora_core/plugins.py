@@ -8,6 +8,7 @@ that model_type is looked up (and shown by ``vlora plugins``).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -23,6 +24,7 @@ from .errors import ModelLoadError, PluginConflictError, PluginError, Unsupporte
 from .versions import CORE_DISTRIBUTION, core_version
 
 DISABLE_ENV = "VLORA_DISABLE_PLUGINS"
+SLOW_PLUGIN_SECONDS = 1.0  # a plugin that takes longer to load is named on every command (it slows each one)
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class PluginInfo:
     version: str
     architectures: tuple[ArchitectureSpec, ...]
     manager: pluggy.PluginManager | None = field(default=None, compare=False, repr=False)
+    load_seconds: float = field(default=0.0, compare=False)  # importing it and reading its architectures
 
     def implements(self, hook: str) -> bool:
         """Whether the plugin implements the hook ``hook`` (a ``vlora_*`` name)."""
@@ -111,6 +114,7 @@ class Registry:
             if mismatch:  # reported by name, never imported: a plugin for another core is not half-loaded
                 registry.failures.append(PluginFailure(ep.name, dist, mismatch))
                 continue
+            start = time.perf_counter()
             try:
                 module = ep.load()
             except (Exception, SystemExit, KeyboardInterrupt) as exc:  # a broken plugin must not take the others
@@ -119,8 +123,12 @@ class Registry:
                     PluginFailure(ep.name, dist, f"import failed: {type(exc).__name__}: {exc}")
                 )
                 continue
-            registry._add(module, name=ep.name, distribution=dist, version=version)
+            registry._add(module, name=ep.name, distribution=dist, version=version, start=start)
         return registry
+
+    def slow_plugins(self, seconds: float = SLOW_PLUGIN_SECONDS) -> list[PluginInfo]:
+        """Plugins that took longer than ``seconds`` to load: every command pays that time."""
+        return [p for p in self.plugins if p.load_seconds > seconds]
 
     @classmethod
     def from_plugins(cls, *plugins: Any, names: Iterable[str] | None = None) -> Registry:
@@ -132,7 +140,8 @@ class Registry:
             registry._add(plugin, name=name, distribution=name, version="0")
         return registry
 
-    def _add(self, plugin: Any, *, name: str, distribution: str, version: str) -> None:
+    def _add(self, plugin: Any, *, name: str, distribution: str, version: str, start: float | None = None) -> None:
+        start = time.perf_counter() if start is None else start
         pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         pm.add_hookspecs(hookspecs)
         try:
@@ -161,7 +170,8 @@ class Registry:
         if not archs:
             self.failures.append(PluginFailure(name, distribution, "vlora_architectures() returned nothing"))
             return
-        self.plugins.append(PluginInfo(name, distribution, version, tuple(archs), manager=pm))
+        self.plugins.append(PluginInfo(name, distribution, version, tuple(archs), manager=pm,
+                                       load_seconds=time.perf_counter() - start))
 
     # --- queries ------------------------------------------------------------------------------------
 
@@ -262,4 +272,10 @@ def default_registry(*, reload: bool = False) -> Registry:
 _DEFAULT: Registry | None = None
 
 
-__all__ = ["DISABLE_ENV", "PluginFailure", "PluginInfo", "Registry", "core_mismatch", "default_registry"]
+def loaded_registry() -> Registry | None:
+    """The default registry if this process has discovered it already (None otherwise; discovers nothing)."""
+    return _DEFAULT
+
+
+__all__ = ["DISABLE_ENV", "SLOW_PLUGIN_SECONDS", "PluginFailure", "PluginInfo", "Registry", "core_mismatch",
+           "default_registry", "loaded_registry"]
