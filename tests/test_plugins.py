@@ -94,6 +94,18 @@ def test_two_plugins_claiming_one_model_type_is_an_error_naming_both(tmp_path, m
         (dict(name="vision", prefix=r"v\.(?P<layer>\d+)", roles={"mlp": ("mlp/up",)}), "dotted leaf path"),
         (dict(name="vision", prefix=r"vision\.layers", roles={"mlp": ("mlp.up",)}), "named group (?P<layer>"),
         (dict(name="video", prefix=r"a\.(?P<layer>\d+)", roles={"mlp": ("mlp.up",)}), "unknown component"),
+        # a branch of an alternation, or an optional part, that lacks the layer group would crash resolve
+        (dict(name="vision", prefix=r"v\.layers\.(?P<layer>\d+)|visual", roles={"mlp": ("mlp.up",)}),
+         "can match without setting the group 'layer'"),
+        (dict(name="vision", prefix=r"(?:v\.(?P<layer>\d+)\.)?blocks", roles={"mlp": ("mlp.up",)}),
+         "can match without setting the group 'layer'"),
+        (dict(name="vision", prefix=r"v\.(?:(?P<stack>a)|b)\.(?P<layer>\d+)", roles={"mlp": ("mlp.up",)}),
+         "can match without setting the group 'stack'"),
+        # the projector's modules are all 'projection': other roles would put adapters in a fully trained one
+        (dict(name="projector", prefix=r"projector", roles={"attention": ("attn.q",)}),
+         "role 'attention' is not one a projector component may have"),
+        (dict(name="vision", prefix=r"v\.(?P<layer>\d+)", roles={"projection": ("fc",)}),
+         "role 'projection' is not one a vision component may have"),
     ],
 )
 def test_invalid_architecture_data_is_a_plugin_failure(component, words):
@@ -189,3 +201,30 @@ def test_a_slow_plugin_is_named_on_every_command_and_long_names_widen_the_table(
         assert len(widths) == 1  # every row's model_types in one column
     finally:
         monkeypatch.setattr(plugins, "_DEFAULT", None)
+
+
+def test_the_kit_checks_every_entry_point_of_a_distribution(tmp_path, monkeypatch):
+    """A distribution with two entry points: the kit finds the one that handles the model, and a failing
+    one fails the check, by distribution name."""
+    from tinyvlm import TinyVLM, tiny_architecture
+
+    from vlora_core.testing import ConformanceError, check_plugin
+
+    arch = tiny_architecture().model_dump(mode="json")
+    other = GOOD.format(arch="other", model_type="mt_other")
+    tiny = f"from vlora_core import ArchitectureSpec, hookimpl\n\n@hookimpl\ndef vlora_architectures():\n" \
+           f"    return [ArchitectureSpec.model_validate({arch!r})]\n"
+    for module, source in (("vt_two_a", other), ("vt_two_b", tiny)):
+        (tmp_path / f"{module}.py").write_text(source)
+    info = tmp_path / "vlora_test_two-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vlora-test-two\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[vlora.plugins]\nvt_two_a = vt_two_a\nvt_two_b = vt_two_b\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    report = check_plugin("vlora-test-two", TinyVLM())  # the first entry point does not handle the model
+    assert report.plugin.name == "vt_two_b" and report.plans["lora"].targets
+    (tmp_path / "vt_two_a.py").write_text("raise ImportError('broken on purpose')\n")
+    import sys
+    sys.modules.pop("vt_two_a", None)
+    with pytest.raises(ConformanceError, match="failed to load \\(entry point vt_two_a\\)"):
+        check_plugin("vlora-test-two", TinyVLM())

@@ -47,10 +47,11 @@ from .plan import FullModule, Target, TargetPlan
 from .plugins import PluginFailure, PluginInfo, Registry, default_registry
 from .resolve import resolve
 from .spec import TASK_PRESETS, ComponentOverride, LayerRange, ProjectorOverride, VisionLoRASpec, load_spec
-from .vocabulary import COMPONENT_ORDER, KNOWN_COMPONENTS, KNOWN_ROLES, ROLE_ORDER, TargetKey
+from .vocabulary import COMPONENT_ORDER, COMPONENT_ROLES, KNOWN_COMPONENTS, KNOWN_ROLES, ROLE_ORDER, TargetKey
 
 __all__ = [
     "COMPONENT_ORDER",
+    "COMPONENT_ROLES",
     "KNOWN_COMPONENTS",
     "KNOWN_ROLES",
     "ROLE_ORDER",

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .vocabulary import KNOWN_COMPONENTS, KNOWN_ROLES, layer_count_key
+from .vocabulary import COMPONENT_ROLES, KNOWN_COMPONENTS, KNOWN_ROLES, layer_count_key
 
 _LEAF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
 
@@ -113,6 +113,16 @@ class Component(BaseModel):
 
     @model_validator(mode="after")
     def _declared_leaves(self) -> Component:
+        allowed = COMPONENT_ROLES.get(self.name, ())
+        for role in self.roles:
+            if role not in allowed:
+                raise ValueError(f"role {role!r} is not one a {self.name} component may have (it may have: "
+                                 f"{', '.join(allowed)}); the projector's modules are all 'projection'")
+        for group in ("layer", "stack"):
+            if f"(?P<{group}>" in self.prefix and not _always_sets(self.prefix, group):
+                raise ValueError(f"prefix {self.prefix!r} can match without setting the group {group!r} (a branch "
+                                 f"of an alternation, or an optional part, lacks it); put (?P<{group}>...) where "
+                                 "every match goes through it, e.g. (?:model\\.)?(?:a|b)\\.layers\\.(?P<layer>\\d+)")
         leaves = {leaf for group in self.roles.values() for leaf in group}
         for field, names in (("variants", self.variants), ("optional", self.optional)):
             unknown = sorted(set(names) - leaves)
@@ -144,6 +154,35 @@ class Component(BaseModel):
     @property
     def pattern(self) -> re.Pattern[str]:
         return re.compile(self.prefix)
+
+
+def _always_sets(prefix: str, group: str) -> bool:
+    """Whether every match of ``prefix`` sets the named group (read from the regex's parse tree)."""
+    try:
+        from re import _constants as c
+        from re import _parser as parser
+    except ImportError:  # another Python's private layout: skip the check rather than refuse the plugin
+        return True
+    parsed = parser.parse(prefix)
+    gid = parsed.state.groupdict.get(group)
+    if gid is None:
+        return True
+
+    def sets(items) -> bool:  # a sequence sets the group if any one of its items always does
+        return any(item_sets(op, av) for op, av in items)
+
+    def item_sets(op, av) -> bool:
+        if op is c.SUBPATTERN:
+            return av[0] == gid or sets(av[-1])
+        if op is c.BRANCH:
+            return all(sets(branch) for branch in av[1])
+        if op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT):
+            return av[0] >= 1 and sets(av[2])
+        if op is c.ATOMIC_GROUP:
+            return sets(av)
+        return False
+
+    return sets(parsed)
 
 
 class UnusedLayers(BaseModel):

@@ -11,7 +11,8 @@ and use the ``vlora_conformance`` fixture (or call ``check_plugin`` directly)::
 
 ``check_plugin`` checks, and fails with one message saying what is wrong:
 
-1. the plugin loads through its entry point (``vlora.plugins`` group), by entry-point or distribution name;
+1. the plugin loads through its entry point (``vlora.plugins`` group), by entry-point or distribution name
+   (a distribution's every entry point: each must load, and the one that handles the model is checked);
 2. every architecture's patterns compile, and one of them handles the model's ``model_type``;
 3. with every component and role switched on, every declared prefix and leaf matches the model
    (``PatternMatchError`` otherwise), components do not overlap, no Linear inside a component's layers is
@@ -19,7 +20,8 @@ and use the ``vlora_conformance`` fixture (or call ``check_plugin`` directly)::
 4. ``apply`` makes exactly the planned parameters trainable, for the projector in ``lora`` and ``full`` mode;
 5. a forward and backward pass works (when ``inputs`` are given): every trainable parameter gets a
    gradient, no base weight does;
-6. every old layout in ``layouts`` (see ``relayout``) resolves to the same logical targets.
+6. every old layout in ``layouts`` (see ``relayout``) resolves to the same logical targets; a mapping that
+   leaves every name as it is stands for the model's own layout (``vision_tower_layouts`` includes it).
 
 ``check_toggle_combinations`` resolves every combination of the four toggles and the projector modes
 and compares each plan with the target names the test computed itself; ``relayout`` rebuilds a model
@@ -158,16 +160,18 @@ def reference_model(name: str, registry: Registry | None = None) -> nn.Module:
     return build_meta_model(config_from_file(reference.config_path))
 
 
-def _find_plugin(plugin: str, registry: Registry) -> PluginInfo:
+def _find_plugins(plugin: str, registry: Registry) -> list[PluginInfo]:
+    """Every loaded entry point named ``plugin`` or belonging to the distribution ``plugin`` (a distribution may
+    register several); any of them failing to load fails the check."""
     for failure in registry.failures:
         if plugin in (failure.name, failure.distribution):
-            _fail("loads", f"plugin {plugin!r} failed to load: {failure.reason}")
-    for info in registry.plugins:
-        if plugin in (info.name, info.distribution):
-            return info
-    installed = ", ".join(f"{p.name} ({p.distribution})" for p in registry.plugins) or "none"
-    _fail("loads", f"no plugin {plugin!r} among the installed entry points ({installed}); is it pip-installed?")
-    raise AssertionError  # unreachable
+            which = f" (entry point {failure.name})" if failure.name != plugin else ""
+            _fail("loads", f"plugin {plugin!r} failed to load{which}: {failure.reason}")
+    found = [info for info in registry.plugins if plugin in (info.name, info.distribution)]
+    if not found:
+        installed = ", ".join(f"{p.name} ({p.distribution})" for p in registry.plugins) or "none"
+        _fail("loads", f"no plugin {plugin!r} among the installed entry points ({installed}); is it pip-installed?")
+    return found
 
 
 def _everything(projector: str) -> dict[str, Any]:
@@ -240,17 +244,19 @@ def check_plugin(
     The model itself is never modified (each check works on a deep copy).
     """
     registry = registry or Registry.discover(disabled=[])
-    info = _find_plugin(plugin, registry)
-    for arch in info.architectures:
+    infos = _find_plugins(plugin, registry)
+    for arch in (a for i in infos for a in i.architectures):
         for comp in arch.components:
             try:
                 re.compile(comp.prefix)
             except re.error as exc:
                 _fail("patterns", f"{arch.name} {comp.name} prefix does not compile: {exc}")
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if not any(model_type in a.model_types for a in info.architectures):
-        handled = sorted(mt for a in info.architectures for mt in a.model_types)
+    claiming = [i for i in infos if any(model_type in a.model_types for a in i.architectures)]
+    if not claiming:
+        handled = sorted(mt for i in infos for a in i.architectures for mt in a.model_types)
         _fail("patterns", f"plugin {plugin!r} handles {handled}, not the model's model_type {model_type!r}")
+    info = claiming[0]
     only = Registry(plugins=[info])
     report = ConformanceReport(plugin=info)
     arch = next(a for a in info.architectures if model_type in a.model_types)
@@ -266,6 +272,9 @@ def check_plugin(
         _check_apply(plan, copy.deepcopy(model), spec, only, inputs)
     reference = _logical(report.plans[modes[0]])
     for name, names in (layouts or {}).items():
+        if all(new == now for new, now in names.items()):  # the model's own layout (vision_tower_layouts has it)
+            report.layouts[name] = reference
+            continue
         old = relayout(copy.deepcopy(model), names)
         plan = _resolve_all(_everything(modes[0]), old, only, f"layout {name}")
         report.layouts[name] = _logical(plan)

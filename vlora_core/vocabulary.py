@@ -22,6 +22,12 @@ KNOWN_ROLES: dict[str, str] = {
     "cross_attention": "finetune_cross_attention (unset: finetune_attention_modules)",
     "projection": "finetune_projector: lora",
 }
+# The roles each component may have: a tower's roles follow the attention/MLP toggles, the projector's one
+# role follows finetune_projector (so a projector trained in full has no adapter inside it).
+_TOWER_ROLES = ("attention", "cross_attention", "mlp")
+COMPONENT_ROLES: dict[str, tuple[str, ...]] = {
+    "vision": _TOWER_ROLES, "audio": _TOWER_ROLES, "language": _TOWER_ROLES, "projector": ("projection",),
+}
 # The role of a target the user adds with ``target_modules_extra``.
 EXTRA_ROLE = "other"
 ROLE_ORDER: tuple[str, ...] = ("attention", "cross_attention", "mlp", "projection", EXTRA_ROLE)
@@ -75,6 +81,7 @@ class TargetKey(NamedTuple):
 
 __all__ = [
     "COMPONENT_ORDER",
+    "COMPONENT_ROLES",
     "EXTRA_ROLE",
     "KNOWN_COMPONENTS",
     "KNOWN_ROLES",

@@ -7,14 +7,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vlora_core import default_registry
+from project import project_registry
+
 from vlora_core.coverage import coverage_rows, render_coverage
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_coverage_page_is_current_and_most_types_resolve():
-    rows = coverage_rows(default_registry())
+    rows = coverage_rows(project_registry())
     text = (ROOT / "docs" / "coverage.md").read_text()
     documented = re.search(r"<!-- coverage:begin -->\n(.*?)<!-- coverage:end -->", text, re.S).group(1)
     assert documented == render_coverage(rows), "docs/coverage.md is stale: regenerate it with `vlora coverage`"

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vlora_core import default_registry
+from project import project_registry
+
 from vlora_core.shares import render_share_table, share_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,7 +18,7 @@ DEMO = ROOT / "examples" / "train_tiny.py"
 def test_share_table_in_the_docs_is_current():
     text = (ROOT / "docs" / "memory.md").read_text()
     documented = re.search(r"<!-- shares:begin -->\n(.*?)<!-- shares:end -->", text, re.S).group(1)
-    rows = share_rows(default_registry())
+    rows = share_rows(project_registry())
     assert documented == render_share_table(rows), "docs/memory.md is stale: regenerate it with `vlora shares`"
     by_model = {r["model"]: r for r in rows}
     # the figures quoted in the prose
@@ -49,3 +50,17 @@ def test_training_demo_on_two_processes_with_ddp():
                "--preset", "vqa", "--preset", "ocr")
     assert re.search(r"^vqa .* 2$", out, re.M) and re.search(r"^ocr .* 2$", out, re.M)
     assert "state bytes = the plan's estimate" in out
+
+
+def test_a_third_party_plugin_installed_beside_ours_does_not_make_the_pages_stale(tmp_path, monkeypatch):
+    from tinyvlm import install_plugin
+
+    from vlora_core import Registry
+
+    source = ("from vlora_core import ArchitectureSpec, Component, hookimpl\n\n@hookimpl\ndef vlora_architectures():\n"
+              "    return [ArchitectureSpec(name='elsewhere', model_types=('elsewhere',), components=(Component("
+              "name='language', prefix=r'language\\.layers\\.(?P<layer>\\d+)', roles={'mlp': ('mlp.up',)}),))]\n")
+    install_plugin(tmp_path, monkeypatch, "vlora-someone-elses", "vt_elsewhere", source)
+    assert "vlora-someone-elses" in {p.distribution for p in Registry.discover(disabled=[]).plugins}
+    ours = {p.distribution for p in project_registry().plugins}
+    assert "vlora-someone-elses" not in ours and {"vlora-qwen2-vl", "vlora-idefics3"} <= ours
