@@ -407,3 +407,12 @@ def test_constructing_a_spec_in_python_gives_vlora_s_errors_not_pydantic_s():
     fields = {d.location.field: d.message for d in info.value.diagnostics}
     assert "did you mean 'r'?" in fields["rr"] and "valid number" in fields["lora_alpha"]
     assert VisionLoRASpec(r=4).r == 4
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n"])
+def test_a_spec_file_that_sets_nothing_is_warned_about(tmp_path, model, registry, text):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    plan = resolve(load_spec(path), model, registry=registry)
+    assert [d.code for d in plan.diagnostics] == ["empty-spec"] and plan.targets
+    assert not resolve({}, model, registry=registry).diagnostics  # a spec made in code says what it means

@@ -79,8 +79,23 @@ def test_two_plugins_claiming_one_model_type_is_an_error_naming_both(tmp_path, m
     with pytest.raises(PluginConflictError) as info:
         registry.lookup("shared")
     assert "vlora-test-one" in str(info.value) and "vlora-test-two" in str(info.value)
-    assert "VLORA_DISABLE_PLUGINS" in str(info.value)
+    # the hint offers to disable either one, not an arbitrary one of them
+    assert info.value.hint.endswith("VLORA_DISABLE_PLUGINS=vt_one or VLORA_DISABLE_PLUGINS=vt_two")
     assert set(registry.conflicts()) == {"shared"}
+
+
+def test_one_plugin_claiming_a_model_type_twice_is_told_to_fix_itself():
+    from tinyvlm import tiny_architecture
+
+    class Twice:
+        @hookimpl
+        def vlora_architectures(self):
+            return [tiny_architecture(), tiny_architecture().model_copy(update={"name": "tiny_again"})]
+
+    registry = Registry.from_plugins(Twice(), names=["twice"])
+    with pytest.raises(PluginConflictError) as info:
+        registry.lookup("tinyvlm")
+    assert info.value.hint == "plugin twice declares it in two architectures: fix the plugin"
 
 
 @pytest.mark.parametrize(

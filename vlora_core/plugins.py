@@ -193,11 +193,12 @@ class Registry:
             owners = [(p, a) for p, a in self.architectures() if key == a.name]
         if len(owners) > 1:
             who = " and ".join(f"{p.distribution} ({a.name})" for p, a in owners)
-            raise PluginConflictError(
-                f"model_type {key!r} is claimed by {who}",
-                where=f"plugins {', '.join(p.name for p, _ in owners)}",
-                hint=f"uninstall one, or disable one with {DISABLE_ENV}={owners[-1][0].name}",
-            )
+            names = list(dict.fromkeys(p.name for p, _ in owners))
+            hint = (f"plugin {names[0]} declares it in two architectures: fix the plugin" if len(names) == 1 else
+                    "uninstall the one you do not want, or disable it: "
+                    + " or ".join(f"{DISABLE_ENV}={n}" for n in names))
+            raise PluginConflictError(f"model_type {key!r} is claimed by {who}", where=f"plugins {', '.join(names)}",
+                                      hint=hint)
         if owners:
             return owners[0]
         covered = "; ".join(

@@ -123,7 +123,13 @@ def resolve(
         plugin, arch = registry.lookup(key)
     except UnsupportedModelError as exc:
         if spec.architecture is not None:
-            raise
+            names = sorted({a.name for _, a in registry.architectures()})
+            raise UnsupportedModelError(
+                f"{spec.architecture!r} is no installed architecture or model_type (installed: {', '.join(names)})",
+                where=spec.location("architecture"),
+                hint="use one of those, or leave `architecture:` out to use the model's own model_type "
+                f"({tree.model_type!r})",
+            ) from None
         return _inferred(spec, tree, exc)
     return Resolution(spec, tree, plugin, arch).plan()
 
@@ -197,6 +203,9 @@ class Resolution:
             except PatternMatchError as exc:
                 raise self.explain_mismatch(exc, comp) from None
         self.warn_forced_architecture()
+        if self.spec.source is not None and not self.spec.model_fields_set:
+            self.warn("empty-spec", "the spec file sets no field: the plan is every default (every tower, attention "
+                      "and MLP, r=16); is this the file meant?", self.spec.origin)
         # independent faults of the spec are reported together: every layer selection, then every user pattern
         selected = {comp.name: self.attempt(self.select_layers, comp) for comp in self.arch.components
                     if comp.layered}
