@@ -110,8 +110,8 @@ def _check_layers(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, Mapping) and value and not set(value) & {"first", "last"}:
-        if not all(isinstance(k, str) for k in value):
-            raise ValueError(f"expected {_LAYERS_FORMS}; got {dict(value)}")
+        if not all(isinstance(k, str) and k.strip() for k in value):
+            raise ValueError(f"expected {_LAYERS_FORMS}, stacks named by non-empty strings; got {dict(value)}"[:300])
         return {stack: _check_one(sel, f"{stack}: ") for stack, sel in value.items()}
     return _check_one(value, "")
 
@@ -598,6 +598,11 @@ FOREIGN_KEYS = {
 }
 
 
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was (values are echoed in messages)."""
+    return text if len(text) <= limit else f"{text[:limit - 40]}... ({len(text):,} characters)"
+
+
 def _problems(
     exc: ValidationError, source: str | None, lines: Mapping[tuple[str | int, ...], int]
 ) -> list[Diagnostic]:
@@ -630,7 +635,10 @@ def _problems(
         ):
             message += f" (got {err['input']!r})"
         code = "unknown-key" if err["type"] == "extra_forbidden" else "invalid-field"
-        problems.append(Diagnostic(code, message, _location(source, lines, loc)))
+        location = _location(source, lines, loc)
+        if location.field and len(location.field) > 120:  # a key of thousands of characters is not echoed whole
+            location = Location(location.file, location.line, _clip(location.field, 120), location.subject)
+        problems.append(Diagnostic(code, _clip(message, 400), location))
     if source is not None:  # in file order
         problems.sort(key=lambda d: d.location.line or 0 if d.location else 0)
     return problems
