@@ -416,3 +416,19 @@ def test_a_spec_file_that_sets_nothing_is_warned_about(tmp_path, model, registry
     plan = resolve(load_spec(path), model, registry=registry)
     assert [d.code for d in plan.diagnostics] == ["empty-spec"] and plan.targets
     assert not resolve({}, model, registry=registry).diagnostics  # a spec made in code says what it means
+
+
+def test_oversized_config_and_lock_files_are_refused_before_reading(tmp_path, monkeypatch, model, registry):
+    import vlora_core.lock as lock
+    import vlora_core.modeltree as modeltree
+    from vlora_core import LockMismatchError, ModelLoadError
+
+    monkeypatch.setattr(modeltree, "MAX_CONFIG_BYTES", 100)  # the real limits are tens of MiB
+    monkeypatch.setattr(lock, "MAX_LOCK_BYTES", 100)
+    config = tmp_path / "config.json"
+    config.write_text('{"model_type": "llama", "pad": "' + "x" * 200 + '"}')
+    with pytest.raises(ModelLoadError, match="a config.json is at most 100"):
+        resolve({}, str(config), registry=registry)
+    path = write_lock(resolve({}, model, registry=registry), tmp_path / "a.lock.json")
+    with pytest.raises(LockMismatchError, match="a lock is at most 100"):
+        read_lock(path)

@@ -259,7 +259,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
         if not registry.plugins:
-            print("no plugins installed (install one, e.g. `pip install -e plugins/qwen2_vl`)")
+            print("no plugins installed (install the one for your model family, e.g. `pip install vlora-qwen2-vl`)")
         archs = [a for p in registry.plugins for a in p.architectures]
         name_w = max([14, *(len(a.name) for a in archs)])  # columns widen for long names, never overflow
         title_w = max([18, *(len(a.display_name) for a in archs)])

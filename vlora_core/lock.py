@@ -28,6 +28,7 @@ from .vocabulary import TargetKey
 
 LOCK_FORMAT = 1  # the format this vlora writes (``"vlora_lock": 1``); raised when a lock's meaning changes
 READS_FORMATS = (1,)  # formats it reads: an older one stays here as long as its locks can be checked
+MAX_LOCK_BYTES = 64 << 20  # a lock of the largest bundled model is a few MiB
 LOCK_SUFFIX = ".lock.json"
 
 
@@ -135,6 +136,9 @@ def read_lock(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     where = Location(file=str(path))
     try:
+        if path.is_file() and path.stat().st_size > MAX_LOCK_BYTES:
+            raise LockMismatchError(f"the lock is {path.stat().st_size:,} bytes; a lock is at most {MAX_LOCK_BYTES:,}",
+                                    where=where, hint="is this the lock meant? write it again with `vlora lock SPEC`")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError("no such lock file", where=where, hint="write it with `vlora lock SPEC`") from None

@@ -288,11 +288,22 @@ def config_from_dict(data: dict[str, Any], *, where: str) -> PretrainedConfig:
                              f"{reason}"[:300], where=where, hint="check the config's fields") from None
 
 
+MAX_CONFIG_BYTES = 32 << 20  # the largest published config.json files are a few MiB (long label maps)
+
+
 def config_from_file(path: Path) -> PretrainedConfig:
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ModelLoadError(f"the config is {size:,} bytes; a config.json is at most {MAX_CONFIG_BYTES:,}",
+                                 where=Location(file=str(path)), hint="is this the model's config.json?")
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"cannot read config: {exc}", where=str(path)) from None
+    except UnicodeDecodeError:
+        raise ModelLoadError("cannot read config: not UTF-8 text", where=Location(file=str(path)),
+                             hint="is this the model's config.json?") from None
+    except (OSError, ValueError) as exc:  # ValueError: malformed JSON, a number of thousands of digits
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
+        raise ModelLoadError(f"cannot read config: {reason}", where=Location(file=str(path))) from None
     return config_from_dict(data, where=str(path))
 
 
