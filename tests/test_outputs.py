@@ -427,7 +427,7 @@ def test_oversized_config_and_lock_files_are_refused_before_reading(tmp_path, mo
     monkeypatch.setattr(lock, "MAX_LOCK_BYTES", 100)
     config = tmp_path / "config.json"
     config.write_text('{"model_type": "llama", "pad": "' + "x" * 200 + '"}')
-    with pytest.raises(ModelLoadError, match="a config.json is at most 100"):
+    with pytest.raises(ModelLoadError, match=r"a config\.json is at most 100"):
         resolve({}, str(config), registry=registry)
     path = write_lock(resolve({}, model, registry=registry), tmp_path / "a.lock.json")
     with pytest.raises(LockMismatchError, match="a lock is at most 100"):
