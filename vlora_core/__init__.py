@@ -38,7 +38,9 @@ from .layouts import (
     VISION_TOWER_PREFIXES,
     VISION_TOWER_ROLES,
     Layout,
+    any_of,
     first_unused_layer,
+    layers_of,
     vision_tower_components,
 )
 from .lock import LockDiff, diff_lock, make_lock, read_lock, write_lock
@@ -99,11 +101,13 @@ __all__ = [
     "UserPatternError",
     "VisionLoRASpec",
     "VloraError",
+    "any_of",
     "apply",
     "default_registry",
     "diff_lock",
     "first_unused_layer",
     "hookimpl",
+    "layers_of",
     "load_spec",
     "make_lock",
     "module_tree",

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -156,6 +157,19 @@ class Component(BaseModel):
         return re.compile(self.prefix)
 
 
+_MISSING = object()
+
+
+def _config_value(config: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path of a config dict (``vision_config.model_type``), or a marker when absent."""
+    value: Any = config
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
 def _always_sets(prefix: str, group: str) -> bool:
     """Whether every match of ``prefix`` sets the named group (read from the regex's parse tree)."""
     try:
@@ -223,6 +237,12 @@ class ArchitectureSpec(BaseModel):
     model_types: tuple[str, ...] = Field(description="HF config.model_type values this architecture handles")
     components: tuple[Component, ...]
     references: tuple[ReferenceModel, ...] = Field(default=(), description="bundled reference configs")
+    when: dict[str, str | int | bool] = Field(
+        default_factory=dict,
+        description="config conditions besides model_type: dotted config path -> the value it must have, e.g. "
+        "{'vision_config.model_type': 'pixtral'}; each condition makes the claim more specific, and the most "
+        "specific architecture whose conditions hold claims the model",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> ArchitectureSpec:
@@ -245,6 +265,22 @@ class ArchitectureSpec(BaseModel):
 
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
+
+    @property
+    def specificity(self) -> int:
+        """How specific the claim is: the number of ``when`` conditions (0: model_type alone)."""
+        return len(self.when)
+
+    def claims(self, model_type: str | None, config: dict[str, Any]) -> bool:
+        """Whether this architecture claims a model of ``model_type`` with this config (a dict)."""
+        return model_type in self.model_types and all(_config_value(config, path) == value
+                                                      for path, value in self.when.items())
+
+    def describe_claim(self) -> str:
+        """``llava`` or ``llava where vision_config.model_type = pixtral``, for messages."""
+        types = ", ".join(self.model_types)
+        return types + (" where " + " and ".join(f"{k} = {v!r}" for k, v in sorted(self.when.items()))
+                        if self.when else "")
 
     @property
     def display_name(self) -> str:

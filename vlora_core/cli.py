@@ -245,7 +245,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
                     "version": p.version,
                     "load_seconds": round(p.load_seconds, 4),
                     "architectures": [
-                        {"name": a.name, "title": a.display_name, "model_types": list(a.model_types)}
+                        {"name": a.name, "title": a.display_name, "model_types": list(a.model_types),
+                         "when": dict(a.when)}
                         for a in p.architectures
                     ],
                 }
@@ -268,11 +269,11 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
             took = f"; slow: {p.load_seconds:.1f} s to load, which every command pays" if p in slow else ""
             print(f"{p.distribution} {p.version} (entry point {p.name}{took})")
             for a in p.architectures:
-                print(f"  {a.name:<{name_w}} {a.display_name:<{title_w}} model_types: {', '.join(a.model_types)}")
+                print(f"  {a.name:<{name_w}} {a.display_name:<{title_w}} model_types: {a.describe_claim()}")
         for name in registry.disabled:
             print(f"disabled: {name}")
         for mt, owners in sorted(conflicts.items()):
-            print(f"conflict: model_type {mt!r} is claimed by {' and '.join(p.distribution for p, _ in owners)}")
+            print(f"conflict: model_type {mt} is claimed by {' and '.join(p.distribution for p, _ in owners)}")
         for f in registry.failures:
             print(f"failed: {f.name} ({f.distribution}): {f.reason}")
     return errors.EXIT_PLUGIN if registry.failures or conflicts else errors.EXIT_OK

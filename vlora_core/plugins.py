@@ -179,17 +179,32 @@ class Registry:
         return [(p, a) for p in self.plugins for a in p.architectures]
 
     def conflicts(self) -> dict[str, list[tuple[PluginInfo, ArchitectureSpec]]]:
-        """model_type -> the (plugin, architecture) pairs claiming it, where more than one does."""
-        claims: dict[str, list[tuple[PluginInfo, ArchitectureSpec]]] = {}
+        """Claims made by more than one architecture with the same conditions (a model_type, plus the ``when``
+        conditions where there are some) -> the (plugin, architecture) pairs making them."""
+        claims: dict[tuple[str, tuple[tuple[str, Any], ...]], list[tuple[PluginInfo, ArchitectureSpec]]] = {}
         for plugin, arch in self.architectures():
             for model_type in arch.model_types:
-                claims.setdefault(model_type, []).append((plugin, arch))
-        return {mt: owners for mt, owners in claims.items() if len(owners) > 1}
+                claims.setdefault((model_type, tuple(sorted(arch.when.items()))), []).append((plugin, arch))
+        return {_claim_text(mt, when): owners for (mt, when), owners in claims.items() if len(owners) > 1}
 
-    def lookup(self, key: str) -> tuple[PluginInfo, ArchitectureSpec]:
-        """The architecture handling ``key`` (a model_type or an architecture name)."""
-        owners = [(p, a) for p, a in self.architectures() if key in a.model_types]
-        if not owners:
+    def lookup(self, key: str, config: dict[str, Any] | None = None) -> tuple[PluginInfo, ArchitectureSpec]:
+        """The architecture that claims a model: ``key`` is its model_type (or an architecture's name), and
+        ``config`` (the model's config as a dict) decides between architectures that add ``when`` conditions:
+        the most specific one whose conditions all hold claims it; two of equal specificity are a conflict."""
+        config = config or {}
+        typed = [(p, a) for p, a in self.architectures() if key in a.model_types]
+        top = 0
+        if typed:
+            owners = [(p, a) for p, a in typed if a.claims(key, config)]
+            if not owners:
+                offers = "; ".join(f"{p.distribution} ({a.name}): {a.describe_claim()}" for p, a in typed)
+                raise UnsupportedModelError(
+                    f"no installed architecture claims this {key} model ({offers})",
+                    hint="install the plugin for this variant, or write one: " + see_docs("plugin-tutorial"),
+                )
+            top = max(a.specificity for _, a in owners)
+            owners = [(p, a) for p, a in owners if a.specificity == top]
+        else:
             owners = [(p, a) for p, a in self.architectures() if key == a.name]
         if len(owners) > 1:
             who = " and ".join(f"{p.distribution} ({a.name})" for p, a in owners)
@@ -197,8 +212,9 @@ class Registry:
             hint = (f"plugin {names[0]} declares it in two architectures: fix the plugin" if len(names) == 1 else
                     "uninstall the one you do not want, or disable it: "
                     + " or ".join(f"{DISABLE_ENV}={n}" for n in names))
-            raise PluginConflictError(f"model_type {key!r} is claimed by {who}", where=f"plugins {', '.join(names)}",
-                                      hint=hint)
+            equal = f" with equal specificity ({top} config condition{'s' if top != 1 else ''} each)" if top else ""
+            raise PluginConflictError(f"model_type {key!r} is claimed by {who}{equal}",
+                                      where=f"plugins {', '.join(names)}", hint=hint)
         if owners:
             return owners[0]
         covered = "; ".join(
@@ -260,6 +276,10 @@ def core_mismatch(requires: Iterable[str] | None, version: str | None = None) ->
             return (f"needs {CORE_DISTRIBUTION}{req.specifier}, but {CORE_DISTRIBUTION} {version} is installed; "
                     "install a version of the plugin made for this vlora, or a vlora in that range")
     return None
+
+
+def _claim_text(model_type: str, when: tuple[tuple[str, Any], ...]) -> str:
+    return model_type + (" where " + " and ".join(f"{k} = {v!r}" for k, v in when) if when else "")
 
 
 def default_registry(*, reload: bool = False) -> Registry:

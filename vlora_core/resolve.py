@@ -120,7 +120,7 @@ def resolve(
     if infer:
         return _inferred(spec, tree, None)
     try:
-        plugin, arch = registry.lookup(key)
+        plugin, arch = registry.lookup(key, tree.config)
     except UnsupportedModelError as exc:
         if spec.architecture is not None:
             names = sorted({a.name for _, a in registry.architectures()})

@@ -251,15 +251,17 @@ def check_plugin(
                 re.compile(comp.prefix)
             except re.error as exc:
                 _fail("patterns", f"{arch.name} {comp.name} prefix does not compile: {exc}")
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    claiming = [i for i in infos if any(model_type in a.model_types for a in i.architectures)]
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    as_dict = config.to_dict() if hasattr(config, "to_dict") else {}
+    claiming = [i for i in infos if any(a.claims(model_type, as_dict) for a in i.architectures)]
     if not claiming:
         handled = sorted(mt for i in infos for a in i.architectures for mt in a.model_types)
         _fail("patterns", f"plugin {plugin!r} handles {handled}, not the model's model_type {model_type!r}")
     info = claiming[0]
     only = Registry(plugins=[info])
     report = ConformanceReport(plugin=info)
-    arch = next(a for a in info.architectures if model_type in a.model_types)
+    arch = max((a for a in info.architectures if a.claims(model_type, as_dict)), key=lambda a: a.specificity)
     modes = ["lora", "full"] if arch.component("projector") else ["frozen"]
     for mode in modes:
         spec = _everything(mode)
