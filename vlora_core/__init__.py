@@ -41,6 +41,7 @@ from .layouts import (
     any_of,
     first_unused_layer,
     layers_of,
+    unused_after_feature_layer,
     vision_tower_components,
 )
 from .lock import LockDiff, diff_lock, make_lock, read_lock, write_lock
@@ -114,6 +115,7 @@ __all__ = [
     "read_lock",
     "resolve",
     "tree_from_module",
+    "unused_after_feature_layer",
     "vision_tower_components",
     "write_lock",
 ]

@@ -27,8 +27,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from .architecture import Component
+from .architecture import Component, UnusedLayers
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,22 @@ def first_unused_layer(feature_layer: int | list[int], count: int) -> int:
     return max(k if k >= 0 else count + 1 + k for k in layers)
 
 
+def unused_after_feature_layer(
+    config: dict[str, Any], layer_counts: dict[str, int], *, default: int | list[int]
+) -> list[UnusedLayers] | None:
+    """For ``vlora_unused_layers`` of a LLaVA-style model: the vision layers after the one whose hidden state
+    ``vision_feature_layer`` (``default`` where the config has none) takes the image features from."""
+    if "vision" not in layer_counts:
+        return None
+    feature_layer = config.get("vision_feature_layer", default)
+    count = layer_counts["vision"]
+    first = first_unused_layer(feature_layer, count)
+    if first >= count:
+        return None
+    return [UnusedLayers(component="vision", layers=tuple(range(first, count)),
+                         reason=f"image features come from vision_feature_layer={feature_layer}")]
+
+
 VISION_TOWER_ROLES: dict[str, dict[str, tuple[str, ...]]] = {
     "vision": {  # a CLIP / SigLIP encoder layer
         "attention": ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"),
@@ -120,5 +137,6 @@ __all__ = [
     "any_of",
     "first_unused_layer",
     "layers_of",
+    "unused_after_feature_layer",
     "vision_tower_components",
 ]

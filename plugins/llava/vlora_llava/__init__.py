@@ -23,8 +23,8 @@ from vlora_core import (
     ArchitectureSpec,
     ReferenceModel,
     UnusedLayers,
-    first_unused_layer,
     hookimpl,
+    unused_after_feature_layer,
     vision_tower_components,
 )
 
@@ -63,12 +63,6 @@ def vlora_architectures() -> list[ArchitectureSpec]:
 def vlora_unused_layers(
     architecture: ArchitectureSpec, config: dict[str, Any], layer_counts: dict[str, int]
 ) -> list[UnusedLayers] | None:
-    if architecture.name not in ("llava", "llava_next") or "vision" not in layer_counts:
+    if architecture.name not in ("llava", "llava_next"):
         return None
-    feature_layer = config.get("vision_feature_layer", -2)
-    count = layer_counts["vision"]
-    first = first_unused_layer(feature_layer, count)
-    if first >= count:
-        return None
-    return [UnusedLayers(component="vision", layers=tuple(range(first, count)),
-                         reason=f"image features come from vision_feature_layer={feature_layer}")]
+    return unused_after_feature_layer(config, layer_counts, default=-2)

@@ -29,9 +29,9 @@ from vlora_core import (
     ReferenceModel,
     UnusedLayers,
     any_of,
-    first_unused_layer,
     hookimpl,
     layers_of,
+    unused_after_feature_layer,
 )
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -81,12 +81,6 @@ def vlora_unused_layers(
 ) -> list[UnusedLayers] | None:
     """Image features come from ``hidden_states[vision_feature_layer]`` (-1, the last, in the published
     checkpoints); Pixtral layers after it never influence the output."""
-    if architecture.name not in ("mistral3", "pixtral_llava") or "vision" not in layer_counts:
+    if architecture.name not in ("mistral3", "pixtral_llava"):
         return None
-    feature_layer = config.get("vision_feature_layer", -1)
-    count = layer_counts["vision"]
-    first = first_unused_layer(feature_layer, count)
-    if first >= count:
-        return None
-    return [UnusedLayers(component="vision", layers=tuple(range(first, count)),
-                         reason=f"image features come from vision_feature_layer={feature_layer}")]
+    return unused_after_feature_layer(config, layer_counts, default=-1)
