@@ -6,7 +6,14 @@ import json
 
 import pytest
 import torch
-from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaNextConfig, LlavaNextForConditionalGeneration
+from transformers import (
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaNextConfig,
+    LlavaNextForConditionalGeneration,
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+)
 
 from vlora_core import default_registry, resolve
 from vlora_core.testing import (
@@ -24,8 +31,18 @@ LLAMA = dict(model_type="llama", hidden_size=32, intermediate_size=48, num_hidde
              num_key_value_heads=2, vocab_size=128)
 
 
+SIGLIP = dict(model_type="siglip_vision_model", hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+              num_attention_heads=2, image_size=8, patch_size=4)
+QWEN2 = dict(model_type="qwen2", hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=128)
+
+
 def tiny(family: str = "llava", **config):
     torch.manual_seed(0)
+    if family == "llava_onevision":  # SigLIP + Qwen2; features from the last vision layer (-1) by default
+        return LlavaOnevisionForConditionalGeneration(LlavaOnevisionConfig(
+            vision_config=SIGLIP, text_config=QWEN2, image_token_index=IMAGE, video_token_index=IMAGE + 1,
+            image_grid_pinpoints=[[8, 8]], **config))
     if family == "llava":
         return LlavaForConditionalGeneration(LlavaConfig(vision_config=CLIP, text_config=LLAMA, image_token_index=IMAGE,
                                                          **config))
@@ -39,7 +56,7 @@ def inputs(family: str) -> dict:
     if family == "llava":  # 2x2 patches, CLS dropped: 4 image tokens
         ids = torch.tensor([[1, 5, *[IMAGE] * 4, 6, 7, 2]])
         return dict(input_ids=ids, pixel_values=torch.randn(1, 3, 8, 8), labels=ids)
-    ids = torch.tensor([[1, 5, *[IMAGE] * 10, 6, 7, 2]])  # base + one tile (4 + 4) and 2 newline tokens
+    ids = torch.tensor([[1, 5, *[IMAGE] * 10, 6, 7, 2]])  # base + one tile (4 + 4) and 2 newline tokens (NeXT, OV)
     return dict(input_ids=ids, pixel_values=torch.randn(1, 2, 3, 8, 8), image_sizes=torch.tensor([[8, 8]]),
                 labels=ids)
 
@@ -63,7 +80,7 @@ def expected(spec: dict, layout: str, vision_used: int, language_layers: int) ->
     return names
 
 
-@pytest.mark.parametrize("family", ["llava", "llava_next"])
+@pytest.mark.parametrize("family", ["llava", "llava_next", "llava_onevision"])
 def test_conformance(vlora_conformance, family):
     model = tiny(family)
     # every layout, the model's own included (the kit takes an unchanged mapping for the current layout)
@@ -72,7 +89,7 @@ def test_conformance(vlora_conformance, family):
     assert set(report.layouts) == {"4.46", "4.52", "5.6"}
 
 
-@pytest.mark.parametrize("family", ["llava", "llava_next"])
+@pytest.mark.parametrize("family", ["llava", "llava_next", "llava_onevision"])
 @pytest.mark.parametrize("layout", ["as built", "4.46", "4.52", "5.6"])
 def test_every_combination_on_every_layout(family, layout):
     model = tiny(family)
@@ -80,8 +97,10 @@ def test_every_combination_on_every_layout(family, layout):
         layout = current_vision_tower_layout(model)
     else:
         model = relayout(model, vision_tower_layouts(model)[layout])
-    # vision_feature_layer -2 of 3 CLIP layers: features are hidden_states[2], the output of layer 1
-    assert check_toggle_combinations(model, lambda spec: expected(spec, layout, 2, 2)) == 48
+    # vision_feature_layer -2 of 3 CLIP layers: features are hidden_states[2], the output of layer 1;
+    # OneVision's -1 uses all 3 SigLIP layers
+    used = 3 if family == "llava_onevision" else 2
+    assert check_toggle_combinations(model, lambda spec: expected(spec, layout, used, 2)) == 48
 
 
 @pytest.mark.parametrize(("feature_layer", "used"), [(-2, 2), (-1, 3), (1, 1), (2, 2), ([-3, 1], 1), ([-1, 0], 3)])
@@ -97,6 +116,12 @@ def test_vision_layers_after_the_feature_layer_are_left_out(feature_layer, used)
         assert warned == []
     forced = resolve({"task": "domain_adaptation", "include_unused_layers": True}, model)
     assert {t.layer for t in forced.targets} == {0, 1, 2}
+
+
+def test_onevision_leaves_out_the_layers_after_its_feature_layer_too():
+    assert {t.layer for t in resolve({"task": "domain_adaptation"}, tiny("llava_onevision")).targets} == {0, 1, 2}
+    plan = resolve({"task": "domain_adaptation"}, tiny("llava_onevision", vision_feature_layer=-2))
+    assert {t.layer for t in plan.targets} == {0, 1} and [d.code for d in plan.diagnostics] == ["unused-layers"]
 
 
 def test_only_unused_layers_selected_is_an_error():

@@ -1,4 +1,5 @@
-"""vlora plugin for LLaVA-1.5 (``llava``) and LLaVA-NeXT (``llava_next``).
+"""vlora plugin for LLaVA-1.5 (``llava``), LLaVA-NeXT (``llava_next``) and LLaVA-OneVision (``llava_onevision``:
+a SigLIP tower, whose layers have the same names as CLIP's, and a Qwen2 decoder).
 
 Module names by transformers version (``N`` is a layer index):
 
@@ -9,7 +10,8 @@ Module names by transformers version (``N`` is a layer index):
 * 5.6 and later: as 4.52, without the ``vision_model.`` level: ``model.vision_tower.encoder.layers.N``.
 
 LLaVA takes its image features from the hidden state ``vision_feature_layer`` (-2 for every published
-checkpoint), so the CLIP layers after it never influence the output and adapters there get no gradient.
+LLaVA-1.5 and LLaVA-NeXT checkpoint; OneVision's default is -1, the last), so the vision layers after it
+never influence the output and adapters there get no gradient.
 ``vlora_unused_layers`` reports them; the plan leaves them out unless the spec sets
 ``include_unused_layers: true``.
 """
@@ -54,15 +56,24 @@ LLAVA_NEXT = ArchitectureSpec(
 )
 
 
+LLAVA_ONEVISION = ArchitectureSpec(
+    name="llava_onevision",
+    title="LLaVA-OneVision",
+    model_types=("llava_onevision",),
+    components=(VISION, PROJECTOR, LANGUAGE),
+)
+
+
 @hookimpl
 def vlora_architectures() -> list[ArchitectureSpec]:
-    return [LLAVA, LLAVA_NEXT]
+    return [LLAVA, LLAVA_NEXT, LLAVA_ONEVISION]
 
 
 @hookimpl
 def vlora_unused_layers(
     architecture: ArchitectureSpec, config: dict[str, Any], layer_counts: dict[str, int]
 ) -> list[UnusedLayers] | None:
-    if architecture.name not in ("llava", "llava_next"):
+    if architecture.name not in ("llava", "llava_next", "llava_onevision"):
         return None
-    return unused_after_feature_layer(config, layer_counts, default=-2)
+    return unused_after_feature_layer(config, layer_counts, default=-1 if architecture.name == "llava_onevision"
+                                      else -2)
