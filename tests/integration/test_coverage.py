@@ -24,6 +24,7 @@ def test_coverage_page_is_current_and_most_types_resolve():
     assert all(r["counts_match"] for r in resolved), [r for r in resolved if not r["counts_match"]]
     assert all(r["detail"] for r in rows)
     by_type = {r["model_type"]: r for r in rows}
-    assert by_type["qwen2_vl"]["status"] == "plugin" and by_type["internvl"]["status"] == "inferred"
+    assert by_type["qwen2_vl"]["status"] == "plugin" and by_type["internvl"]["status"] == "plugin"
+    assert by_type["glm4v"]["status"] == "inferred"
     assert "text-only" in by_type["gemma4"]["detail"]
     assert "not a vision encoder + projector + language model layout" in by_type["vision-encoder-decoder"]["detail"]
