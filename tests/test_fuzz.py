@@ -39,7 +39,8 @@ values = st.recursive(st.one_of(scalars, layers),
                                                                         st.text(max_size=8)), inner, max_size=4)),
                       max_leaves=12)
 keys = st.one_of(st.sampled_from(FIELDS), st.sampled_from(FIELDS), st.text(max_size=12),
-                 st.sampled_from(["a[b", "list", "lora_rank", "freeze_vision_tower", "vision.r", ""]))
+                 st.sampled_from(["a[b", "list", "lora_rank", "freeze_vision_tower", "vision.r", ""]),
+                 st.none(), st.integers(-2, 2))  # YAML keys need not be strings (`? x`, `1: y`)
 spec_data = st.dictionaries(keys, values, max_size=6)
 
 
@@ -91,7 +92,8 @@ def test_resolving_any_spec_against_a_real_model_is_a_plan_or_a_vlora_error(mode
 
 
 @pytest.mark.parametrize("data", [{"a[b": 1}, {"list": []}, {"r": 10**4000}, {"lora_alpha": float("nan")},
-                                  {"layers": {"last": 10**4000}}, {"": None}, {"vision": {"layers": {"": [0]}}}])
+                                  {"layers": {"last": 10**4000}}, {"": None}, {"vision": {"layers": {"": [0]}}},
+                                  {None: None}, {1: "x"}, {("a", "b"): 1}, {"vision": {None: 1}}])
 def test_inputs_fuzzing_found_stay_errors(data):
     with pytest.raises(VloraError):
         spec_from_data(data)

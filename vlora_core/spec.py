@@ -659,6 +659,12 @@ def spec_from_data(data: Any, *, source: str | None = None, lines: Mapping | Non
             where=Location(file=source) if source else "spec",
             hint="see `vlora schema` for the fields",
         )
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:  # YAML allows keys that are not strings (`? [a, b]`, `1: x`, a lone `?`): a spec's keys are names
+        raise SpecValidationError(
+            [Diagnostic("invalid-field", f"key {_clip(repr(k), 60)} is not a field name (a spec's keys are names "
+                        "like r or finetune_vision_layers)", _location(source, lines, ())) for k in odd[:5]],
+            hint=_SCHEMA_HINT)
     token = _FROM_DATA.set(True)
     try:
         spec = VisionLoRASpec.model_validate(dict(data))

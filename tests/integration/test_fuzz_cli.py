@@ -91,3 +91,13 @@ def test_the_tiny_model_plans(tmp_path, tiny_model_dir, capsys):  # so that the 
     path.write_text("task: ocr\nvision:\n  layers: [0, 1]\n")
     assert main(["plan", str(path), "--model", tiny_model_dir]) == 0
     assert "LoRA parameters:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("content", "words"), [(b"?\n", "key None is not a field name"),
+                                               (b"1: x\n", "key 1 is not a field name"),
+                                               (b"? [a, b]\n: 1\n", "found unhashable key")])
+def test_files_fuzzing_found_stay_spec_errors(tmp_path, tiny_model_dir, capsys, content, words):
+    path = tmp_path / "s.yaml"  # YAML keys that are not strings (a lone `?` is the key null)
+    path.write_bytes(content)
+    assert main(["validate", str(path), "--model", tiny_model_dir]) == 3
+    assert words in capsys.readouterr().out
