@@ -214,6 +214,11 @@ def test_a_slow_plugin_is_named_on_every_command_and_long_names_widen_the_table(
         assert "a_very_long_architecture_name A Display Name Longer Than Most model_types: mt_slow" in row
         widths = {line.index("model_types:") for line in out.splitlines() if "model_types:" in line}
         assert len(widths) == 1  # every row's model_types in one column
+        import json
+
+        main(["plugins", "--json"])
+        (entry,) = [p for p in json.loads(capsys.readouterr().out)["plugins"] if p["name"] == "vt_slow"]
+        assert entry["load_seconds"] > 1 and entry["architectures"][0]["when"] == {}
     finally:
         monkeypatch.setattr(plugins, "_DEFAULT", None)
 

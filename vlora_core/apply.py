@@ -46,11 +46,11 @@ def apply(
     from peft import get_peft_model
 
     plan = resolve(spec, model, registry=registry)
-    _check_weights(plan, model)
+    rewritten = _rewritten_weights(plan, model)
     config = plan.to_lora_config()
     first = next(model.parameters(), None)
     on_meta = first is not None and first.is_meta  # a model is built on the meta device whole, or not at all
-    snapshot = Snapshot(model, copy_weights_of=_rewritten(plan, model))
+    snapshot = Snapshot(model, copy_weights_of=rewritten)
     try:
         with warnings.catch_warnings():
             # PEFT checks rank/alpha pattern keys against targeted *module* names only, so a key for a parameter
@@ -81,37 +81,30 @@ def apply(
     return peft_model
 
 
-def _live_modules(model: nn.Module) -> dict[str, nn.Module]:
-    return dict(model.named_modules())
-
-
-def _check_weights(plan: TargetPlan, model: nn.Module) -> None:
-    """An init that decomposes the weights (PiSSA, OLoRA, ...) works in float32, float16 and bfloat16 only; PEFT
-    finds out target by target, after it has rewritten the earlier ones."""
+def _rewritten_weights(plan: TargetPlan, model: nn.Module) -> list[torch.Tensor]:
+    """The weights PEFT will rewrite in place (the targets' own, under an init that decomposes them), after
+    checking that it can: PiSSA, OLoRA, ... work in float32, float16 and bfloat16 only, and PEFT finds out
+    target by target, after it has rewritten the earlier ones."""
     import torch
 
     init = plan.spec.init_lora_weights
     if not _rewrites_weights(init):
-        return
-    modules = _live_modules(model)
+        return []
+    modules = dict(model.named_modules())
+    weights = []
     for t in plan.targets:
         weight = getattr(modules.get(t.name), "weight", None)
-        if t.kind != PARAMETER and weight is not None and weight.dtype not in (torch.float32, torch.float16,
-                                                                                  torch.bfloat16):
+        if t.kind == PARAMETER or weight is None:
+            continue
+        if weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise SpecArchitectureMismatch(
                 f"init_lora_weights: {init} decomposes each target's weight in float32, float16 or bfloat16, "
                 f"and {t.name} is {str(weight.dtype).removeprefix('torch.')}",
                 where=plan.spec.location("init_lora_weights"),
                 hint="cast the model (model.to(torch.bfloat16)) or use another init_lora_weights",
             )
-
-
-def _rewritten(plan: TargetPlan, model: nn.Module) -> list[torch.Tensor]:
-    """The weights PEFT will rewrite in place: the targets' own weights, under an init that rewrites them."""
-    if not _rewrites_weights(plan.spec.init_lora_weights):
-        return []
-    modules = _live_modules(model)
-    return [w for t in plan.targets if (w := getattr(modules.get(t.name), "weight", None)) is not None]
+        weights.append(weight)
+    return weights
 
 
 class Snapshot:

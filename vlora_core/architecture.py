@@ -157,6 +157,11 @@ class Component(BaseModel):
         return re.compile(self.prefix)
 
 
+def claim_text(model_types: str, when: dict[str, Any]) -> str:
+    """A claim in words: the model_type(s), and the ``when`` conditions in key order."""
+    return model_types + (" where " + " and ".join(f"{k} = {v!r}" for k, v in sorted(when.items())) if when else "")
+
+
 _MISSING = object()
 
 
@@ -277,10 +282,8 @@ class ArchitectureSpec(BaseModel):
                                                       for path, value in self.when.items())
 
     def describe_claim(self) -> str:
-        """``llava`` or ``llava where vision_config.model_type = pixtral``, for messages."""
-        types = ", ".join(self.model_types)
-        return types + (" where " + " and ".join(f"{k} = {v!r}" for k, v in sorted(self.when.items()))
-                        if self.when else "")
+        """``llava`` or ``llava where vision_config.model_type = 'pixtral'``, for messages."""
+        return claim_text(", ".join(self.model_types), self.when)
 
     @property
     def display_name(self) -> str:

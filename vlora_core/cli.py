@@ -123,8 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     lk.add_argument("--output", "-o", metavar="FILE", help="lock file to write (one SPEC only)")
 
     pl = sub.add_parser("plugins", help="list installed architecture plugins",
-                        description="List installed plugins: distribution, version, architectures, model_types; "
-                        "and any plugin that failed to load or conflicts (exit 5 then).")
+                        description="List installed plugins: distribution, version, architectures, the model_types "
+                        "(and config conditions) each claims, plugins slow to load; and any plugin that failed to "
+                        "load or conflicts (exit 5 then).")
     pl.add_argument("--json", action="store_true", help="print as JSON")
 
     sh = sub.add_parser("shares", help="language-only and vision-only shares of full LoRA, per bundled model",

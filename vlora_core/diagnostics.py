@@ -74,6 +74,15 @@ def short_path(path: str, longest: int = 80) -> str:
     return "/".join(f"{p[:40]}...{p[-16:]} ({len(p.encode())} bytes)" if len(p) > longest else p for p in parts)
 
 
+def os_error_hint(exc: OSError, otherwise: str = "check the path and its permissions") -> str:
+    """The hint for a path the operating system refused: too long a name, or ``otherwise``."""
+    import errno
+
+    if exc.errno == errno.ENAMETOOLONG:
+        return "use a shorter name: a file system takes at most 255 bytes per path component"
+    return otherwise
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One problem or warning. ``code`` is stable (kebab-case), for tools; ``message`` is for people."""
@@ -108,4 +117,4 @@ def warning(code: str, message: str, *, location: Location | None = None, hint: 
     return Diagnostic(code, message, location, hint, "warning")
 
 
-__all__ = ["DOC_PAGES", "Diagnostic", "Location", "Severity", "see_docs", "short_path", "warning"]
+__all__ = ["DOC_PAGES", "Diagnostic", "Location", "Severity", "os_error_hint", "see_docs", "short_path", "warning"]

@@ -11,7 +11,6 @@ version changes are not: they are reported in one line, and the check passes.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .diagnostics import Location
+from .diagnostics import Location, os_error_hint
 from .errors import LockMismatchError, UsageError
 from .patterns import layer_ranges
 from .plan import TargetPlan
@@ -30,6 +29,7 @@ LOCK_FORMAT = 1  # the format this vlora writes (``"vlora_lock": 1``); raised wh
 READS_FORMATS = (1,)  # formats it reads: an older one stays here as long as its locks can be checked
 MAX_LOCK_BYTES = 64 << 20  # a lock of the largest bundled model is a few MiB
 LOCK_SUFFIX = ".lock.json"
+_WRITABLE = "check that the folder is writable and has space"
 
 
 def spec_hash(plan: TargetPlan) -> str:
@@ -84,7 +84,7 @@ def write_lock(plan: TargetPlan, path: str | Path) -> Path:
         _check_lock_path(plan, path, where)
     except OSError as exc:  # a name the file system refuses (a component over 255 bytes, ...)
         raise UsageError(f"cannot use the lock path: {exc.strerror or exc}", where=where,
-                         hint=_os_hint(exc)) from None
+                         hint=os_error_hint(exc, _WRITABLE)) from None
     text = json.dumps(make_lock(plan), indent=2, sort_keys=True) + "\n"
     try:
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
@@ -97,14 +97,9 @@ def write_lock(plan: TargetPlan, path: str | Path) -> Path:
     except OSError as exc:
         if "tmp" in locals():
             tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the lock: {exc.strerror or exc}", where=where, hint=_os_hint(exc)) from None
+        raise UsageError(f"cannot write the lock: {exc.strerror or exc}", where=where,
+                         hint=os_error_hint(exc, _WRITABLE)) from None
     return path
-
-
-def _os_hint(exc: OSError) -> str:
-    if exc.errno == errno.ENAMETOOLONG:
-        return "use a shorter name: a file system takes at most 255 bytes per path component"
-    return "check that the folder is writable and has space"
 
 
 def _check_lock_path(plan: TargetPlan, path: Path, where: Location) -> None:

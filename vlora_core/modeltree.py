@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .diagnostics import Location
+from .diagnostics import Location, os_error_hint
 from .errors import ModelLoadError, UsageError
 
 if TYPE_CHECKING:
@@ -147,16 +147,12 @@ def _own_forward(module: nn.Module) -> bool:
     return not cls.__module__.startswith(("bitsandbytes", "torch.", "peft", "torchao", "awq", "auto_gptq", "optimum"))
 
 
-def _check_not_adapted(model: nn.Module) -> None:
+def _adapted_error(model: nn.Module, adapted: list[str]) -> ModelLoadError:
     """A model PEFT has already wrapped (a PeftModel, or one ``apply``/``get_peft_model`` changed in place) has
     its names moved and its Linears replaced: planning it again would target PEFT's own layers."""
-    adapted = [name for name, m in model.named_modules()
-               if type(m).__module__.startswith("peft.tuners") and hasattr(m, "base_layer")]
-    if not adapted and not type(model).__module__.startswith("peft."):
-        return
     what = (f"PEFT adapters on {adapted[0]}" + (f" and {len(adapted) - 1:,} other modules" if len(adapted) > 1 else "")
             if adapted else f"a PEFT {type(model).__name__}")
-    raise ModelLoadError(
+    return ModelLoadError(
         f"this model already carries {what}: vlora plans adapters for a base model",
         hint="apply to a fresh model; or unwrap this one first: model = peft_model.unload() drops the adapters, "
         "merge_and_unload() merges them into the weights",
@@ -167,8 +163,6 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
     """Read a live model (or one built on the meta device)."""
     import transformers
 
-    _check_not_adapted(model)
-
     seen: set[int] = set()
     entries: list[ModuleEntry] = []
     params: list[tuple[str, tuple[int, ...]]] = []
@@ -178,7 +172,10 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
     sub_configs = {id(c): key for key in keys
                    if (c := getattr(config, key, None)) is not None and hasattr(c, "to_dict")}
     sub_models: list[tuple[str, str]] = []
+    adapted: list[str] = []  # modules PEFT has wrapped already
     for name, module in model.named_modules():
+        if type(module).__module__.startswith("peft.tuners") and hasattr(module, "base_layer"):
+            adapted.append(name)
         key = sub_configs.get(id(getattr(module, "config", None)))
         if key is not None and name and not any(name.startswith(f"{outer}.") for outer, _ in sub_models):
             sub_models.append((name, key))  # the outermost module of each tower only
@@ -196,6 +193,8 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
         kind, fin, fout, kernel = _kind(module)
         custom = kind == LINEAR and _own_forward(module)
         entries.append(ModuleEntry(name, type(module).__name__, kind, fin, fout, kernel, own, bias, custom))
+    if adapted or type(model).__module__.startswith("peft."):
+        raise _adapted_error(model, adapted)
     return ModuleTree(
         entries=tuple(entries),
         model_type=getattr(config, "model_type", None),
@@ -318,7 +317,7 @@ def config_from_ref(ref: str, registry: Registry) -> tuple[PretrainedConfig, str
         return _config_from_path(ref, path, registry)
     except OSError as exc:  # a name the file system refuses (a component over 255 bytes), a folder it hides
         raise ModelLoadError(f"cannot read the model path: {exc.strerror or exc}", where=Location(file=ref),
-                             hint="check the path (at most 255 bytes per component) and its permissions") from None
+                             hint=os_error_hint(exc)) from None
 
 
 def _config_from_path(ref: str, path: Path, registry: Registry) -> tuple[PretrainedConfig, str]:

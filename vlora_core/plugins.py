@@ -18,7 +18,7 @@ import pluggy
 from pydantic import ValidationError
 
 from . import hookspecs
-from .architecture import ArchitectureSpec, ReferenceModel, UnusedLayers
+from .architecture import ArchitectureSpec, ReferenceModel, UnusedLayers, claim_text
 from .diagnostics import see_docs
 from .errors import ModelLoadError, PluginConflictError, PluginError, UnsupportedModelError
 from .versions import CORE_DISTRIBUTION, core_version
@@ -185,7 +185,7 @@ class Registry:
         for plugin, arch in self.architectures():
             for model_type in arch.model_types:
                 claims.setdefault((model_type, tuple(sorted(arch.when.items()))), []).append((plugin, arch))
-        return {_claim_text(mt, when): owners for (mt, when), owners in claims.items() if len(owners) > 1}
+        return {claim_text(mt, dict(when)): owners for (mt, when), owners in claims.items() if len(owners) > 1}
 
     def lookup(self, key: str, config: dict[str, Any] | None = None) -> tuple[PluginInfo, ArchitectureSpec]:
         """The architecture that claims a model: ``key`` is its model_type (or an architecture's name), and
@@ -210,8 +210,7 @@ class Registry:
             who = " and ".join(f"{p.distribution} ({a.name})" for p, a in owners)
             names = list(dict.fromkeys(p.name for p, _ in owners))
             hint = (f"plugin {names[0]} declares it in two architectures: fix the plugin" if len(names) == 1 else
-                    "uninstall the one you do not want, or disable it: "
-                    + " or ".join(f"{DISABLE_ENV}={n}" for n in names))
+                    _disable_hint(names))
             equal = f" with equal specificity ({top} config condition{'s' if top != 1 else ''} each)" if top else ""
             raise PluginConflictError(f"model_type {key!r} is claimed by {who}{equal}",
                                       where=f"plugins {', '.join(names)}", hint=hint)
@@ -237,11 +236,9 @@ class Registry:
         found = [item for item in self.references() if key in (item[2].name.lower(), item[2].hub_id.lower())]
         owners = {item[0].distribution for item in found}
         if len(owners) > 1:
-            raise PluginConflictError(
-                f"the reference {ref!r} is bundled by {' and '.join(sorted(owners))}",
-                where=f"plugins {', '.join(sorted(item[0].name for item in found))}",
-                hint=f"uninstall one, or disable one with {DISABLE_ENV}=<entry point name>",
-            )
+            names = sorted({item[0].name for item in found})
+            raise PluginConflictError(f"the reference {ref!r} is bundled by {' and '.join(sorted(owners))}",
+                                      where=f"plugins {', '.join(names)}", hint=_disable_hint(names))
         return found[0] if found else None
 
     def require_reference(self, ref: str) -> tuple[PluginInfo, ArchitectureSpec, ReferenceModel]:
@@ -278,8 +275,9 @@ def core_mismatch(requires: Iterable[str] | None, version: str | None = None) ->
     return None
 
 
-def _claim_text(model_type: str, when: tuple[tuple[str, Any], ...]) -> str:
-    return model_type + (" where " + " and ".join(f"{k} = {v!r}" for k, v in when) if when else "")
+def _disable_hint(entry_points: list[str]) -> str:
+    return "uninstall the one you do not want, or disable it: " + " or ".join(
+        f"{DISABLE_ENV}={n}" for n in entry_points)
 
 
 def default_registry(*, reload: bool = False) -> Registry:

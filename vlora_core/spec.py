@@ -6,7 +6,6 @@ Nothing here knows about any architecture or imports torch: a spec can be checke
 from __future__ import annotations
 
 import difflib
-import errno
 import json
 import re
 import tomllib
@@ -28,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from .diagnostics import Diagnostic, Location, see_docs
+from .diagnostics import Diagnostic, Location, os_error_hint, see_docs
 from .errors import SpecFileError, SpecValidationError
 from .vocabulary import KNOWN_COMPONENTS
 
@@ -507,8 +506,7 @@ def _read_file(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
                             hint="a spec is a YAML, JSON or TOML text file in UTF-8; is this the file meant?") from None
     except OSError as exc:
         raise SpecFileError(f"cannot read the file: {exc.strerror or exc}", where=Location(file=str(path)),
-                            hint="use a shorter name: at most 255 bytes per path component"
-                            if exc.errno == errno.ENAMETOOLONG else "check the path and its permissions") from None
+                            hint=os_error_hint(exc)) from None
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         try:

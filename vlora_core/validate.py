@@ -17,7 +17,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from . import errors
-from .diagnostics import Diagnostic, Location
+from .diagnostics import Diagnostic, Location, os_error_hint
 from .errors import LockMismatchError, SpecFileError, UsageError, VloraError
 from .lock import LOCK_SUFFIX, diff_lock, lock_path_for, read_lock
 from .modeltree import ModuleTree, module_tree
@@ -80,7 +80,7 @@ def expand(paths: list[str]) -> list[str]:
                 found = []
         except OSError as exc:  # a name the file system refuses (a component over 255 bytes), a folder it hides
             raise SpecFileError(f"cannot read it: {exc.strerror or exc}", where=Location(file=raw),
-                                hint="check the path (at most 255 bytes per component) and its permissions") from None
+                                hint=os_error_hint(exc)) from None
         if not found:  # the same exit code as `vlora plan` on a missing spec: an unreadable spec
             raise SpecFileError("no such spec file, directory, or matching pattern", where=Location(file=raw),
                                 hint="give spec files (.yaml, .yml, .json, .toml), directories or globs")
