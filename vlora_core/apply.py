@@ -36,22 +36,41 @@ def apply(
     *,
     registry: Registry | None = None,
     adapter_name: str = "default",
+    gradient_checkpointing: bool = False,
 ) -> PeftModel:
     """Resolve ``spec`` against ``model`` and wrap it with PEFT adapters for exactly the planned targets.
 
     Nothing touches the model until the plan is valid; any resolution error leaves it unchanged, and so
     does a failure (or a KeyboardInterrupt) inside PEFT: the model is restored before the error is raised.
     The returned model carries the plan as ``peft_model.vlora_plan``.
+
+    A bitsandbytes-quantized model (4-bit or 8-bit) goes through PEFT's ``prepare_model_for_kbit_training``
+    first (QLoRA: the weights stay quantized, norms and other small float weights are upcast to float32).
+    ``gradient_checkpointing=True`` turns on the model's gradient checkpointing (non-reentrant, so every
+    adapter gets its gradient without an input hook).
     """
-    from peft import get_peft_model
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
     plan = resolve(spec, model, registry=registry)
+    if gradient_checkpointing and not hasattr(model, "gradient_checkpointing_enable") and not hasattr(
+            model, "activation_checkpointing_enable"):
+        raise VloraError(
+            f"gradient_checkpointing=True needs a model with gradient_checkpointing_enable(); "
+            f"{type(model).__name__} has none",
+            hint="use a transformers model, or turn checkpointing on yourself (torch.utils.checkpoint)",
+        )
     rewritten = _rewritten_weights(plan, model)
     config = plan.to_lora_config()
     first = next(model.parameters(), None)
     on_meta = first is not None and first.is_meta  # a model is built on the meta device whole, or not at all
     snapshot = Snapshot(model, copy_weights_of=rewritten)
+    checkpointing = {"use_reentrant": False}
     try:
+        if plan.quantization is not None:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                    gradient_checkpointing_kwargs=checkpointing)
+        elif gradient_checkpointing:
+            _checkpointing_on(model, checkpointing)
         with warnings.catch_warnings():
             # PEFT checks rank/alpha pattern keys against targeted *module* names only, so a key for a parameter
             # target (which it does apply) is reported as unmatched; the count check below is the real check.
@@ -79,6 +98,14 @@ def apply(
         ) from exc
     peft_model.vlora_plan = plan
     return peft_model
+
+
+def _checkpointing_on(model: nn.Module, kwargs: dict[str, Any]) -> None:
+    """Gradient (activation) checkpointing, by the name the installed transformers gives it (5.x renamed it)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _rewritten_weights(plan: TargetPlan, model: nn.Module) -> list[torch.Tensor]:

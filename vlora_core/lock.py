@@ -277,8 +277,9 @@ def diff_lock(lock: dict[str, Any], plan: TargetPlan) -> LockDiff:
             diff.changed.append((old, new))
         if old.get("name") != new["name"]:
             diff.renamed += 1
-    locked_full = {(m["component"], m["params"]): m["name"] for m in lock.get("full_modules", [])}
-    fresh_full = {(m["component"], m["params"]): m["name"] for m in now["full_modules"]}
+    # a fully trained module's identity on every layout: its component, its name inside it, its size
+    locked_full = {(m["component"], m.get("leaf", ""), m["params"]): m["name"] for m in lock.get("full_modules", [])}
+    fresh_full = {(m["component"], m.get("leaf", ""), m["params"]): m["name"] for m in now["full_modules"]}
     diff.full_added = [fresh_full[k] for k in sorted(fresh_full.keys() - locked_full.keys())]
     diff.full_removed = [locked_full[k] for k in sorted(locked_full.keys() - fresh_full.keys())]
     diff.renamed += sum(1 for k in fresh_full.keys() & locked_full.keys() if fresh_full[k] != locked_full[k])

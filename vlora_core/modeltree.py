@@ -70,6 +70,11 @@ class ModuleTree:
     total_params: int
     transformers_version: str
     params: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every parameter's full name and shape (tied: once)
+    # parameters that share another's storage (tied input/output embeddings): (name, the name it shares with)
+    tied: tuple[tuple[str, str], ...] = ()
+    # a live model's weights as stored: "4-bit" / "8-bit" where bitsandbytes quantized some, and their bytes
+    quantization: str | None = None
+    stored_bytes: int | None = None
     model_config: Any = field(default=None, compare=False, repr=False)  # the model's PretrainedConfig, if any
     # the outermost modules whose own ``.config`` is one of the model config's sub-configs: (module name,
     # "vision_config" | "text_config" | "audio_config" | another sub-config's name); what structural
@@ -90,6 +95,11 @@ class ModuleTree:
             cached = cfg.to_dict() if hasattr(cfg, "to_dict") else {}
             object.__setattr__(self, "_config_dict", cached)
         return cached
+
+    def tied_with(self, module: str) -> list[tuple[str, str]]:
+        """The (parameter, the parameter it shares storage with) pairs where one side lies in ``module``."""
+        inside = (lambda n: n == module or n.startswith(module + ".")) if module else (lambda n: True)
+        return [(a, b) for a, b in self.tied if inside(a.rpartition(".")[0]) or inside(b.rpartition(".")[0])]
 
     def param_shape(self, name: str) -> tuple[int, ...] | None:
         """Shape of the parameter with this full name, if there is one."""
@@ -137,6 +147,19 @@ def _kind(module: nn.Module) -> tuple[str | None, int, int, int]:
     return None, 0, 0, 1
 
 
+def _weight_shape(param: Any) -> tuple[int, ...]:
+    """The shape of the weight a parameter holds: a bitsandbytes 4-bit parameter stores its weight packed
+    (two values per byte, as a (n/2, 1) tensor) and keeps the real shape in its quant_state."""
+    state = getattr(param, "quant_state", None)
+    shape = getattr(state, "shape", None)
+    return tuple(shape) if shape is not None else tuple(param.shape)
+
+
+def _quantization(param: Any) -> str | None:
+    name = type(param).__name__
+    return "4-bit" if name == "Params4bit" else "8-bit" if name == "Int8Params" else None
+
+
 def _own_forward(module: nn.Module) -> bool:
     """Whether a Linear subclass replaces ``nn.Linear.forward`` (quantized Linears, which PEFT knows, aside)."""
     import torch.nn as nn
@@ -163,10 +186,13 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
     """Read a live model (or one built on the meta device)."""
     import transformers
 
-    seen: set[int] = set()
+    seen: dict[int, str] = {}  # id of each parameter -> its first full name
     entries: list[ModuleEntry] = []
     params: list[tuple[str, tuple[int, ...]]] = []
-    total = 0
+    tied: list[tuple[str, str]] = []
+    total = stored = 0
+    live = False  # a parameter with real storage (not the meta device)
+    quantized: set[str] = set()
     config = getattr(model, "config", None)
     keys = [*SUB_CONFIGS, *(k for k in getattr(config, "sub_configs", None) or {} if k not in SUB_CONFIGS)]
     sub_configs = {id(c): key for key in keys
@@ -181,14 +207,24 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
             sub_models.append((name, key))  # the outermost module of each tower only
         own = bias = 0
         for pname, param in module._parameters.items():  # own parameters, as named_parameters(recurse=False)
-            if param is None or id(param) in seen:
+            if param is None:
                 continue
-            seen.add(id(param))
-            own += param.numel()
             full = f"{name}.{pname}" if name else pname
-            params.append((full, tuple(param.shape)))
+            if id(param) in seen:
+                tied.append((full, seen[id(param)]))
+                continue
+            seen[id(param)] = full
+            shape = _weight_shape(param)
+            n = math.prod(shape)
+            own += n
+            if not param.is_meta:
+                live = True
+                stored += param.numel() * param.element_size()
+            if (q := _quantization(param)) is not None:
+                quantized.add(q)
+            params.append((full, shape))
             if "bias" in full:  # what PEFT's bias="all" makes trainable
-                bias += param.numel()
+                bias += n
         total += own
         kind, fin, fout, kernel = _kind(module)
         custom = kind == LINEAR and _own_forward(module)
@@ -202,6 +238,9 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
         total_params=total,
         transformers_version=transformers.__version__,
         params=tuple(params),
+        tied=tuple(tied),
+        quantization=" and ".join(sorted(quantized)) or None,
+        stored_bytes=stored if live else None,
         model_config=config,
         sub_models=tuple(sub_models),
     )

@@ -91,15 +91,23 @@ class Target:
 
 @dataclass(frozen=True)
 class FullModule:
-    """A module trained in full (``modules_to_save``), e.g. a projector in ``full`` mode."""
+    """A module trained in full (PEFT's ``modules_to_save``): a projector in ``full`` mode, or one the spec's
+    ``modules_to_save`` names (``lm_head``, ``embed_tokens``)."""
 
     name: str
-    component: str
-    params: int
+    component: str  # the component it lies in; "" for a module outside every component (lm_head)
+    params: int  # a weight shared with another saved module (tied embeddings) is counted on one of them only
     bias_params: int = 0  # PEFT freezes the original's biases, even with bias="all"
+    leaf: str = ""  # its name inside the component's layer, projector or tower ("" for the projector itself)
+    tied_to: str | None = None  # the saved module it shares a weight with (tie_word_embeddings), if any
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "component": self.component, "params": self.params}
+        out: dict[str, Any] = {"name": self.name, "component": self.component, "params": self.params}
+        if self.leaf:
+            out["leaf"] = self.leaf
+        if self.tied_to:
+            out["tied_to"] = self.tied_to
+        return out
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,8 @@ class TargetPlan:
     diagnostics: tuple[Diagnostic, ...]  # warnings: legal choices that are probably unintended
     transformers_version: str
     inferred: str | None = None  # why the architecture was read from the model's structure, when it was
+    quantization: str | None = None  # "4-bit" / "8-bit" when the model's weights are bitsandbytes-quantized
+    stored_bytes: int | None = None  # a live model's parameters as stored (None on the meta device)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(sorted(self.targets, key=lambda t: (t.key.sort_key(), t.path))))
@@ -253,6 +263,20 @@ class TargetPlan:
             extra, missing = sorted(matched - expected)[:3], sorted(expected - matched)[:3]
             raise VloraError(f"internal error: target regex mismatch (extra {extra}, missing {missing})")
 
+    def check_saved(self, names: list[str]) -> None:
+        """PEFT wraps every module whose name *ends with* a ``modules_to_save`` entry (no dot boundary): refuse a
+        plan whose exact names would make it wrap one more module than planned."""
+        saved = [m.name for m in self.full_modules]
+        for n in names:
+            owner = next((m for m in saved if n.endswith(m) and n != m), None)
+            if owner is not None and n not in saved:
+                raise VloraError(
+                    f"PEFT would train {n} in full too: it matches modules_to_save entries by the end of the name, "
+                    f"and {n} ends with {owner}",
+                    hint="PEFT cannot tell these two apart in modules_to_save; rename the module, or train it "
+                    "through adapters instead",
+                )
+
     def patterns(self) -> tuple[dict[str, int], dict[str, float]]:
         """``rank_pattern`` and ``alpha_pattern``: one key per component whose value differs from the spec's."""
         rank: dict[str, int] = {}
@@ -299,6 +323,7 @@ class TargetPlan:
             rank_pattern=rank,
             alpha_pattern=alpha,
             modules_to_save=[m.name for m in self.full_modules] or None,
+            **({"ensure_weight_tying": True} if any(m.tied_to for m in self.full_modules) else {}),
         )
 
     # --- output -------------------------------------------------------------------------------------
@@ -348,7 +373,8 @@ class TargetPlan:
 
     def memory(self, dtype: str = "fp32") -> dict[str, Any]:
         """Estimated bytes: training the trainable parameters in ``dtype`` (weights, gradients and Adam's two
-        moment buffers, 4 copies), and the base model's weights in bf16, 8-bit and 4-bit."""
+        moment buffers, 4 copies), and the base model's weights in bf16, 8-bit and 4-bit; for a live model,
+        also the bytes its parameters occupy as loaded (``loaded_bytes``, with its ``quantization``)."""
         if dtype not in DTYPE_BYTES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
         return {
@@ -356,6 +382,8 @@ class TargetPlan:
             "adapter_training_bytes": 4 * DTYPE_BYTES[dtype] * self.trainable_params,
             "base_weights_bytes": {"bf16": 2 * self.total_params, "8-bit": self.total_params,
                                    "4-bit": self.total_params // 2},
+            "loaded_bytes": self.stored_bytes,
+            "quantization": self.quantization,
         }
 
     def table(self, dtype: str = "fp32") -> str:

@@ -40,7 +40,9 @@ def memory_lines(plan: TargetPlan, dtype: str) -> list[str]:
     return [
         f"adapter training memory ({dtype} weights + gradients + Adam m and v): "
         f"{format_bytes(mem['adapter_training_bytes'])}",
-        "base model weights: " + " · ".join(f"{format_bytes(v)} {k}" for k, v in base.items()),
+        "base model weights: " + " · ".join(f"{format_bytes(v)} {k}" for k, v in base.items())
+        + (f" · as loaded: {format_bytes(mem['loaded_bytes'])}" + (f" ({mem['quantization']})"
+           if mem["quantization"] else "") if mem["loaded_bytes"] is not None else ""),
     ]
 
 
@@ -68,7 +70,9 @@ def render_table(plan: TargetPlan, dtype: str = "fp32") -> str:
     total = plan.total_params or 1
     tail = [""]
     for m in plan.full_modules:
-        tail.append(f"fully trained: {m.name} ({m.component}, {m.params:,} parameters)")
+        where = m.component or "outside the components"
+        what = f"shares its weight with {m.tied_to}" if m.tied_to and not m.params else f"{m.params:,} parameters"
+        tail.append(f"fully trained: {m.name} ({where}, {what})")
     if plan.bias_params:
         tail.append(f"biases trained (bias={spec.bias}): {plan.bias_params:,} parameters")
     tail.append(

@@ -222,15 +222,19 @@ class Resolution:
             for i, pattern in enumerate(self.spec.exclude_modules):
                 self.attempt(self.exclude_target, i, pattern, chosen)
         self.attempt(self.check_parameter_targets, chosen)
+        saved: dict[str, Location] = {}  # modules_to_save: full name -> the entry that named it
+        for i, pattern in enumerate(self.spec.modules_to_save):
+            self.attempt(self.add_saved_module, i, pattern, chosen, full_names, saved)
         self.raise_collected()
-        if not chosen and not full_names:
+        tied = self.tie_saved_modules(saved, chosen)
+        if not chosen and not full_names and not saved:
             raise EmptySelectionError(
                 self.why_empty(bool(unused)),
                 where=self.spec.origin,
                 hint="turn on at least one component and one role (or finetune_projector)",
             )
         self.warn_unclassified()
-        return self.build(chosen, full_names)
+        return self.build(chosen, full_names, saved, tied)
 
     # --- the spec and the architecture -----------------------------------------------------------------
 
@@ -588,6 +592,82 @@ class Resolution:
         for n in dropped:
             del chosen[n]
 
+    def add_saved_module(self, i: int, pattern: str, chosen: dict[str, _Pick], full_names: list[str],
+                         saved: dict[str, Location]) -> None:
+        """One ``modules_to_save`` entry: the outermost modules it matches, each trained in full."""
+        where = self.spec.location("modules_to_save", i)
+        names = [n for n in self.tree.names if n]
+        matched = _user_matches(pattern, names, where)
+        if not matched and re.fullmatch(r"\w+", pattern):  # a plain name: the modules whose name ends with it
+            matched = {n for n in names if n.rpartition(".")[2] == pattern}
+        if not matched:
+            raise UserPatternError(
+                f"modules_to_save entry {pattern!r} matches no module of this model",
+                where=where,
+                hint="write a full dotted name or a full-name regular expression (fullmatch), e.g. lm_head or "
+                "'model\\.language_model\\.embed_tokens'; see the names with `vlora plan --json`",
+            )
+        for name in sorted(n for n in matched if not any(n.startswith(m + ".") for m in matched)):
+            self.check_saved(name, chosen, full_names, where, what=f"modules_to_save entry {pattern!r} matches {name}")
+            saved.setdefault(name, where)
+
+    def check_saved(self, name: str, chosen: dict[str, _Pick], full_names: list[str], where: Location, *,
+                    what: str) -> None:
+        """A module to train in full must not be, hold or lie in a LoRA target or the full projector."""
+        inside = sorted(t for t in chosen if t == name or t.startswith(name + ".") or name.startswith(t + "."))
+        if inside:
+            relation = "which is" if inside[0] == name else "which holds" if inside[0].startswith(name) else "inside"
+            more = f" and {len(inside) - 1:,} more" if len(inside) > 1 else ""
+            raise ComponentOverlapError(
+                f"{what}, {relation} the LoRA target {inside[0]}{more}",
+                where=where,
+                hint="a module trains either in full or through adapters: narrow the entry, or drop those targets "
+                "with exclude_modules",
+            )
+        projector = next((f for f in full_names if name == f or name.startswith(f + ".") or f.startswith(name + ".")),
+                         None)
+        if projector is not None:
+            relation = "which is" if projector == name else "inside" if name.startswith(projector) else "which holds"
+            raise ComponentOverlapError(
+                f"{what}, {relation} the projector {projector}, trained in full already (finetune_projector: full)",
+                where=where,
+                hint="leave it out of modules_to_save",
+            )
+        if not self.tree.subtree_params(name) and not self.tree.tied_with(name):
+            raise UserPatternError(f"{what}, which has no parameters to train", where=where,
+                                   hint="name a module with weights, e.g. lm_head or embed_tokens")
+
+    def tie_saved_modules(self, saved: dict[str, Location], chosen: dict[str, _Pick]) -> dict[str, str]:
+        """Saved modules whose weight another module shares (tie_word_embeddings): PEFT trains one copy for
+        both (``ensure_weight_tying``), so the partner is saved too; returns module -> the module it is tied to."""
+        tied: dict[str, str] = {}
+        for name in list(saved):
+            for a, b in self.tree.tied_with(name) if name not in tied else ():
+                mine, other = (a, b) if a.startswith(name + ".") else (b, a)
+                partner = other.rpartition(".")[0]
+                if partner == name or partner in tied:
+                    continue
+                self.check_saved(partner, chosen, [], saved[name], what=f"{name} shares its weight with {partner}")
+                tied[name], tied[partner] = partner, name
+                saved.setdefault(partner, saved[name])
+                self.warn("tied-weights", f"modules_to_save: {name} shares its {mine.rpartition('.')[2]} with "
+                          f"{partner} (tied embeddings), so PEFT trains one copy for both "
+                          f"(ensure_weight_tying) and both change; to train {name} alone, untie them first "
+                          "(tie_word_embeddings: false in the model's config, before loading)", saved[name])
+        return tied
+
+    def saved_component(self, name: str) -> tuple[str, str]:
+        """(component, name inside it) of a fully trained module: its component's layer or projector, else the
+        tower (sub-model) it lies in, else ("", the full name)."""
+        holder = self.holder_of(name)
+        if holder is not None:
+            return holder.component, name[len(holder.name) + 1:]
+        towers = {"vision_config": "vision", "text_config": "language", "audio_config": "audio"}
+        for module, key in self.tree.sub_models:
+            if key in towers and name.startswith(module + "."):
+                return towers[key], name[len(module) + 1:]
+        return "", name
+
     def why_empty(self, unused: bool) -> str:
         spec = self.spec
         towers = [c.name for c in self.present if c.layered]
@@ -630,7 +710,8 @@ class Resolution:
 
     # --- the plan --------------------------------------------------------------------------------------
 
-    def build(self, chosen: dict[str, _Pick], full_names: list[str]) -> TargetPlan:
+    def build(self, chosen: dict[str, _Pick], full_names: list[str], saved: dict[str, Location],
+              tied: dict[str, str]) -> TargetPlan:
         spec, tree = self.spec, self.tree
         targets = []
         for name, pick in chosen.items():
@@ -659,11 +740,15 @@ class Resolution:
                 bias_params=bias, experts=experts, variant=self.variant(pick, stacked=experts_param),
             ))
         self.check_init(targets)
-        full = tuple(
+        full = [
             FullModule(name=n, component="projector", params=tree.subtree_params(n),
                        bias_params=tree.subtree_params(n, bias=True))
             for n in sorted(full_names)
-        )
+        ]
+        for n in sorted(saved, key=tree.names.index):
+            component, leaf = self.saved_component(n)
+            full.append(FullModule(name=n, component=component, params=tree.subtree_params(n),
+                                   bias_params=tree.subtree_params(n, bias=True), leaf=leaf, tied_to=tied.get(n)))
         plan = TargetPlan(
             architecture=self.arch.name,
             architecture_title=self.arch.display_name,
@@ -673,7 +758,7 @@ class Resolution:
             plugin_version=self.plugin.version,
             spec=spec,
             targets=tuple(targets),
-            full_modules=full,
+            full_modules=tuple(full),
             total_params=tree.total_params,
             all_bias_params=sum(e.bias_params for e in tree.entries),
             component_params={c: sum(tree.subtree_params(h.name) for h in hs) for c, hs in self.holders.items()},
@@ -681,8 +766,11 @@ class Resolution:
             diagnostics=tuple(self.diagnostics),
             inferred=self.inferred,
             transformers_version=tree.transformers_version,
+            quantization=tree.quantization,
+            stored_bytes=tree.stored_bytes,
         )
         plan.check_regex(tree.names)
+        plan.check_saved(tree.names)
         return plan
 
 

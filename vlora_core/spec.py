@@ -232,6 +232,12 @@ class VisionLoRASpec(BaseModel):
         default_factory=list,
         description="drop planned targets whose full dotted name matches one of these regular expressions",
     )
+    modules_to_save: list[UserPattern] = Field(
+        default_factory=list,
+        description="modules trained in full besides the projector (lm_head, embed_tokens when you add tokens): "
+        "full dotted names or full-name regular expressions (fullmatch); a plain name without dots (lm_head) "
+        "also matches the modules it ends; each must match, and none may be or hold a LoRA target",
+    )
 
     architecture: str | None = Field(
         default=None, description="architecture name or model_type; default: detected from the model config"
@@ -593,6 +599,7 @@ FOREIGN_KEYS = {
     "alpha_pattern": "lora_alpha per component (vision: {lora_alpha: 16})",
     "init_weights": "init_lora_weights", "pissa_init": "init_lora_weights: pissa",
     "finetune_vision": "finetune_vision_layers", "finetune_language": "finetune_language_layers",
+    "additional_target": "modules_to_save (full names or patterns, e.g. [lm_head, embed_tokens])",
 }
 
 
