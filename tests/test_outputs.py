@@ -273,12 +273,16 @@ def test_an_svd_init_on_a_float64_weight_is_refused_before_touching_the_model(mo
 
 
 def test_a_model_that_already_carries_adapters_is_named_as_such(model, registry):
-    from vlora_core import ModelLoadError
+    from vlora_core import ModelLoadError, UsageError
 
     peft_model = apply(model, {"r": 2}, registry=registry)
-    for again in (model, peft_model):  # apply changes the model in place; the PeftModel wraps it
-        with pytest.raises(ModelLoadError, match=r"already carries PEFT adapters on .*vision\.layers\.0\.attn\.q and"):
-            apply(again, {"r": 2}, registry=registry)
+    # apply changes the model in place: the inner model is no base model any more
+    with pytest.raises(ModelLoadError, match=r"already carries PEFT adapters on .*vision\.layers\.0\.attn\.q and"):
+        apply(model, {"r": 2}, registry=registry)
+    # the PeftModel takes a second adapter, under a name of its own
+    with pytest.raises(UsageError, match="already has an adapter named 'default'"):
+        apply(peft_model, {"r": 2}, registry=registry)
+    assert apply(peft_model, {"r": 2}, registry=registry, adapter_name="two").vlora_plans["two"].targets
     base = peft_model.unload()
     assert apply(base, {"r": 2}, registry=registry).vlora_plan.targets  # the hint's way out works
 

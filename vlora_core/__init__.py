@@ -4,7 +4,7 @@ The public API is everything in ``__all__``; plugins and users import only from 
 
 The modules below form layers, each importing only from lower ones: diagnostics, versions → errors →
 vocabulary, patterns → architecture, spec → layouts, hookspecs → plugins → modeltree → report → plan →
-resolve → apply, lock, shares → validate, testing → cli. docs/how-it-works.md ("The module map") gives
+resolve → apply, lock, shares, training → validate, testing → cli. docs/how-it-works.md ("The module map") gives
 each module's job; tests/test_layers.py holds the package to it.
 """
 
@@ -49,7 +49,16 @@ from .modeltree import ModuleEntry, ModuleTree, module_tree, tree_from_module
 from .plan import FullModule, Target, TargetPlan
 from .plugins import PluginFailure, PluginInfo, Registry, default_registry
 from .resolve import resolve
-from .spec import TASK_PRESETS, ComponentOverride, LayerRange, ProjectorOverride, VisionLoRASpec, load_spec
+from .spec import (
+    TASK_PRESETS,
+    ComponentOverride,
+    LayerRange,
+    LearningRateScales,
+    ProjectorOverride,
+    VisionLoRASpec,
+    load_spec,
+)
+from .training import param_groups
 from .vocabulary import COMPONENT_ORDER, COMPONENT_ROLES, KNOWN_COMPONENTS, KNOWN_ROLES, ROLE_ORDER, TargetKey
 
 __all__ = [
@@ -72,6 +81,7 @@ __all__ = [
     "LayerRange",
     "LayerSelectionError",
     "Layout",
+    "LearningRateScales",
     "Location",
     "LockDiff",
     "LockMismatchError",
@@ -112,6 +122,7 @@ __all__ = [
     "load_spec",
     "make_lock",
     "module_tree",
+    "param_groups",
     "read_lock",
     "resolve",
     "tree_from_module",

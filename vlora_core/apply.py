@@ -7,11 +7,13 @@ put back as it was: every module, parameter, buffer, dtype, ``requires_grad`` fl
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SpecArchitectureMismatch, VloraError
+from .errors import SpecArchitectureMismatch, UsageError, VloraError
+from .modeltree import tree_from_module
 from .plan import PARAMETER, TargetPlan
 from .plugins import Registry
 from .resolve import resolve
@@ -42,15 +44,19 @@ def apply(
 
     Nothing touches the model until the plan is valid; any resolution error leaves it unchanged, and so
     does a failure (or a KeyboardInterrupt) inside PEFT: the model is restored before the error is raised.
-    The returned model carries the plan as ``peft_model.vlora_plan``.
+    The returned model carries the plan as ``peft_model.vlora_plan`` (and ``vlora_plans``, by adapter name).
+    Given a ``PeftModel``, adds another adapter under ``adapter_name`` (planned on its base model; the name
+    must be new), as PEFT's ``add_adapter`` does: the active adapter stays the one it was.
 
     A bitsandbytes-quantized model (4-bit or 8-bit) goes through PEFT's ``prepare_model_for_kbit_training``
     first (QLoRA: the weights stay quantized, norms and other small float weights are upcast to float32).
     ``gradient_checkpointing=True`` turns on the model's gradient checkpointing (non-reentrant, so every
     adapter gets its gradient without an input hook).
     """
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
+    if isinstance(model, PeftModel):
+        return _add_adapter(model, spec, registry, adapter_name)
     plan = resolve(spec, model, registry=registry)
     if gradient_checkpointing and not hasattr(model, "gradient_checkpointing_enable") and not hasattr(
             model, "activation_checkpointing_enable"):
@@ -97,6 +103,42 @@ def apply(
             hint="please report this with `vlora plan --json` output: vlora should have refused the spec first",
         ) from exc
     peft_model.vlora_plan = plan
+    peft_model.vlora_plans = {adapter_name: plan}
+    return peft_model
+
+
+def _add_adapter(peft_model: PeftModel, spec: Any, registry: Registry | None, adapter_name: str) -> PeftModel:
+    """Another adapter, planned on the base model under the existing one, added with ``add_adapter``."""
+    existing = list(peft_model.peft_config)
+    if adapter_name in existing:
+        raise UsageError(
+            f"this model already has an adapter named {adapter_name!r} (its adapters: {', '.join(existing)})",
+            hint="pass another adapter_name=..., or remove that one first: peft_model.delete_adapter(name)",
+        )
+    base = peft_model.get_base_model()
+    tree = tree_from_module(base, source=type(base).__name__, through_adapters=True)
+    plan = resolve(spec, tree, registry=registry)
+    config = plan.to_lora_config()
+    snapshot = Snapshot(peft_model)
+    try:
+        peft_model.add_adapter(adapter_name, config)
+        mine = re.compile(rf"\.{re.escape(adapter_name)}(?:\.|$)")
+        added = sum(p.numel() for n, p in peft_model.named_parameters() if mine.search(n))
+        if added != plan.lora_params + plan.full_params:
+            raise VloraError(f"internal error: PEFT added {added:,} parameters for adapter {adapter_name!r}, the "
+                             f"plan says {plan.lora_params + plan.full_params:,}",
+                             hint="please report this with `vlora plan --json` output")
+    except BaseException as exc:
+        snapshot.restore()
+        peft_model.peft_config.pop(adapter_name, None)
+        if isinstance(exc, VloraError) or not isinstance(exc, Exception):
+            raise
+        raise VloraError(f"PEFT failed while adding adapter {adapter_name!r} ({type(exc).__name__}: "
+                         f"{str(exc).strip()[:300]}); the model was restored",
+                         hint="please report this with `vlora plan --json` output") from exc
+    plans = getattr(peft_model, "vlora_plans", None) or {}
+    plans[adapter_name] = plan
+    peft_model.vlora_plans = plans
     return peft_model
 
 

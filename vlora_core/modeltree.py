@@ -12,6 +12,8 @@ import json
 import logging
 import math
 import os
+import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,13 +179,34 @@ def _adapted_error(model: nn.Module, adapted: list[str]) -> ModelLoadError:
             if adapted else f"a PEFT {type(model).__name__}")
     return ModelLoadError(
         f"this model already carries {what}: vlora plans adapters for a base model",
-        hint="apply to a fresh model; or unwrap this one first: model = peft_model.unload() drops the adapters, "
-        "merge_and_unload() merges them into the weights",
+        hint="apply to a fresh model, or to the PeftModel with another adapter_name to add a second adapter; or "
+        "unwrap this one first: model = peft_model.unload() drops the adapters, merge_and_unload() merges them "
+        "into the weights",
     )
 
 
-def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTree:
-    """Read a live model (or one built on the meta device)."""
+_PEFT_PARTS = re.compile(r"(?:^|\.)(?:lora_A|lora_B|lora_dropout|lora_embedding_A|lora_embedding_B"
+                         r"|lora_magnitude_vector|modules_to_save)(?:\.|$)")
+_PEFT_LEVELS = re.compile(r"\.(?:base_layer|original_module)(?=\.|$)")
+
+
+def _is_peft_wrapper(module: nn.Module) -> bool:
+    return type(module).__module__.startswith("peft.") and (hasattr(module, "base_layer")
+                                                            or hasattr(module, "original_module"))
+
+
+def _base_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """``named_modules()`` of a model PEFT has wrapped, as the base model had them: each wrapper's original
+    (``base_layer``, ``original_module``) under the wrapper's name, PEFT's own modules left out."""
+    for name, module in model.named_modules():
+        if _is_peft_wrapper(module) or _PEFT_PARTS.search(name):
+            continue
+        yield _PEFT_LEVELS.sub("", name), module
+
+
+def tree_from_module(model: nn.Module, *, source: str | None = None, through_adapters: bool = False) -> ModuleTree:
+    """Read a live model (or one built on the meta device). A model PEFT has wrapped is refused, unless
+    ``through_adapters``: then the tree is its base model's (to plan another adapter on it)."""
     import transformers
 
     seen: dict[int, str] = {}  # id of each parameter -> its first full name
@@ -199,7 +222,7 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
                    if (c := getattr(config, key, None)) is not None and hasattr(c, "to_dict")}
     sub_models: list[tuple[str, str]] = []
     adapted: list[str] = []  # modules PEFT has wrapped already
-    for name, module in model.named_modules():
+    for name, module in (_base_modules(model) if through_adapters else model.named_modules()):
         if type(module).__module__.startswith("peft.tuners") and hasattr(module, "base_layer"):
             adapted.append(name)
         key = sub_configs.get(id(getattr(module, "config", None)))
@@ -229,7 +252,7 @@ def tree_from_module(model: nn.Module, *, source: str | None = None) -> ModuleTr
         kind, fin, fout, kernel = _kind(module)
         custom = kind == LINEAR and _own_forward(module)
         entries.append(ModuleEntry(name, type(module).__name__, kind, fin, fout, kernel, own, bias, custom))
-    if adapted or type(model).__module__.startswith("peft."):
+    if not through_adapters and (adapted or type(model).__module__.startswith("peft.")):
         raise _adapted_error(model, adapted)
     return ModuleTree(
         entries=tuple(entries),

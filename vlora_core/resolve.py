@@ -247,6 +247,15 @@ class Resolution:
                 where=spec.location("finetune_cross_attention"),
                 hint="remove finetune_cross_attention from the spec",
             )
+        present = {c.name for c in self.present} | ({"cross_attention"} if "cross_attention" in roles else set())
+        for part in sorted(spec.lr_scale.model_fields_set - present):
+            if getattr(spec.lr_scale, part) is not None:
+                raise SpecArchitectureMismatch(
+                    f"lr_scale.{part}: {self.tree.source} ({arch.display_name}) has no "
+                    + ("cross-attention layers" if part == "cross_attention" else f"{part} component"),
+                    where=spec.location("lr_scale", part),
+                    hint=f"remove lr_scale.{part} from the spec",
+                )
         if all(c.name != "audio" for c in self.present):
             field = next((f for f in ("finetune_audio_layers", "audio") if f in spec.model_fields_set), None)
             if field is not None:

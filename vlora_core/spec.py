@@ -144,6 +144,30 @@ class ProjectorOverride(BaseModel):
     )
 
 
+_SCALE = dict(default=None, gt=0, allow_inf_nan=False)
+
+
+class LearningRateScales(BaseModel):
+    """Learning rate multipliers for ``param_groups``: each component's parameters train at ``lr`` times its
+    scale (1 where unset); the cross-attention role's scale multiplies its component's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    vision: float | None = Field(**_SCALE, description="vision encoder (ms-swift's vit_lr / lr)")
+    projector: float | None = Field(**_SCALE, description="projector (ms-swift's aligner_lr / lr)")
+    language: float | None = Field(**_SCALE, description="language model")
+    audio: float | None = Field(**_SCALE, description="audio encoder, on models with one")
+    cross_attention: float | None = Field(**_SCALE, description="cross-attention layers, on models with them")
+
+    def scale(self, component: str, role: str | None = None) -> float:
+        """The multiplier of a parameter of ``component`` (and ``role``)."""
+        value = getattr(self, component, None) if component in ("vision", "projector", "language", "audio") else None
+        out = 1.0 if value is None else value
+        if role == "cross_attention" and self.cross_attention is not None:
+            out *= self.cross_attention
+        return out
+
+
 MAX_PATTERN_LENGTH = 2000
 
 
@@ -237,6 +261,16 @@ class VisionLoRASpec(BaseModel):
         description="modules trained in full besides the projector (lm_head, embed_tokens when you add tokens): "
         "full dotted names or full-name regular expressions (fullmatch); a plain name without dots (lm_head) "
         "also matches the modules it ends; each must match, and none may be or hold a LoRA target",
+    )
+
+    lr_scale: LearningRateScales = Field(
+        default_factory=LearningRateScales,
+        description="learning rate multipliers per component (and for cross-attention), used by param_groups",
+    )
+    loraplus_lr_ratio: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="LoRA+: lora_B trains at this multiple of its group's learning rate (the paper suggests 16); "
+        "used by param_groups",
     )
 
     architecture: str | None = Field(
