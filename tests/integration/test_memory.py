@@ -1,4 +1,5 @@
-"""docs/memory.md stays true: the share table is regenerated, and the training demo runs (1 and 2 processes)."""
+"""docs/memory.md and docs/training.md stay true: the share table is regenerated, the training demo runs (1 and 2
+processes, DDP), and the FSDP2 demo matches one process."""
 
 from __future__ import annotations
 
@@ -50,6 +51,19 @@ def test_training_demo_on_two_processes_with_ddp():
                "--preset", "vqa", "--preset", "ocr")
     assert re.search(r"^vqa .* 2$", out, re.M) and re.search(r"^ocr .* 2$", out, re.M)
     assert "state bytes = the plan's estimate" in out
+
+
+def test_fsdp2_on_two_processes_saves_the_single_process_adapter(tmp_path):
+    """examples/train_fsdp.py: FSDP2 (fully_shard, gloo) with LoRA adapters and the projector in full, sharded;
+    only planned parameters change, and the adapter equals one process's on the same examples."""
+    out = _run("-m", "torch.distributed.run", "--nproc_per_node", "2", str(ROOT / "examples" / "train_fsdp.py"),
+               "--steps", "3", "--out", str(tmp_path))
+    assert re.search(r"sharded: (\d+) of the \1 trainable tensors", out), out
+    worst = float(re.search(r"largest difference from one process: (\S+)", out).group(1))
+    assert worst <= 1e-4
+    assert out.rstrip().endswith("the sharded run saved the single-process adapter")
+    assert (tmp_path / "fsdp" / "adapter_model.safetensors").exists()
+    assert (tmp_path / "single" / "adapter_model.safetensors").exists()
 
 
 def test_a_third_party_plugin_installed_beside_ours_does_not_make_the_pages_stale(tmp_path, monkeypatch):
