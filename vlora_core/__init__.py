@@ -4,14 +4,16 @@ The public API is everything in ``__all__``; plugins and users import only from 
 
 The modules below form layers, each importing only from lower ones: diagnostics, versions → errors →
 vocabulary, patterns → architecture, spec → layouts, hookspecs → plugins → modeltree → report → plan →
-resolve → apply, lock, shares, training → validate, testing → cli. docs/how-it-works.md ("The module map") gives
-each module's job; tests/test_layers.py holds the package to it.
+resolve → apply, lock, shares, training, adapters → validate, testing → cli. docs/how-it-works.md ("The
+module map") gives each module's job; tests/test_layers.py holds the package to it.
 """
 
+from .adapters import AdaptedModule, Adapter, read_adapter
 from .apply import apply
 from .architecture import ArchitectureSpec, Component, ReferenceModel, UnusedLayers
 from .diagnostics import Diagnostic, Location
 from .errors import (
+    AdapterError,
     ComponentOverlapError,
     EmptySelectionError,
     LayerSelectionError,
@@ -71,6 +73,9 @@ __all__ = [
     "VISION_TOWER_LAYOUTS",
     "VISION_TOWER_PREFIXES",
     "VISION_TOWER_ROLES",
+    "AdaptedModule",
+    "Adapter",
+    "AdapterError",
     "ArchitectureSpec",
     "Component",
     "ComponentOverlapError",
@@ -123,6 +128,7 @@ __all__ = [
     "make_lock",
     "module_tree",
     "param_groups",
+    "read_adapter",
     "read_lock",
     "resolve",
     "tree_from_module",

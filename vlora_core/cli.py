@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import errors
+from .adapters import read_adapter
 from .coverage import coverage_rows, render_coverage
 from .diagnostics import DOC_PAGES
 from .errors import UsageError, VloraError
@@ -37,6 +38,7 @@ EXIT_CODES = f"""exit codes:
   {errors.EXIT_RESOLUTION}  resolution failure (spec and model do not fit together)
   {errors.EXIT_PLUGIN}  plugin failure (failed to load, invalid, conflicting, or --require-plugins unmet)
   {errors.EXIT_LOCK}  lock mismatch (the plan differs from its lock file)
+  {errors.EXIT_ADAPTER}  adapter files invalid (no adapter, damaged weights, a config that disagrees with them)
 """
 
 MODEL_HELP = (
@@ -156,6 +158,22 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of spec files (for editors and CI)",
                    description="Print the JSON Schema of the spec file format.")
+
+    ad = sub.add_parser("adapter", help="adapters already on disk (PEFT's format): inspect",
+                        description="Adapters already on disk, whatever trained them (PEFT, Unsloth, LLaMA-Factory "
+                        "and ms-swift all save PEFT's format).", epilog=EXIT_CODES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    adapter_sub = ad.add_subparsers(dest="adapter_command", metavar="COMMAND", required=True)
+    ai = adapter_sub.add_parser("inspect", help="what an adapter covers, from its files alone",
+                                description="Read DIR's adapter_config.json and the tensor names and shapes of its "
+                                "weights (adapter_model.safetensors; a .bin only with torch.load(weights_only=True)), "
+                                "check that they agree, and show what the adapter covers per component and role: "
+                                "layers, rank and alpha, modules saved in full, target_parameters, the installed "
+                                "plugin whose patterns place its modules, and the total parameters. No base model "
+                                "is needed. Exit 7 when the folder is no adapter or its files are damaged or "
+                                "disagree.", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ai.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
+    ai.add_argument("--json", action="store_true", help="print as JSON")
 
     mo = sub.add_parser("models", help="list bundled reference configs usable as --model",
                         description="List the reference configs bundled by installed plugins (config.json data of "
@@ -303,6 +321,15 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def _cmd_adapter(args: argparse.Namespace) -> int:
+    adapter = read_adapter(args.adapter, default_registry())
+    if args.json:
+        print(json.dumps(adapter.to_dict(), indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(adapter.table())
+    return errors.EXIT_OK
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     refs = default_registry().references()
     if args.json:
@@ -332,6 +359,7 @@ COMMANDS = {
     "coverage": _cmd_coverage,
     "scaffold": _cmd_scaffold,
     "models": _cmd_models,
+    "adapter": _cmd_adapter,
 }
 
 

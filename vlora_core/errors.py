@@ -12,6 +12,7 @@ code   meaning
 4      resolution failure (spec and model do not fit together)
 5      plugin failure (a plugin failed to load, is invalid, or conflicts)
 6      lock mismatch (``vlora validate`` found a plan that differs from its lock file)
+7      adapter files invalid (not an adapter, damaged weights, a config that disagrees with them)
 =====  ==========================================================
 """
 
@@ -28,6 +29,7 @@ EXIT_SPEC = 3
 EXIT_RESOLUTION = 4
 EXIT_PLUGIN = 5
 EXIT_LOCK = 6
+EXIT_ADAPTER = 7
 
 
 class VloraError(Exception):
@@ -192,3 +194,12 @@ class LockMismatchError(VloraError):
     """A resolved plan differs from its lock file."""
 
     exit_code = EXIT_LOCK
+
+
+# --- adapters on disk --------------------------------------------------------------------------------
+
+
+class AdapterError(VloraError):
+    """An adapter folder that cannot be read as a PEFT LoRA adapter, or whose config and weights disagree."""
+
+    exit_code = EXIT_ADAPTER

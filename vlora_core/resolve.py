@@ -561,7 +561,8 @@ class Resolution:
                 raise ComponentOverlapError(
                     f"pattern {pattern!r} matches {entry.name}, which lies in no component",
                     where=where,
-                    hint="extra targets must lie inside a component's layers or projector; narrow the pattern",
+                    hint="extra targets must lie inside a component's layers or projector; narrow the pattern, or "
+                    "train the module in full with modules_to_save",
                 )
             if entry.kind is None:
                 raise UnsupportedModuleTypeError(

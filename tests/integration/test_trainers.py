@@ -77,14 +77,16 @@ def test_sft_trainer_with_the_model_from_apply(tmp_path, checkpointing):
     model = tiny_model("qwen2_vl")
     peft_model = apply(model, SPEC)
     plan = peft_model.vlora_plan
+    optimizer = torch.optim.AdamW(param_groups(peft_model, lr=1e-2, lr_scale={"vision": 0.5}))
     trainer = trl.SFTTrainer(model=peft_model, args=args(tmp_path, gradient_checkpointing=checkpointing),
                              train_dataset=ROWS, data_collator=ImageBatches(model.config),
-                             processing_class=tokenizer())
+                             processing_class=tokenizer(), optimizers=(optimizer, None))
     changed, trainable = train(trainer, peft_model)
     assert any(getattr(m, "gradient_checkpointing", False) for m in peft_model.modules()) == checkpointing
     assert changed <= trainable
     assert moved(changed) == {t.name for t in plan.targets}  # every adapter learned, checkpointing or not
     assert any("lm_head.modules_to_save" in n for n in changed)
+    assert {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}["vision"] == pytest.approx(5e-3)
 
 
 def test_sft_trainer_with_the_plan_as_peft_config(tmp_path):
