@@ -8,7 +8,7 @@ resolve → apply, lock, shares, training, adapters → validate, testing → cl
 module map") gives each module's job; tests/test_layers.py holds the package to it.
 """
 
-from .adapters import AdaptedModule, Adapter, read_adapter
+from .adapters import AdaptedModule, Adapter, AdapterCheck, check_adapter, migrate_adapter, read_adapter
 from .apply import apply
 from .architecture import ArchitectureSpec, Component, ReferenceModel, UnusedLayers
 from .diagnostics import Diagnostic, Location
@@ -75,6 +75,7 @@ __all__ = [
     "VISION_TOWER_ROLES",
     "AdaptedModule",
     "Adapter",
+    "AdapterCheck",
     "AdapterError",
     "ArchitectureSpec",
     "Component",
@@ -119,6 +120,7 @@ __all__ = [
     "VloraError",
     "any_of",
     "apply",
+    "check_adapter",
     "default_registry",
     "diff_lock",
     "first_unused_layer",
@@ -126,6 +128,7 @@ __all__ = [
     "layers_of",
     "load_spec",
     "make_lock",
+    "migrate_adapter",
     "module_tree",
     "param_groups",
     "read_adapter",

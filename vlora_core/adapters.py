@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ class Adapter:
     modules: tuple[AdaptedModule, ...]
     architecture: str | None  # the architecture that places the most modules (None: none places any)
     plugin: str | None
+    spec: ArchitectureSpec | None = field(default=None, compare=False, repr=False)  # that architecture
 
     @property
     def total_params(self) -> int:
@@ -158,7 +159,7 @@ def read_adapter(path: str | Path, registry: Registry) -> Adapter:
     modules.sort(key=lambda m: (group_order(m.component or "~", m.role or "~"), m.stack or "",
                                 -1 if m.layer is None else m.layer, m.name))
     return Adapter(path=short_path(str(folder)), weights_file=weights_file, config=config, tensors=tensors,
-                   modules=tuple(modules), architecture=arch.name if arch else None, plugin=plugin)
+                   modules=tuple(modules), architecture=arch.name if arch else None, plugin=plugin, spec=arch)
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
@@ -338,10 +339,250 @@ def _placed(m: AdaptedModule, arch: ArchitectureSpec) -> AdaptedModule:
     if where is None:
         return m
     component, role, layer, stack, leaf = where
-    from dataclasses import replace
-
     return replace(m, component=component, role=role if m.kind == "lora" else None, layer=layer, stack=stack,
                    leaf=leaf)
 
 
 __all__ = ["AdaptedModule", "Adapter", "read_adapter"]
+
+
+# --- would it load? -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdapterCheck:
+    """Whether an adapter loads completely into a model: what PEFT would leave out or get wrong."""
+
+    adapter: Adapter
+    model: str
+    unmatched: tuple[AdaptedModule, ...]  # modules of the adapter the model does not have: their weights are lost
+    untrained: tuple[str, ...]  # modules the config targets in this model with no weights in the adapter
+    mismatched: tuple[tuple[AdaptedModule, str], ...]  # present, but the shapes do not fit: (module, why)
+    migratable: bool = False  # every unmatched module has a counterpart here (vlora adapter migrate)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.unmatched or self.untrained or self.mismatched)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"adapter": self.adapter.path, "model": self.model, "ok": self.ok, "migratable": self.migratable,
+                "unmatched": [m.name for m in self.unmatched], "untrained": list(self.untrained),
+                "mismatched": [{"name": m.name, "problem": why} for m, why in self.mismatched]}
+
+    def report(self) -> str:
+        lines = [f"{self.adapter.path} on {self.model}: "
+                 + ("every tensor of the adapter loads, and every targeted module gets its weights" if self.ok
+                    else "the adapter would NOT load completely")]
+        if self.unmatched:
+            lines.append(f"{len(self.unmatched)} adapted modules are not in this model (their weights would be "
+                         "dropped):")
+            lines += _grouped(self.unmatched)
+        if self.untrained:
+            lines.append(f"{len(self.untrained)} modules this model would give an adapter get no weights from the "
+                         "file (they would stay untrained):")
+            placed = [AdaptedModule(name=n, kind="lora", params=0, component=_component_of(self.adapter.spec, n))
+                      for n in self.untrained]
+            lines += _grouped(tuple(placed))
+        if self.mismatched:
+            lines.append(f"{len(self.mismatched)} modules do not fit their weights:")
+            lines += [f"  {m.name}: {why}" for m, why in self.mismatched[:8]]
+        if self.migratable:
+            lines.append(f"every one of the {len(self.unmatched)} has a counterpart in this model (the names are of "
+                         "another layout): `vlora adapter migrate DIR --model REF -o OUT` rewrites the adapter for it")
+        return "\n".join(lines) + "\n"
+
+
+def _component_of(arch: ArchitectureSpec | None, name: str) -> str | None:
+    where = _place(arch, name) if arch is not None else None
+    return where[0] if where else None
+
+
+def _grouped(modules: tuple[AdaptedModule, ...]) -> list[str]:
+    groups: dict[str, list[AdaptedModule]] = {}
+    for m in modules:
+        groups.setdefault(m.component or ("(outside)" if m.kind == "full" else "(unplaced)"), []).append(m)
+    out = []
+    for component, ms in groups.items():
+        example = ", ".join(m.name for m in ms[:2]) + (", ..." if len(ms) > 2 else "")
+        out.append(f"  {component}: {len(ms)} ({example})")
+    return out
+
+
+def _config_targets(config: dict[str, Any], names: list[str]) -> set[str]:
+    """The module names PEFT's target_modules (a regex, or a list of names / suffixes) picks among ``names``."""
+    targets = config.get("target_modules")
+    if isinstance(targets, str):
+        try:
+            rx = re.compile(targets)
+        except re.error:
+            return set()
+        return {n for n in names if rx.fullmatch(n)}
+    if isinstance(targets, list):
+        wanted = [t for t in targets if isinstance(t, str)]
+        return {n for n in names if any(n == t or n.endswith("." + t) for t in wanted)}
+    return set()
+
+
+def check_adapter(adapter: Adapter, tree: Any) -> AdapterCheck:
+    """Check ``adapter`` against a module tree (``module_tree(model_or_ref, registry)``) as PEFT would load it."""
+    entries = {e.name: e for e in tree.entries}
+    unmatched, mismatched = [], []
+    for m in adapter.modules:
+        entry = entries.get(m.name)
+        if entry is None:
+            unmatched.append(m)
+        elif m.kind == "lora" and (entry.in_features, entry.out_features) != (m.in_features, m.out_features) \
+                and entry.kind is not None:
+            mismatched.append((m, f"the adapter is {m.in_features} -> {m.out_features}, the module "
+                                  f"{entry.in_features} -> {entry.out_features}"))
+        elif m.kind == "full" and tree.subtree_params(m.name) not in (m.params, 0):
+            mismatched.append((m, f"the adapter saves {m.params:,} values, the module has "
+                                  f"{tree.subtree_params(m.name):,}"))
+    wrappable = [e.name for e in tree.entries if e.kind is not None]
+    have = {m.name for m in adapter.modules}
+    untrained = [n for n in wrappable if n in _config_targets(adapter.config, wrappable) - have]  # model order
+    migratable = False
+    if unmatched:
+        try:
+            mapping = migration_map(adapter, tree)
+            migratable = all(mapping[m.name] != m.name for m in unmatched)
+        except AdapterError:
+            migratable = False
+    return AdapterCheck(adapter=adapter, model=tree.source, unmatched=tuple(unmatched), untrained=tuple(untrained),
+                        mismatched=tuple(mismatched), migratable=migratable)
+
+
+
+
+# --- migrate --------------------------------------------------------------------------------------
+
+
+def _identity(arch: ArchitectureSpec | None, name: str) -> tuple[Any, ...] | None:
+    """A module's logical identity under an architecture: (component, stack, layer, leaf); None if unplaced."""
+    where = _place(arch, name) if arch is not None else None
+    return None if where is None else (where[0], where[3], where[2], where[4])
+
+
+def migration_map(adapter: Adapter, tree: Any) -> dict[str, str]:
+    """Old module name -> the name of the same module in ``tree``, through the logical identity (component,
+    stack, layer, leaf); modules outside every component (lm_head) by their last name part and size. Refuses,
+    naming them, the modules it cannot map (it never drops one)."""
+    arch = adapter.spec
+    names = [e.name for e in tree.entries if e.name]
+    present = set(names)
+    by_identity: dict[tuple[Any, ...], list[str]] = {}
+    for n in names:
+        key = _identity(arch, n)
+        if key is not None:
+            by_identity.setdefault(key, []).append(n)
+    mapping, lost = {}, []
+    for m in adapter.modules:
+        if m.name in present:
+            mapping[m.name] = m.name
+            continue
+        key = _identity(arch, m.name)
+        found = by_identity.get(key, []) if key is not None else []
+        if key is None or (m.kind == "full" and len(found) != 1):
+            last = m.name.rpartition(".")[2]
+            found = [n for n in names if n.rpartition(".")[2] == last and tree.subtree_params(n) == m.params]
+        if len(found) == 1:
+            mapping[m.name] = found[0]
+        else:
+            lost.append(m.name)
+    if lost:
+        raise AdapterError(
+            f"{len(lost)} adapted modules have no counterpart in {tree.source}: " + ", ".join(lost[:4])
+            + (f" and {len(lost) - 4} more" if len(lost) > 4 else ""),
+            where=Location(file=adapter.path),
+            hint="nothing was written; check that the adapter was trained on this model family (vlora adapter "
+            "inspect shows where its modules are)",
+        )
+    return mapping
+
+
+def _exact(names: list[str]) -> str:
+    return "^(?:" + "|".join(re.escape(n) for n in sorted(names)) + ")$"
+
+
+def migrate_adapter(adapter: Adapter, tree: Any, out: str | Path) -> Path:
+    """Write ``adapter`` for the layout of ``tree`` into the new folder ``out`` (atomically: a temporary
+    folder beside it, renamed at the end): tensor keys and adapter_config.json (target_modules, rank and
+    alpha patterns, modules_to_save, target_parameters) rewritten through each module's logical identity.
+    The adapter's own folder is never touched."""
+    import os
+    import shutil
+    import tempfile
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        from .errors import UsageError
+
+        raise UsageError(f"{short_path(str(out))} exists and is not an empty folder", hint="migrate into a new folder")
+    mapping = migration_map(adapter, tree)
+    source = Path(adapter.path)
+    tensors = _load_tensors(source / adapter.weights_file)
+    renamed = {}
+    for key, value in tensors.items():
+        inner = key.removeprefix(_PREFIX)
+        module = next((m for m in sorted(mapping, key=len, reverse=True)
+                       if inner == m or inner.startswith(m + ".")), None)
+        if module is None:
+            raise AdapterError(f"internal error: tensor {key} belongs to no adapted module", where=Location(
+                file=adapter.path), hint="please report this with `vlora adapter inspect --json` output")
+        renamed[_PREFIX + mapping[module] + inner[len(module):]] = value
+    config = dict(adapter.config)
+    lora = [m for m in adapter.modules if m.kind == "lora"]
+    new_names = [mapping[m.name] for m in lora]
+    names = [e.name for e in tree.entries if e.kind is not None]
+    if not (isinstance(config.get("target_modules"), list)
+            and _config_targets(config, names) == set(new_names)):  # a suffix list that still fits stays
+        config["target_modules"] = _exact(new_names) if new_names else config.get("target_modules")
+    r, alpha = config.get("r", 8), config.get("lora_alpha", 8)
+    config["rank_pattern"] = _patterns({mapping[m.name]: m.r for m in lora if m.r != r})
+    config["alpha_pattern"] = _patterns({mapping[m.name]: m.lora_alpha for m in lora if m.lora_alpha != alpha})
+    if config.get("modules_to_save"):
+        config["modules_to_save"] = [mapping[m.name] for m in adapter.modules if m.kind == "full"]
+    if config.get("target_parameters"):
+        config["target_parameters"] = [_remap_param(p, mapping) for p in config["target_parameters"]]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        from safetensors.torch import save_file
+
+        (work / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        save_file({k: v.contiguous() for k, v in renamed.items()}, str(work / SAFETENSORS_FILE),
+                  metadata={"format": "pt"})
+        if out.exists():
+            out.rmdir()
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out
+
+
+def _patterns(values: dict[str, Any]) -> dict[str, Any]:
+    """One exact-name regex per distinct value (PEFT's first matching key wins, and few keys stay fast)."""
+    by_value: dict[Any, list[str]] = {}
+    for name, value in values.items():
+        by_value.setdefault(value, []).append(name)
+    return {"(?:" + "|".join(re.escape(n) for n in sorted(ns)) + ")": v for v, ns in by_value.items()}
+
+
+def _remap_param(param: str, mapping: dict[str, str]) -> str:
+    module, _, leaf = param.rpartition(".")
+    return f"{mapping[module]}.{leaf}" if module in mapping else param
+
+
+def _load_tensors(path: Path) -> dict[str, Any]:
+    if path.name == SAFETENSORS_FILE:
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+__all__ = ["AdaptedModule", "Adapter", "AdapterCheck", "check_adapter", "migrate_adapter", "migration_map",
+           "read_adapter"]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import errors
-from .adapters import read_adapter
+from .adapters import check_adapter, migrate_adapter, read_adapter
 from .coverage import coverage_rows, render_coverage
 from .diagnostics import DOC_PAGES
 from .errors import UsageError, VloraError
@@ -39,6 +39,7 @@ EXIT_CODES = f"""exit codes:
   {errors.EXIT_PLUGIN}  plugin failure (failed to load, invalid, conflicting, or --require-plugins unmet)
   {errors.EXIT_LOCK}  lock mismatch (the plan differs from its lock file)
   {errors.EXIT_ADAPTER}  adapter files invalid (no adapter, damaged weights, a config that disagrees with them)
+  {errors.EXIT_ADAPTER_MISFIT}  the adapter would not load completely into the model (vlora adapter check)
 """
 
 MODEL_HELP = (
@@ -159,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the JSON Schema of spec files (for editors and CI)",
                    description="Print the JSON Schema of the spec file format.")
 
-    ad = sub.add_parser("adapter", help="adapters already on disk (PEFT's format): inspect",
+    ad = sub.add_parser("adapter", help="adapters already on disk (PEFT's format): inspect, check, migrate",
                         description="Adapters already on disk, whatever trained them (PEFT, Unsloth, LLaMA-Factory "
                         "and ms-swift all save PEFT's format).", epilog=EXIT_CODES,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -174,6 +175,26 @@ def _parser() -> argparse.ArgumentParser:
                                 "disagree.", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ai.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
     ai.add_argument("--json", action="store_true", help="print as JSON")
+    ac = adapter_sub.add_parser("check", help="would the adapter load completely into this model?",
+                                description="Check DIR against the model REF under the installed transformers, as "
+                                "PEFT would load it: adapted modules the model does not have (their weights would be "
+                                "dropped, often because the adapter was saved under another transformers layout), "
+                                "modules the adapter's config targets that would get no weights (they would stay "
+                                "untrained), and shapes that do not fit. Exit 0 when everything loads, 8 otherwise.",
+                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ac.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
+    ac.add_argument("--model", "-m", metavar="REF", required=True, help=MODEL_HELP.split(". Default")[0])
+    ac.add_argument("--json", action="store_true", help="print as JSON")
+    am = adapter_sub.add_parser("migrate", help="rewrite an adapter for this model's layout",
+                                description="Rewrite DIR for the module names of REF under the installed "
+                                "transformers: every tensor key and adapter_config.json (target_modules, rank and "
+                                "alpha patterns, modules_to_save, target_parameters), through each module's logical "
+                                "identity (component, layer, leaf). Modules it cannot map are refused by name, never "
+                                "dropped. OUT is written atomically; DIR is never modified.",
+                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    am.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
+    am.add_argument("--model", "-m", metavar="REF", required=True, help=MODEL_HELP.split(". Default")[0])
+    am.add_argument("--output", "-o", metavar="OUT", required=True, help="the folder to write (new or empty)")
 
     mo = sub.add_parser("models", help="list bundled reference configs usable as --model",
                         description="List the reference configs bundled by installed plugins (config.json data of "
@@ -322,7 +343,24 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_adapter(args: argparse.Namespace) -> int:
-    adapter = read_adapter(args.adapter, default_registry())
+    registry = default_registry()
+    adapter = read_adapter(args.adapter, registry)
+    if args.adapter_command == "migrate":
+        tree = module_tree(args.model, registry, label=args.model)
+        written = migrate_adapter(adapter, tree, args.output)
+        result = check_adapter(read_adapter(written, registry), tree)
+        print(f"wrote {written}: {len(adapter.modules)} modules for the layout of {args.model}"
+              + ("" if result.ok else "; but it still would not load completely:"))
+        if not result.ok:
+            sys.stdout.write(result.report())
+        return errors.EXIT_OK if result.ok else errors.EXIT_ADAPTER_MISFIT
+    if args.adapter_command == "check":
+        result = check_adapter(adapter, module_tree(args.model, registry, label=args.model))
+        if args.json:
+            print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        else:
+            sys.stdout.write(result.report())
+        return errors.EXIT_OK if result.ok else errors.EXIT_ADAPTER_MISFIT
     if args.json:
         print(json.dumps(adapter.to_dict(), indent=2, sort_keys=True))
     else:

@@ -13,6 +13,7 @@ code   meaning
 5      plugin failure (a plugin failed to load, is invalid, or conflicts)
 6      lock mismatch (``vlora validate`` found a plan that differs from its lock file)
 7      adapter files invalid (not an adapter, damaged weights, a config that disagrees with them)
+8      adapter does not fit the model (``vlora adapter check``: it would not load completely)
 =====  ==========================================================
 """
 
@@ -30,6 +31,7 @@ EXIT_RESOLUTION = 4
 EXIT_PLUGIN = 5
 EXIT_LOCK = 6
 EXIT_ADAPTER = 7
+EXIT_ADAPTER_MISFIT = 8
 
 
 class VloraError(Exception):

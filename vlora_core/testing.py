@@ -79,6 +79,18 @@ class _Relayout(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self._original(*args, **kwargs)
 
+    def __getattr__(self, name: str) -> Any:
+        """What the model class provides (``base_model_prefix``, ``get_input_embeddings``, ...) comes from the
+        original model, so libraries that read it (PEFT) see the same model under the new names."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            original = self.__dict__.get("_original")
+            value = getattr(original, name) if original is not None else None
+            if value is None or isinstance(value, nn.Module | nn.Parameter):  # modules only under the new names
+                raise
+            return value
+
 
 def relayout(model: nn.Module, names: Mapping[str, str]) -> nn.Module:
     """The same model under another transformers layout's module names.

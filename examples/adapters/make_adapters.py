@@ -2,7 +2,8 @@
 
 * llava-q-v: an adapter made outside vlora with PEFT's own hand-written target list ``["q_proj", "v_proj"]``
   on a tiny LLaVA, the way many recipes do it; on LLaVA those names also hit the vision tower, which
-  ``vlora adapter inspect`` shows.
+  ``vlora adapter inspect`` shows;
+* tiny-llava: the config.json of the model it was trained on, for ``vlora adapter check``.
 
     python examples/adapters/make_adapters.py
 """
@@ -29,7 +30,9 @@ def tiny_llava() -> LlavaForConditionalGeneration:
 
 
 def main() -> None:
-    model = get_peft_model(tiny_llava(), LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    base = tiny_llava()
+    base.config.save_pretrained(HERE / "tiny-llava")  # the model it was trained on, config only
+    model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
     model.save_pretrained(HERE / "llava-q-v")
     (HERE / "llava-q-v" / "README.md").unlink()  # PEFT's model card template
     print(f"wrote {HERE / 'llava-q-v'}")
