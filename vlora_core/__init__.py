@@ -8,7 +8,16 @@ resolve → apply, lock, shares, training, adapters → validate, testing → cl
 module map") gives each module's job; tests/test_layers.py holds the package to it.
 """
 
-from .adapters import AdaptedModule, Adapter, AdapterCheck, check_adapter, migrate_adapter, read_adapter
+from .adapters import (
+    AdaptedModule,
+    Adapter,
+    AdapterCheck,
+    AdapterSpec,
+    check_adapter,
+    migrate_adapter,
+    read_adapter,
+    spec_for_adapter,
+)
 from .apply import apply
 from .architecture import ArchitectureSpec, Component, ReferenceModel, UnusedLayers
 from .diagnostics import Diagnostic, Location
@@ -77,6 +86,7 @@ __all__ = [
     "Adapter",
     "AdapterCheck",
     "AdapterError",
+    "AdapterSpec",
     "ArchitectureSpec",
     "Component",
     "ComponentOverlapError",
@@ -134,6 +144,7 @@ __all__ = [
     "read_adapter",
     "read_lock",
     "resolve",
+    "spec_for_adapter",
     "tree_from_module",
     "unused_after_feature_layer",
     "vision_tower_components",

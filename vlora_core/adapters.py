@@ -46,6 +46,7 @@ class AdaptedModule:
     layer: int | None = None
     stack: str | None = None
     leaf: str = ""
+    owner: str = ""  # for an adapted parameter (target_parameters): the module its tensors are saved under
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("name", "kind", "params", "r", "lora_alpha", "in_features",
@@ -260,20 +261,29 @@ def _modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder
     saved = list(config.get("modules_to_save") or [])
     full: dict[str, int] = {}
     for key, shape in rest.items():
-        module = key.rpartition(".")[0]
-        owner = next((s for s in saved if module.endswith(s)), None)
-        if owner is None:
+        parts = key.split(".")[:-1]
+        # the saved module (PEFT matches modules_to_save by the end of the name) that holds this tensor
+        module = next((p for p in (".".join(parts[:cut]) for cut in range(len(parts), 0, -1))
+                       if any(p.endswith(s) for s in saved)), None)
+        if module is None:
             raise AdapterError(f"the weights hold {key}, which is neither a LoRA weight nor part of a module the "
                                "config saves in full (modules_to_save)", where=where,
                                hint="the config belongs to another adapter; keep each config with its weights")
         full[module] = full.get(module, 0) + _prod(shape)
-    missing = [s for s in saved if not any(m.endswith(s) for m in full)]
+    missing = [entry for entry in saved if not any(m.endswith(entry) for m in full)]
     if missing and not parts and not full:
         raise AdapterError("the weights file holds no tensor vlora recognises", where=where)
     if missing:
         raise AdapterError(f"adapter_config.json saves {', '.join(missing)} in full (modules_to_save), and the "
                            "weights hold none of it", where=where,
                            hint="the weights file is incomplete or belongs to another adapter")
+    # an adapted parameter (PEFT's target_parameters) is saved under the module that holds it
+    params_of: dict[str, list[str]] = {}
+    for param in config.get("target_parameters") or []:
+        if isinstance(param, str):
+            params_of.setdefault(param.rpartition(".")[0], []).append(param)
+    out = [replace(m, name=params_of[m.name][0], owner=m.name) if len(params_of.get(m.name, ())) == 1 else m
+           for m in out]
     out += [AdaptedModule(name=n, kind="full", params=p) for n, p in full.items()]
     if not out:
         raise AdapterError("the weights file holds no tensor", where=Location(file=short_path(str(folder))))
@@ -429,6 +439,10 @@ def check_adapter(adapter: Adapter, tree: Any) -> AdapterCheck:
     unmatched, mismatched = [], []
     for m in adapter.modules:
         entry = entries.get(m.name)
+        if m.owner:  # an adapted parameter
+            if tree.param_shape(m.name) is None:
+                unmatched.append(m)
+            continue
         if entry is None:
             unmatched.append(m)
         elif m.kind == "lora" and (entry.in_features, entry.out_features) != (m.in_features, m.out_features) \
@@ -468,7 +482,7 @@ def migration_map(adapter: Adapter, tree: Any) -> dict[str, str]:
     stack, layer, leaf); modules outside every component (lm_head) by their last name part and size. Refuses,
     naming them, the modules it cannot map (it never drops one)."""
     arch = adapter.spec
-    names = [e.name for e in tree.entries if e.name]
+    names = [e.name for e in tree.entries if e.name] + [p for p, _ in tree.params]  # parameters: target_parameters
     present = set(names)
     by_identity: dict[tuple[Any, ...], list[str]] = {}
     for n in names:
@@ -521,18 +535,21 @@ def migrate_adapter(adapter: Adapter, tree: Any, out: str | Path) -> Path:
     mapping = migration_map(adapter, tree)
     source = Path(adapter.path)
     tensors = _load_tensors(source / adapter.weights_file)
+    # the name each module's tensors are saved under, old -> new (a parameter's: its module's)
+    prefixes = {(m.owner or m.name): (mapping[m.name].rpartition(".")[0] if m.owner else mapping[m.name])
+                for m in adapter.modules}
     renamed = {}
     for key, value in tensors.items():
         inner = key.removeprefix(_PREFIX)
-        module = next((m for m in sorted(mapping, key=len, reverse=True)
+        module = next((m for m in sorted(prefixes, key=len, reverse=True)
                        if inner == m or inner.startswith(m + ".")), None)
         if module is None:
             raise AdapterError(f"internal error: tensor {key} belongs to no adapted module", where=Location(
                 file=adapter.path), hint="please report this with `vlora adapter inspect --json` output")
-        renamed[_PREFIX + mapping[module] + inner[len(module):]] = value
+        renamed[_PREFIX + prefixes[module] + inner[len(module):]] = value
     config = dict(adapter.config)
     lora = [m for m in adapter.modules if m.kind == "lora"]
-    new_names = [mapping[m.name] for m in lora]
+    new_names = [mapping[m.name] for m in lora if not m.owner]
     names = [e.name for e in tree.entries if e.kind is not None]
     if not (isinstance(config.get("target_modules"), list)
             and _config_targets(config, names) == set(new_names)):  # a suffix list that still fits stays
@@ -584,5 +601,132 @@ def _load_tensors(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-__all__ = ["AdaptedModule", "Adapter", "AdapterCheck", "check_adapter", "migrate_adapter", "migration_map",
-           "read_adapter"]
+
+
+# --- the spec that reproduces an adapter ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """The spec (as spec-file data) whose plan reproduces an adapter's targets on a model, and what it cannot
+    express (LoRA modules outside every component)."""
+
+    data: dict[str, Any]
+    unexpressed: tuple[str, ...]
+    plan: Any  # the TargetPlan the spec gives
+
+    def to_yaml(self, source: str) -> str:
+        import yaml
+
+        head = [f"# the spec whose plan reproduces the adapter {source} (vlora adapter spec)"]
+        if self.unexpressed:
+            head.append(f"# it cannot express {len(self.unexpressed)} adapted modules outside every component: "
+                        + ", ".join(self.unexpressed[:4]) + (" ..." if len(self.unexpressed) > 4 else ""))
+        return "\n".join(head) + "\n" + yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True)
+
+
+def _layers_value(layers: list[int], count: int) -> Any:
+    """A layer selection in the spec's words: None (all), {first: N}, {last: N} or the list."""
+    chosen = sorted(set(layers))
+    if chosen == list(range(count)):
+        return None
+    if chosen == list(range(len(chosen))):
+        return {"first": len(chosen)}
+    if chosen == list(range(count - len(chosen), count)):
+        return {"last": len(chosen)}
+    return chosen
+
+
+def spec_for_adapter(adapter: Adapter, tree: Any, registry: Registry, *, model: str | None = None) -> AdapterSpec:
+    """The spec whose plan on ``tree`` has exactly the adapter's targets (through each module's logical
+    identity, so an adapter of an older layout works too), with ranks, alphas, layers, the projector mode
+    and the modules saved in full; leaves a component's roles do not cover are added with
+    ``target_modules_extra`` and planned targets the adapter lacks removed with ``exclude_modules``."""
+    from collections import Counter
+
+    from .patterns import names_regex
+    from .resolve import resolve
+
+    if adapter.spec is None:
+        raise AdapterError("no installed plugin places the adapter's modules, so no spec can describe them",
+                           where=Location(file=adapter.path), hint="install the plugin of the adapter's model family")
+    arch = adapter.spec
+    mapping = migration_map(adapter, tree)
+    lora = {mapping[m.name]: m for m in adapter.modules if m.kind == "lora"}
+    saved = [mapping[m.name] for m in adapter.modules if m.kind == "full"]
+    where = {n: _place(arch, n) for n in lora}
+    config = adapter.config
+    data: dict[str, Any] = {}
+    if model:
+        data["model"] = model
+    components = {w[0] for w in where.values() if w}
+    roles = {w[1] for w in where.values() if w and w[1]}
+    names = {c.name for c in arch.components}
+    data["finetune_vision_layers"] = "vision" in components
+    data["finetune_language_layers"] = "language" in components
+    if "audio" in names:
+        data["finetune_audio_layers"] = "audio" in components
+    data["finetune_attention_modules"] = "attention" in roles
+    data["finetune_mlp_modules"] = "mlp" in roles
+    if any("cross_attention" in c.roles for c in arch.components):
+        data["finetune_cross_attention"] = "cross_attention" in roles
+    projector_full = [n for n in saved if (_place(arch, n) or ("",))[0] == "projector" and not _place(arch, n)[4]]
+    data["finetune_projector"] = "lora" if "projector" in components else "full" if projector_full else "frozen"
+    saved = [n for n in saved if n not in projector_full]
+    ranks = Counter(m.r for m in lora.values())
+    alphas = Counter(m.lora_alpha for m in lora.values())
+    # the config's own r and alpha where its modules have them, else the commonest
+    r = config.get("r") if config.get("r") in ranks or not ranks else ranks.most_common(1)[0][0]
+    alpha = (float(config["lora_alpha"]) if config.get("lora_alpha") in alphas or not alphas
+             else alphas.most_common(1)[0][0])
+    data["r"], data["lora_alpha"] = r, alpha
+    for key in ("lora_dropout", "bias", "use_rslora", "use_dora"):
+        if key in config and config[key] is not None:
+            data[key] = config[key]
+    counts = resolve({}, tree, registry=registry).layer_counts if lora else {}
+    for component in sorted(components):
+        mods = [(n, m) for n, m in lora.items() if where[n] and where[n][0] == component]
+        block: dict[str, Any] = {}
+        rs, als = {m.r for _, m in mods}, {m.lora_alpha for _, m in mods}
+        if len(rs) == 1 and rs != {r}:
+            block["r"] = rs.pop()
+        if len(als) == 1 and als != {alpha}:
+            block["lora_alpha"] = als.pop()
+        layers = [where[n][2] for n, _ in mods if where[n][2] is not None]
+        stacks = {where[n][3] for n, _ in mods}
+        if layers and stacks == {None} and component in counts:
+            value = _layers_value(layers, counts[component])
+            if value is not None:
+                block["layers"] = value
+        if block:
+            data[component] = block
+    if saved:
+        data["modules_to_save"] = [re.escape(n) for n in saved]
+    plan = resolve(data, tree, registry=registry)
+    left = set(lora) - {t.name for t in plan.targets}
+    if left:  # modules on layers the model never uses: the adapter trained them, so the spec includes them
+        trial = {**data, "include_unused_layers": True}
+        again = resolve(trial, tree, registry=registry)
+        if len(set(lora) - {t.name for t in again.targets}) < len(left):
+            data, plan = trial, again
+    planned = {t.name: t for t in plan.targets}
+    extras = sorted(set(lora) - set(planned))
+    missing = [planned[n] for n in planned if n not in lora]
+    inside = [n for n in extras if where.get(n)]
+    unexpressed = [n for n in extras if not where.get(n)]
+    if inside:
+        data["target_modules_extra"] = [re.escape(n) for n in inside]
+    if missing:
+        data["exclude_modules"] = names_regex((t.path, t.layer, t.leaf) for t in missing)
+    if inside or missing:
+        plan = resolve(data, tree, registry=registry)
+    got = {t.name for t in plan.targets}
+    if got != set(lora) - set(unexpressed):
+        raise AdapterError("internal error: the spec written for the adapter does not reproduce its targets",
+                           where=Location(file=adapter.path), hint="please report this with `vlora adapter inspect "
+                           "--json` output")
+    return AdapterSpec(data=data, unexpressed=tuple(unexpressed), plan=plan)
+
+
+__all__ = ["AdaptedModule", "Adapter", "AdapterCheck", "AdapterSpec", "check_adapter", "migrate_adapter",
+           "migration_map", "read_adapter", "spec_for_adapter"]

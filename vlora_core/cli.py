@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import errors
-from .adapters import check_adapter, migrate_adapter, read_adapter
+from .adapters import check_adapter, migrate_adapter, read_adapter, spec_for_adapter
 from .coverage import coverage_rows, render_coverage
 from .diagnostics import DOC_PAGES
 from .errors import UsageError, VloraError
@@ -160,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the JSON Schema of spec files (for editors and CI)",
                    description="Print the JSON Schema of the spec file format.")
 
-    ad = sub.add_parser("adapter", help="adapters already on disk (PEFT's format): inspect, check, migrate",
+    ad = sub.add_parser("adapter", help="adapters already on disk (PEFT's format): inspect, check, migrate, spec",
                         description="Adapters already on disk, whatever trained them (PEFT, Unsloth, LLaMA-Factory "
                         "and ms-swift all save PEFT's format).", epilog=EXIT_CODES,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,6 +185,18 @@ def _parser() -> argparse.ArgumentParser:
     ac.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
     ac.add_argument("--model", "-m", metavar="REF", required=True, help=MODEL_HELP.split(". Default")[0])
     ac.add_argument("--json", action="store_true", help="print as JSON")
+    asp = adapter_sub.add_parser("spec", help="the spec that reproduces an adapter's targets",
+                                 description="Write the vlora spec whose plan on REF has exactly the adapter's targets "
+                                 "(ranks, alphas, layers, projector mode, modules saved in full; leaves its roles do "
+                                 "not cover with target_modules_extra, missing ones with exclude_modules), checked by "
+                                 "resolving it. Adapted modules outside every component cannot be expressed: they are "
+                                 "named in the file's header and on stderr. REF defaults to the adapter's "
+                                 "base_model_name_or_path.", epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    asp.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
+    asp.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP.split(". Default")[0]
+                     + ". Default: the adapter's base_model_name_or_path")
+    asp.add_argument("--output", "-o", metavar="FILE", help="spec file to write (default: standard output)")
     am = adapter_sub.add_parser("migrate", help="rewrite an adapter for this model's layout",
                                 description="Rewrite DIR for the module names of REF under the installed "
                                 "transformers: every tensor key and adapter_config.json (target_modules, rank and "
@@ -345,6 +357,23 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 def _cmd_adapter(args: argparse.Namespace) -> int:
     registry = default_registry()
     adapter = read_adapter(args.adapter, registry)
+    if args.adapter_command == "spec":
+        ref = args.model or adapter.config.get("base_model_name_or_path")
+        if not ref:
+            raise UsageError("the adapter does not name its base model (base_model_name_or_path is empty)",
+                             hint="give the model: vlora adapter spec DIR --model REF")
+        found = spec_for_adapter(adapter, module_tree(ref, registry, label=ref), registry, model=ref)
+        text = found.to_yaml(adapter.path)
+        if args.output:
+            Path(args.output).write_text(text, encoding="utf-8")
+            print(f"wrote {args.output}: {len(found.plan.targets)} targets, "
+                  f"{len(found.plan.full_modules)} modules trained in full")
+        else:
+            sys.stdout.write(text)
+        for name in found.unexpressed:
+            print(f"vlora adapter spec: note: {name} lies outside every component; no spec can target it",
+                  file=sys.stderr)
+        return errors.EXIT_OK
     if args.adapter_command == "migrate":
         tree = module_tree(args.model, registry, label=args.model)
         written = migrate_adapter(adapter, tree, args.output)
