@@ -47,10 +47,13 @@ class AdaptedModule:
     stack: str | None = None
     leaf: str = ""
     owner: str = ""  # for an adapted parameter (target_parameters): the module its tensors are saved under
+    experts: int = 1  # experts adapted at once (a 3-D expert weight)
+    path: str = ""  # the module holding it, with the layer index as '*' (which layout the names are of)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("name", "kind", "params", "r", "lora_alpha", "in_features",
-                                              "out_features", "component", "role", "layer", "stack", "leaf")}
+                                              "out_features", "experts", "component", "role", "layer", "stack",
+                                              "leaf", "path")}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,29 @@ class Adapter:
     def unplaced(self) -> list[str]:
         """Adapted (LoRA) modules that no component of the architecture holds."""
         return [m.name for m in self.modules if m.component is None and m.kind == "lora"]
+
+    @property
+    def paths(self) -> dict[str, list[str]]:
+        """Per component, where its adapted modules sit (layer index as ``*``): the layout the names are of."""
+        out: dict[str, list[str]] = {}
+        for m in self.modules:
+            if m.component and m.path and m.path not in out.setdefault(m.component, []):
+                out[m.component].append(m.path)
+        return out
+
+    @property
+    def layout(self) -> str | None:
+        """The transformers versions whose module names these are, for the layouts several families share
+        (``VISION_TOWER_LAYOUTS``: LLaVA, PaliGemma, Gemma-3, ...); None where that data does not say."""
+        from .layouts import VISION_TOWER_LAYOUTS
+
+        paths = self.paths
+        fits = [layout for layout in VISION_TOWER_LAYOUTS
+                if paths and all(set(ps) <= {"vision": {layout.vision_layers + ".*"},
+                                             "projector": {layout.projector},
+                                             "language": {layout.language_layers + ".*"}}.get(c, set())
+                                 for c, ps in paths.items())]
+        return " or ".join(f"transformers {layout.versions}" for layout in fits) or None
 
     @property
     def target_parameters(self) -> list[str]:
@@ -113,6 +139,8 @@ class Adapter:
             "summary": self.summary(),
             "modules": [m.to_dict() for m in self.modules],
             "unplaced": self.unplaced,
+            "paths": self.paths,
+            "layout": self.layout,
         }
 
     def table(self) -> str:
@@ -135,6 +163,9 @@ class Adapter:
                  .rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         tail = ["", f"total: {len(self.modules)} modules, {self.total_params:,} parameters"]
+        if self.paths:
+            tail.append("module names: " + "; ".join(f"{c} {', '.join(ps)}" for c, ps in self.paths.items())
+                        + (f" (the names of {self.layout})" if self.layout else ""))
         if self.target_parameters:
             tail.append("target_parameters: " + ", ".join(self.target_parameters))
         if self.unplaced:
@@ -239,7 +270,17 @@ def _modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder
             rest[key.removeprefix(_PREFIX)] = shape
     out = []
     r_default, alpha_default = config.get("r", 8), config.get("lora_alpha", 8)
-    for name, got in parts.items():
+    # an adapted parameter (PEFT's target_parameters) is saved under the module that holds it; several on one
+    # module nest (module.base_layer...): the outermost wrapper is the last one listed
+    params_of: dict[str, list[str]] = {}
+    for param in config.get("target_parameters") or []:
+        if isinstance(param, str):
+            params_of.setdefault(param.rpartition(".")[0], []).append(param)
+    for raw, got in parts.items():
+        owner = re.sub(r"(?:\.base_layer)+$", "", raw)
+        depth = raw[len(owner):].count(".base_layer")
+        listed = params_of.get(owner, [])
+        name = listed[-1 - depth] if depth < len(listed) else raw
         a, b = got.get("lora_A") or got.get("lora_embedding_A"), got.get("lora_B") or got.get("lora_embedding_B")
         if a is None or b is None:
             raise AdapterError(f"the weights hold {'lora_A' if a else 'lora_B'} of {name} without its "
@@ -248,6 +289,9 @@ def _modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder
         embedding = "lora_embedding_A" in got
         r = a[1] if embedding else a[0]
         expected = _pattern_value(config.get("rank_pattern"), name, r_default)
+        experts = 1
+        if name != raw and isinstance(expected, int) and expected and r % expected == 0:
+            experts, r = r // expected, expected  # a stack of expert weights: one rank-r adapter per expert
         if r != expected:
             raise AdapterError(f"adapter_config.json disagrees with the weights: {name} has rank {r} in the weights, "
                                f"the config says {expected}", where=where,
@@ -257,7 +301,8 @@ def _modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder
         params = sum(_prod(s) for s in got.values())
         out.append(AdaptedModule(name=name, kind="lora", params=params, r=r,
                                  lora_alpha=float(_pattern_value(config.get("alpha_pattern"), name, alpha_default)),
-                                 in_features=in_f, out_features=out_f))
+                                 in_features=in_f, out_features=out_f, owner=raw if name != raw else "",
+                                 experts=experts))
     saved = list(config.get("modules_to_save") or [])
     full: dict[str, int] = {}
     for key, shape in rest.items():
@@ -277,13 +322,6 @@ def _modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder
         raise AdapterError(f"adapter_config.json saves {', '.join(missing)} in full (modules_to_save), and the "
                            "weights hold none of it", where=where,
                            hint="the weights file is incomplete or belongs to another adapter")
-    # an adapted parameter (PEFT's target_parameters) is saved under the module that holds it
-    params_of: dict[str, list[str]] = {}
-    for param in config.get("target_parameters") or []:
-        if isinstance(param, str):
-            params_of.setdefault(param.rpartition(".")[0], []).append(param)
-    out = [replace(m, name=params_of[m.name][0], owner=m.name) if len(params_of.get(m.name, ())) == 1 else m
-           for m in out]
     out += [AdaptedModule(name=n, kind="full", params=p) for n, p in full.items()]
     if not out:
         raise AdapterError("the weights file holds no tensor", where=Location(file=short_path(str(folder))))
@@ -297,8 +335,9 @@ def _prod(shape: tuple[int, ...]) -> int:
     return n
 
 
-def _place(arch: ArchitectureSpec, name: str) -> tuple[str, str | None, int | None, str | None, str] | None:
-    """(component, role, layer, stack, leaf) of a module name under an architecture's patterns."""
+def _place(arch: ArchitectureSpec, name: str) -> tuple[str, str | None, int | None, str | None, str, str] | None:
+    """(component, role, layer, stack, leaf, path) of a module name under an architecture's patterns; the path
+    is the holding module's name with the layer index as ``*``."""
     parts = name.split(".")
     for cut in range(len(parts), 0, -1):
         prefix, leaf = ".".join(parts[:cut]), ".".join(parts[cut:])
@@ -309,7 +348,8 @@ def _place(arch: ArchitectureSpec, name: str) -> tuple[str, str | None, int | No
             groups = match.groupdict()
             layer = int(groups["layer"]) if groups.get("layer") is not None else None
             role = next((r for r, leaves in comp.roles.items() if leaf in leaves), None)
-            return comp.name, role, layer, groups.get("stack"), leaf
+            path = prefix if layer is None else prefix[:match.start("layer")] + "*" + prefix[match.end("layer"):]
+            return comp.name, role, layer, groups.get("stack"), leaf, path
     return None
 
 
@@ -333,10 +373,13 @@ def _best_architecture(names: list[str], registry: Registry, model_type: str | N
                        ) -> tuple[ArchitectureSpec | None, str | None]:
     """The architecture whose patterns place the most modules; among equals, one that claims the base model
     class's model_type (several families share module names, so the names alone may not tell)."""
-    scored = [(sum(1 for n in names if _place(arch, n) is not None), info, arch)
-              for info, arch in registry.architectures()]
-    top = max((s for s, _, _ in scored), default=0)
-    if top == 0:
+    def score(arch: ArchitectureSpec) -> tuple[int, int]:  # (placed with a role, placed at all)
+        places = [_place(arch, n) for n in names]
+        return sum(1 for p in places if p and p[1]), sum(1 for p in places if p)
+
+    scored = [(score(arch), info, arch) for info, arch in registry.architectures()]
+    top = max((s for s, _, _ in scored), default=(0, 0))
+    if top == (0, 0):
         return None, None
     best = [(info, arch) for s, info, arch in scored if s == top]
     claiming = [(info, arch) for info, arch in best if model_type in arch.model_types]
@@ -348,9 +391,9 @@ def _placed(m: AdaptedModule, arch: ArchitectureSpec) -> AdaptedModule:
     where = _place(arch, m.name)
     if where is None:
         return m
-    component, role, layer, stack, leaf = where
+    component, role, layer, stack, leaf, path = where
     return replace(m, component=component, role=role if m.kind == "lora" else None, layer=layer, stack=stack,
-                   leaf=leaf)
+                   leaf=leaf, path=path)
 
 
 __all__ = ["AdaptedModule", "Adapter", "read_adapter"]
@@ -536,8 +579,8 @@ def migrate_adapter(adapter: Adapter, tree: Any, out: str | Path) -> Path:
     source = Path(adapter.path)
     tensors = _load_tensors(source / adapter.weights_file)
     # the name each module's tensors are saved under, old -> new (a parameter's: its module's)
-    prefixes = {(m.owner or m.name): (mapping[m.name].rpartition(".")[0] if m.owner else mapping[m.name])
-                for m in adapter.modules}
+    prefixes = {(m.owner or m.name): (mapping[m.name].rpartition(".")[0] + m.owner[len(
+        re.sub(r"(?:\.base_layer)+$", "", m.owner)):] if m.owner else mapping[m.name]) for m in adapter.modules}
     renamed = {}
     for key, value in tensors.items():
         inner = key.removeprefix(_PREFIX)
@@ -709,6 +752,26 @@ def spec_for_adapter(adapter: Adapter, tree: Any, registry: Registry, *, model: 
         again = resolve(trial, tree, registry=registry)
         if len(set(lora) - {t.name for t in again.targets}) < len(left):
             data, plan = trial, again
+    # a layer where the adapter has only a few of the planned modules is better said as extra targets than
+    # as a layer with exclusions (an extra target on one layer of a tower whose other layers are selected)
+    changed = False
+    for component in sorted(components):
+        block = data.get(component) if isinstance(data.get(component), dict) else {}
+        layers = sorted({t.layer for t in plan.targets if t.component == component and t.layer is not None})
+        if not layers or any(t.stack for t in plan.targets if t.component == component):
+            continue
+        at = {layer: [t.name for t in plan.targets if t.component == component and t.layer == layer]
+              for layer in layers}
+        partial = [layer for layer in layers if not set(at[layer]) <= set(lora)]
+        complete = [layer for layer in layers if layer not in partial]
+        have = {layer: [n for n in at[layer] if n in lora] for layer in partial}
+        if complete and partial and sum(map(len, have.values())) < sum(
+                len(at[layer]) - len(have[layer]) for layer in partial):
+            value = _layers_value(complete, counts.get(component, max(layers) + 1))
+            data[component] = {**block, "layers": value if value is not None else complete}
+            changed = True
+    if changed:
+        plan = resolve(data, tree, registry=registry)
     planned = {t.name: t for t in plan.targets}
     extras = sorted(set(lora) - set(planned))
     missing = [planned[n] for n in planned if n not in lora]

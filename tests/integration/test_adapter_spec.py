@@ -80,3 +80,77 @@ def test_a_hand_written_list_is_expressed_with_exclusions_and_the_unused_layer(t
 def test_without_a_model_it_asks_for_one(capsys):
     assert main(["adapter", "spec", str(ROOT / "examples" / "adapters" / "llava-q-v")]) == 2
     assert "does not name its base model" in capsys.readouterr().err
+
+
+# --- every example spec at full size --------------------------------------------------------------------
+
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*") if p.suffix in (".yaml", ".json", ".toml")
+                  and not p.name.endswith(".lock.json"))
+
+
+def _write_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+    """A safetensors file with these tensor names and shapes, all zeros, written sparse: the header
+    ``read_adapter`` reads, without gigabytes of data for a full-size model's saved modules."""
+    import json
+    import struct
+
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for key, shape in shapes.items():
+        size = 1
+        for s in shape:
+            size *= s
+        header[key] = {"dtype": "I8", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with path.open("wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        f.truncate(8 + len(raw) + offset)
+
+
+def adapter_from_plan(plan, tree, folder: Path) -> None:
+    """What PEFT's save_pretrained writes for ``plan`` (adapter_config.json, tensor names and shapes)."""
+    plan.to_lora_config().save_pretrained(folder)
+    prefix = "base_model.model."
+    shapes: dict[str, tuple[int, ...]] = {}
+    for t in plan.module_targets:
+        a, b = ("lora_embedding_A", "lora_embedding_B") if t.kind == "embedding" else ("lora_A.weight", "lora_B.weight")
+        shapes[f"{prefix}{t.name}.{a}"] = (t.r, t.in_features)
+        shapes[f"{prefix}{t.name}.{b}"] = (t.out_features, t.r)
+    by_module: dict[str, list] = {}
+    for t in plan.parameter_targets:  # several on one module nest: the last listed is the outermost
+        by_module.setdefault(t.name.rpartition(".")[0], []).append(t)
+    for module, targets in by_module.items():
+        for depth, t in enumerate(reversed(targets)):
+            owner = module + ".base_layer" * depth
+            shapes[f"{prefix}{owner}.lora_A.weight"] = (t.r * t.experts, t.in_features)
+            shapes[f"{prefix}{owner}.lora_B.weight"] = (t.out_features, t.r * t.experts)
+    for m in plan.full_modules:
+        for name, shape in tree.params:
+            if name.startswith(m.name + "."):
+                shapes[prefix + name] = shape
+    _write_shapes(folder / "adapter_model.safetensors", shapes)
+
+
+def rank_one(spec) -> dict:
+    """The example spec at rank 1 (2 where it sets a component's rank of its own, to keep that difference)."""
+    data = spec.model_dump(mode="json", exclude_unset=True)
+    data["r"] = 1
+    for component in ("vision", "audio", "language", "projector"):
+        if isinstance(data.get(component), dict) and "r" in data[component]:
+            data[component]["r"] = 2
+    return data
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_spec_comes_back_from_an_adapter_of_its_plan(path, tmp_path):
+    from vlora_core import load_spec
+
+    registry = default_registry()
+    spec = load_spec(path)
+    tree = module_tree(spec.model_ref(), registry, label=spec.model)
+    plan = resolve(rank_one(spec), tree, registry=registry)
+    adapter_from_plan(plan, tree, tmp_path)
+    found = spec_for_adapter(read_adapter(tmp_path, registry), tree, registry)
+    same_plan(found.plan, plan)
+    assert not found.unexpressed
