@@ -17,7 +17,12 @@ from vlora_core.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins" / "qwen2_vl" / "tests"))
 sys.path.insert(0, str(ROOT / "examples" / "adapters"))
+for plugin in ("llama4", "qwen3_5", "gemma4"):
+    sys.path.insert(0, str(ROOT / "plugins" / plugin / "tests"))
+from gemma4_tiny import tiny_model as gemma4  # noqa: E402
+from llama4_tiny import tiny_model as llama4  # noqa: E402
 from make_adapters import tiny_llava  # noqa: E402
+from qwen35_tiny import tiny_model as qwen35  # noqa: E402
 from qwen_tiny import OLD_LAYOUT, tiny_model  # noqa: E402
 from tiny_models import gemma  # noqa: E402
 
@@ -35,6 +40,9 @@ CASES = {
     "llava default": (tiny_llava, {}),
     "llava vision only, r 8": (tiny_llava, {"task": "domain_adaptation", "r": 8, "lora_alpha": 32}),
     "gemma3 projector parameter": (gemma, {"finetune_projector": "lora", "task": "vqa"}),
+    "llama4 experts": (lambda: llama4("scout"), {"task": "vqa", "language": {"r": 4}}),
+    "qwen3.5 linear attention": (lambda: qwen35("qwen3_5"), {"finetune_projector": "full"}),
+    "gemma4 audio": (lambda: gemma4("audio"), {"finetune_vision_layers": False, "audio": {"layers": {"last": 1}}}),
 }
 
 
