@@ -46,6 +46,28 @@ CASES = {
 }
 
 
+def _plugin_tiny(plugin: str, module: str, *args):
+    """The tiny model a plugin's own tests build (loaded from its test module)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_{module}", ROOT / "plugins" / plugin / "tests" / f"{module}.py")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return lambda: getattr(loaded, "tiny" if hasattr(loaded, "tiny") else "tiny_model")(*args)
+
+
+CASES.update({
+    "mllama cross-attention apart": (_plugin_tiny("mllama", "test_mllama"), {
+        "finetune_cross_attention": False, "finetune_projector": "lora"}),
+    "paligemma": (_plugin_tiny("paligemma", "test_paligemma"), {"finetune_projector": "lora", "r": 4}),
+    "qwen3_vl": (_plugin_tiny("qwen3_vl", "qwen3_tiny", "qwen3_vl"), {"finetune_projector": "lora"}),
+    "mistral3": (_plugin_tiny("mistral3", "test_mistral3"), {"finetune_projector": "full"}),
+    "internvl": (_plugin_tiny("internvl", "test_internvl"), {"finetune_projector": "lora", "vision": {"r": 2}}),
+    "idefics3": (_plugin_tiny("idefics3", "test_idefics3", "idefics3"), {"task": "ocr", "finetune_projector": "lora"}),
+    "llava_next": (_plugin_tiny("llava", "test_llava", "llava_next"), {"finetune_projector": "lora"}),
+})
+
+
 def same_plan(a, b) -> None:
     assert [t.to_dict() for t in a.targets] == [t.to_dict() for t in b.targets]
     assert [m.to_dict() for m in a.full_modules] == [m.to_dict() for m in b.full_modules]
