@@ -336,21 +336,7 @@ def _prod(shape: tuple[int, ...]) -> int:
 
 
 def _place(arch: ArchitectureSpec, name: str) -> tuple[str, str | None, int | None, str | None, str, str] | None:
-    """(component, role, layer, stack, leaf, path) of a module name under an architecture's patterns; the path
-    is the holding module's name with the layer index as ``*``."""
-    parts = name.split(".")
-    for cut in range(len(parts), 0, -1):
-        prefix, leaf = ".".join(parts[:cut]), ".".join(parts[cut:])
-        for comp in arch.components:
-            match = comp.pattern.fullmatch(prefix)
-            if match is None:
-                continue
-            groups = match.groupdict()
-            layer = int(groups["layer"]) if groups.get("layer") is not None else None
-            role = next((r for r, leaves in comp.roles.items() if leaf in leaves), None)
-            path = prefix if layer is None else prefix[:match.start("layer")] + "*" + prefix[match.end("layer"):]
-            return comp.name, role, layer, groups.get("stack"), leaf, path
-    return None
+    return arch.place(name)
 
 
 def _model_type_of(config: dict[str, Any]) -> str | None:

@@ -271,6 +271,24 @@ class ArchitectureSpec(BaseModel):
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
 
+    def place(self, name: str) -> tuple[str, str | None, int | None, str | None, str, str] | None:
+        """Where a module (or parameter) name sits under these patterns, from the name alone:
+        (component, role, layer, stack, leaf, path), the path being the holding module's name with the layer
+        index as ``*``; the role is None for a leaf no role names. None when no component holds it."""
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            prefix, leaf = ".".join(parts[:cut]), ".".join(parts[cut:])
+            for comp in self.components:
+                match = comp.pattern.fullmatch(prefix)
+                if match is None:
+                    continue
+                groups = match.groupdict()
+                layer = int(groups["layer"]) if groups.get("layer") is not None else None
+                role = next((r for r, leaves in comp.roles.items() if leaf in leaves), None)
+                path = prefix if layer is None else prefix[:match.start("layer")] + "*" + prefix[match.end("layer"):]
+                return comp.name, role, layer, groups.get("stack"), leaf, path
+        return None
+
     @property
     def specificity(self) -> int:
         """How specific the claim is: the number of ``when`` conditions (0: model_type alone)."""

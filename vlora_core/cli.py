@@ -18,6 +18,7 @@ from .adapters import check_adapter, migrate_adapter, read_adapter, spec_for_ada
 from .coverage import coverage_rows, render_coverage
 from .diagnostics import DOC_PAGES
 from .errors import UsageError, VloraError
+from .explain import explain
 from .lock import check_lock_paths, lock_path_for, write_lock
 from .modeltree import module_tree
 from .plan import DTYPE_BYTES
@@ -26,7 +27,7 @@ from .report import render_compare
 from .resolve import resolve
 from .scaffold import scaffold
 from .shares import render_share_table, share_rows
-from .spec import TASK_PRESETS, VisionLoRASpec, load_spec, spec_json_schema
+from .spec import TASK_PRESETS, VisionLoRASpec, apply_sets, load_spec, spec_from_data, spec_json_schema
 from .validate import FORMATS, check_files, check_required_plugins, exit_code, expand, render
 from .versions import core_version
 
@@ -41,6 +42,9 @@ EXIT_CODES = f"""exit codes:
   {errors.EXIT_ADAPTER}  adapter files invalid (no adapter, damaged weights, a config that disagrees with them)
   {errors.EXIT_ADAPTER_MISFIT}  the adapter would not load completely into the model (vlora adapter check)
 """
+
+SET_HELP = ("override a spec field: KEY=VALUE, dotted for nested fields, the value read as YAML (--set r=16 is the "
+            "integer 16; --set language.layers='[0, 1]'); repeatable")
 
 MODEL_HELP = (
     "model to resolve against: a bundled reference name (see `vlora models`), a directory holding config.json, "
@@ -75,17 +79,25 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("spec", metavar="SPEC", nargs="?", help="spec file (.yaml, .yml, .json or .toml)")
+    p.add_argument("spec", metavar="SPEC", nargs="?",
+                   help="spec file (.yaml, .yml, .json or .toml); without one, the defaults (every tower, attention "
+                   "and MLP, r=16) on --model")
     p.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
+    p.add_argument("--modules", action="store_true", help="also list every target and fully trained module by name")
+    p.add_argument("--explain", metavar="NAME",
+                   help="why each module named NAME (a full name, or a full-name regular expression) is or is not "
+                   "a target: its component and role, and the toggle, layer selection, exclusion or unused-layer "
+                   "rule that decided it")
     p.add_argument("--json", action="store_true", help="print the full plan as JSON (sorted, deterministic)")
     p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="fp32",
                    help="dtype of the trainable weights for the memory estimate (default fp32, PEFT's default "
                    "for adapters)")
     p.add_argument("--compare", metavar="SPEC", nargs="+", default=[],
                    help="more specs to lay side by side with SPEC (all for one model)")
-    p.add_argument("--compare-tasks", action="store_true",
-                   help="lay the four task presets (ocr, captioning, vqa, domain_adaptation) side by side, each "
-                   "applied to SPEC (or to the defaults) with its tower toggles")
+    p.add_argument("--compare-tasks", metavar="TASK", nargs="*", default=None,
+                   help="lay task presets side by side (all four: ocr, captioning, vqa, domain_adaptation, or the "
+                   "ones named), each applied to SPEC (or to the defaults) with its tower toggles")
     p.add_argument("--infer", action="store_true",
                    help="read the architecture from the model's structure even where a plugin claims it (to compare "
                    "the two); a model no plugin claims is always read that way, and the plan says so")
@@ -102,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     v.add_argument("specs", metavar="SPEC", nargs="+", help="spec files, directories of specs, or globs")
     v.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
+    v.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
     v.add_argument("--lock", metavar="FILE", help="lock file to check the plan against (one SPEC only); default: "
                    "NAME.lock.json beside each spec, when it exists")
     v.add_argument("--require-lock", action="store_true", help="a spec without a lock file is a problem")
@@ -123,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     lk.add_argument("specs", metavar="SPEC", nargs="+", help="spec files, directories of specs, or globs")
     lk.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
+    lk.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
     lk.add_argument("--output", "-o", metavar="FILE", help="lock file to write (one SPEC only)")
 
     pl = sub.add_parser("plugins", help="list installed architecture plugins",
@@ -218,26 +232,62 @@ def _parser() -> argparse.ArgumentParser:
 # --- commands ----------------------------------------------------------------------------------------
 
 
+def _spec(args: argparse.Namespace) -> VisionLoRASpec:
+    """SPEC with the --set overrides, or (no SPEC) the defaults with them."""
+    if args.spec is not None:
+        return load_spec(args.spec, sets=args.set)
+    return spec_from_data(apply_sets({}, args.set))
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
-    if args.compare or args.compare_tasks:
+    if args.compare or args.compare_tasks is not None:
         return _compare(args)
-    if args.spec is None:
-        raise UsageError("no SPEC given", hint="vlora plan SPEC [--model REF], or --compare-tasks --model REF")
-    plan = resolve(load_spec(args.spec), args.model, infer=args.infer)
+    if args.spec is None and args.model is None:
+        raise UsageError("no SPEC given, and no --model to plan the defaults on",
+                         hint="vlora plan SPEC [--model REF], or vlora plan --model REF for the defaults")
+    spec = _spec(args)
+    if args.explain:
+        registry = default_registry()
+        ref = args.model or spec.model_ref()
+        if ref is None:
+            raise UsageError("no model to resolve against", hint="pass --model REF or set `model:` in the spec")
+        tree = module_tree(ref, registry, label=args.model or spec.model)
+        plan = resolve(spec, tree, infer=args.infer)
+        for line in explain(plan, tree, registry, args.explain):
+            print(line.render())
+        return errors.EXIT_OK
+    plan = resolve(spec, args.model, infer=args.infer)
     sys.stdout.write(plan.to_json() if args.json else plan.table(args.dtype))
+    if args.modules and not args.json:
+        sys.stdout.write(_module_list(plan))
     return errors.EXIT_OK
 
 
+def _module_list(plan) -> str:
+    lines = ["", "targets:"]
+    lines += [f"  {t.name}  ({t.component} {t.role}, r={t.r}, alpha={t.lora_alpha:g})" for t in plan.targets]
+    if plan.full_modules:
+        lines.append("fully trained:")
+        lines += [f"  {m.name}  ({m.component or 'outside the components'})" for m in plan.full_modules]
+    return "\n".join(lines) + "\n"
+
+
 def _compare(args: argparse.Namespace) -> int:
-    if args.compare_tasks:
+    if args.compare_tasks is not None:
         if args.compare:
             raise UsageError("use --compare or --compare-tasks, not both")
-        base = load_spec(args.spec) if args.spec else VisionLoRASpec()
-        specs = [(task, base.with_task(task)) for task in TASK_PRESETS]
+        tasks = [t for t in args.compare_tasks if t in TASK_PRESETS]
+        others = [t for t in args.compare_tasks if t not in TASK_PRESETS]
+        if others and args.spec is None and len(others) == 1 and not tasks:
+            args.spec = others.pop()  # `vlora plan --compare-tasks SPEC`: the flag before the spec
+        if others:
+            raise UsageError(f"--compare-tasks: unknown task {others[0]!r}", hint=f"tasks: {', '.join(TASK_PRESETS)}")
+        base = _spec(args)
+        specs = [(task, base.with_task(task)) for task in tasks or TASK_PRESETS]
         ref = args.model or base.model_ref()
     else:
         paths = ([args.spec] if args.spec else []) + args.compare
-        specs = [(path, load_spec(path)) for path in paths]
+        specs = [(path, load_spec(path, sets=args.set)) for path in paths]
         models = {args.model or s.model_ref() for _, s in specs}
         if len(models) != 1:
             raise UsageError(f"the specs name different models ({', '.join(sorted(map(str, models)))})",
@@ -261,7 +311,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         raise UsageError(f"--lock names one lock file, but {len(files)} specs were given",
                          hint="validate one spec with --lock, or keep NAME.lock.json beside each spec")
     extra = [p for p in [check_required_plugins(args.require_plugins)] if p] if args.require_plugins else []
-    results = check_files(files, model=args.model, lock=args.lock, require_lock=args.require_lock)
+    results = check_files(files, model=args.model, lock=args.lock, require_lock=args.require_lock, sets=args.set)
     sys.stdout.write(render(results, args.format, quiet=args.quiet, extra=extra))
     return exit_code(results, extra)
 
@@ -274,7 +324,7 @@ def _cmd_lock(args: argparse.Namespace) -> int:
     targets = [(file, Path(args.output) if args.output else lock_path_for(file)) for file in files]
     check_lock_paths(targets)
     for file, target in targets:
-        spec = load_spec(file)
+        spec = load_spec(file, sets=args.set)
         plan = resolve(spec, args.model)
         path = write_lock(plan, target)
         print(f"{file}: wrote {path} ({len(plan.targets)} targets, {plan.lora_params:,} LoRA parameters on "

@@ -10,7 +10,7 @@ import json
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from .diagnostics import Diagnostic, Location, os_error_hint, see_docs
-from .errors import SpecFileError, SpecValidationError
+from .errors import SpecFileError, SpecValidationError, UsageError
 from .vocabulary import KNOWN_COMPONENTS
 
 # The "Training Strategy Guidelines" of the source document: which towers each task trains.
@@ -719,10 +719,43 @@ def spec_from_data(data: Any, *, source: str | None = None, lines: Mapping | Non
     return spec
 
 
-def load_spec(path: str | Path) -> VisionLoRASpec:
-    """Load and validate a spec from a YAML, JSON or TOML file."""
+def apply_sets(data: Any, sets: Sequence[str]) -> Any:
+    """``--set key=value`` overrides on parsed spec data: a dotted key for nested fields (``language.r=8``), the
+    value read as YAML (``r=16`` is the integer 16, ``layers=[0, 1]`` a list, ``task=vqa`` a string)."""
+    import copy
+
+    out = copy.deepcopy(data) if isinstance(data, Mapping) else {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE", hint="e.g. --set r=16 or --set language.r=8")
+        try:
+            value = yaml.load(raw, Loader=_LOADER) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})",
+                             hint="quote it for the shell, e.g. --set 'language.layers=[0, 1]'") from None
+        node = out
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise UsageError(f"--set {item!r}: {part} is {child!r}, not a group of fields")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def load_spec(path: str | Path, *, sets: Sequence[str] = ()) -> VisionLoRASpec:
+    """Load and validate a spec from a YAML, JSON or TOML file (with ``--set`` overrides applied)."""
     path = Path(path)
     data, lines = _read(path)
+    if sets:
+        data = apply_sets(data, sets)
+        changed = {tuple(item.partition("=")[0].strip().split(".")) for item in sets}
+        # a field set on the command line has no line in the file (nor does the document start for it)
+        lines = {k: v for k, v in lines.items() if k and not any(k[:len(c)] == c for c in changed)}
     return spec_from_data(data, source=str(path), lines=lines)
 
 

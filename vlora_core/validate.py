@@ -138,7 +138,8 @@ def check_required_plugins(requirements: list[str]) -> Problem | None:
 
 
 def check_files(
-    files: list[str], *, model: str | None = None, lock: str | None = None, require_lock: bool = False
+    files: list[str], *, model: str | None = None, lock: str | None = None, require_lock: bool = False,
+    sets: list[str] | tuple[str, ...] = (),
 ) -> list[FileResult]:
     trees: dict[str, ModuleTree] = {}
     results = []
@@ -146,7 +147,7 @@ def check_files(
         result = FileResult(file)
         results.append(result)
         try:
-            spec = load_spec(file)
+            spec = load_spec(file, sets=sets)
             ref = model or spec.model_ref()
             lock_file = Path(lock) if lock else lock_path_for(file)
             has_lock = lock is not None or lock_file.exists()

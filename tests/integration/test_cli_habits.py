@@ -1,0 +1,110 @@
+"""Everyday command-line habits: ``--set`` on plan, validate and lock; ``vlora plan --model`` without a spec;
+``--compare-tasks`` with a subset; ``--modules``; ``--explain`` naming the rule that decided each module."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vlora_core import load_spec, resolve
+from vlora_core.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+OCR = ROOT / "examples" / "qwen2_vl_ocr.yaml"
+VQA = ROOT / "examples" / "qwen2_5_vl_vqa.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def plan_json(capsys, *argv: str) -> dict:
+    assert main(["plan", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_set_overrides_fields_as_yaml_scalars(capsys):
+    data = plan_json(capsys, str(OCR), "--set", "r=8", "--set", "vision.r=2", "--set", "language.layers={last: 2}",
+                     "--set", "finetune_mlp_modules=false")
+    spec = data["spec"]
+    assert (spec["r"], spec["vision"]["r"], spec["finetune_mlp_modules"]) == (8, 2, False)
+    expected = resolve(load_spec(OCR, sets=["r=8", "vision.r=2", "language.layers={last: 2}",
+                                            "finetune_mlp_modules=false"]))
+    assert data["totals"]["lora_params"] == expected.lora_params
+    assert {t["layer"] for t in data["targets"] if t["component"] == "language"} == {26, 27}
+    assert {t["r"] for t in data["targets"] if t["component"] == "vision"} == {2}
+
+
+def test_set_errors_name_the_field_and_exit_as_their_kind(capsys):
+    assert main(["plan", str(OCR), "--set", "r=abc"]) == 3
+    err = capsys.readouterr().err
+    assert "r: Input should be a valid integer (got 'abc')" in err and ":5:" not in err  # no stale line
+    assert main(["plan", str(OCR), "--set", "nothing"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["plan", str(OCR), "--set", "r.x=1"]) == 2
+    assert "r is 16, not a group of fields" in capsys.readouterr().err
+
+
+def test_set_on_validate_and_lock(tmp_path, capsys):
+    assert main(["validate", str(OCR)]) == 0  # the committed lock matches
+    assert main(["validate", str(OCR), "--set", "r=8"]) == 6  # a changed spec no longer does
+    capsys.readouterr()
+    lock = tmp_path / "ocr.lock.json"
+    assert main(["lock", str(OCR), "--set", "r=8", "-o", str(lock)]) == 0
+    assert {t["r"] for t in json.loads(lock.read_text())["targets"]} >= {8}
+
+
+def test_plan_without_a_spec_plans_the_defaults(capsys):
+    data = plan_json(capsys, "--model", "Qwen2-VL-2B-Instruct", "--set", "task=vqa")
+    assert data["spec"]["task"] == "vqa" and {t["component"] for t in data["targets"]} == {"language"}
+    assert main(["plan"]) == 2
+    assert "no SPEC given, and no --model" in capsys.readouterr().err
+
+
+def test_compare_tasks_takes_a_subset(capsys):
+    assert main(["plan", "--compare-tasks", "vqa", "ocr", "--model", "Qwen2-VL-2B-Instruct", "--json"]) == 0
+    assert [p["label"] for p in json.loads(capsys.readouterr().out)["plans"]] == ["vqa", "ocr"]
+    assert main(["plan", "--compare-tasks", "--model", "Qwen2-VL-2B-Instruct", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["plans"]) == 4
+    assert main(["plan", "--compare-tasks", "vqa", "nope", "--model", "Qwen2-VL-2B-Instruct"]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+
+
+def test_modules_lists_every_target_by_name(capsys):
+    assert main(["plan", str(OCR), "--modules"]) == 0
+    out = capsys.readouterr().out
+    plan = resolve(load_spec(OCR))
+    listed = [line.split()[0] for line in out.split("targets:\n", 1)[1].splitlines() if line.startswith("  ")]
+    assert listed == [t.name for t in plan.targets] + [m.name for m in plan.full_modules]
+    assert "fully trained:\n  model.visual.merger" in out
+
+
+@pytest.mark.parametrize(("spec", "sets", "name", "words"), [
+    (VQA, [], r"model\.language_model\.layers\.27\.mlp\.up_proj", "target: language mlp, layer 27, r=32"),
+    (VQA, [], r"model\.visual\.blocks\.0\.attn\.qkv", "vision is off (finetune_vision_layers: false)"),
+    (VQA, [], "lm_head", "outside every component"),
+    (VQA, [], r"model\.language_model\.layers\.3\.self_attn\.q_proj", "layer 3 is not in language.layers"),
+    (VQA, ["finetune_mlp_modules=false"], r"model\.language_model\.layers\.27\.mlp\.up_proj",
+     "its role mlp is off (finetune_mlp_modules: false)"),
+    (OCR, [], "model.visual.merger", "trained in full (finetune_projector: full)"),
+    (OCR, ["exclude_modules=['model\\.visual\\.blocks\\.0\\..*']"], r"model\.visual\.blocks\.0\.attn\.qkv",
+     "excluded by exclude_modules[0]"),
+    (ROOT / "examples" / "llava_vqa.yaml", ["task=ocr"], r"model\.vision_tower\.encoder\.layers\.23\.mlp\.fc1",
+     "vision layer 23 is never used by the model"),
+    (VQA, [], r"model\.language_model\.layers\.0\.input_layernorm", "which LoRA cannot wrap"),
+])
+def test_explain_names_the_rule(capsys, spec, sets, name, words):
+    argv = ["plan", str(spec), "--explain", name]
+    for item in sets:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert words in out, out
+
+
+def test_explain_of_nothing_is_a_usage_error(capsys):
+    assert main(["plan", str(VQA), "--explain", "no\\.such\\.module"]) == 2
+    assert "matches no module" in capsys.readouterr().err
