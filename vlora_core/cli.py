@@ -12,6 +12,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import errors
 from .adapters import check_adapter, migrate_adapter, read_adapter, spec_for_adapter
@@ -58,6 +59,18 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+class _Version(argparse.Action):
+    """``vlora --version``: the core's version, then each installed plugin's (and the ones that failed)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None):
+        registry = default_registry()
+        lines = [f"vlora {core_version()}"]
+        lines += [f"  {p.distribution} {p.version} (plugin {p.name})" for p in registry.plugins]
+        lines += [f"  {f.distribution or f.name}: failed to load ({f.reason})" for f in registry.failures]
+        print("\n".join(lines))
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlora",
@@ -66,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         "  vlora plan my_spec.yaml --model Qwen2.5-VL-7B-Instruct",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"vlora {core_version()}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print vlora's version and the installed plugins with theirs, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(

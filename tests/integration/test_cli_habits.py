@@ -108,3 +108,23 @@ def test_explain_names_the_rule(capsys, spec, sets, name, words):
 def test_explain_of_nothing_is_a_usage_error(capsys):
     assert main(["plan", str(VQA), "--explain", "no\\.such\\.module"]) == 2
     assert "matches no module" in capsys.readouterr().err
+
+
+def test_version_lists_the_installed_plugins(capsys, tmp_path, monkeypatch):
+    from tinyvlm import install_plugin
+
+    from vlora_core import default_registry
+
+    install_plugin(tmp_path, monkeypatch, "vlora-broken-one", "vt_broken_one", "raise ImportError('no such thing')\n")
+    default_registry(reload=True)
+    try:
+        with pytest.raises(SystemExit) as info:
+            main(["--version"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("vlora ")
+        assert "  vlora-qwen2-vl 0.1.0 (plugin qwen2_vl)" in out and "  vlora-idefics3 0.1.0 (plugin idefics3)" in out
+        assert any(line.startswith("  vlora-broken-one: failed to load") for line in out)
+    finally:
+        monkeypatch.undo()
+        default_registry(reload=True)
