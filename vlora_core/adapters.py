@@ -9,16 +9,23 @@ leaf, the same logical identity a plan's targets have. No base model is needed.
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
+import shutil
+import tempfile
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .architecture import ArchitectureSpec
 from .diagnostics import Location, os_error_hint, short_path
-from .errors import AdapterError
-from .patterns import layer_ranges
+from .errors import AdapterError, UsageError
+from .patterns import layer_ranges, names_regex
 from .plugins import Registry
+from .report import grid
+from .resolve import resolve
 from .vocabulary import group_order
 
 CONFIG_FILE = "adapter_config.json"
@@ -156,12 +163,7 @@ class Adapter:
             rows.append((row["component"], row["role"], str(row["modules"]), row["layers"],
                          ",".join(map(str, row["r"])) or "-", ",".join(f"{a:g}" for a in row["lora_alpha"]) or "-",
                          f"{row['params']:,}"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        right = {2, 6}
-        lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths,
-                                                                                                   strict=True)))
-                 .rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines = grid(rows, right={2, 6}, rules={0})
         tail = ["", f"total: {len(self.modules)} modules, {self.total_params:,} parameters"]
         if self.paths:
             tail.append("module names: " + "; ".join(f"{c} {', '.join(ps)}" for c, ps in self.paths.items())
@@ -296,9 +298,9 @@ def _modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder
             raise AdapterError(f"adapter_config.json disagrees with the weights: {name} has rank {r} in the weights, "
                                f"the config says {expected}", where=where,
                                hint="the config belongs to another adapter; keep each config with its weights")
-        in_f = a[0] if embedding else (a[1] * (_prod(a[2:]) if len(a) > 2 else 1))
+        in_f = a[0] if embedding else math.prod(a[1:])  # a convolution's A is (r, in, *kernel)
         out_f = b[1] if embedding else b[0]
-        params = sum(_prod(s) for s in got.values())
+        params = sum(math.prod(s) for s in got.values())
         out.append(AdaptedModule(name=name, kind="lora", params=params, r=r,
                                  lora_alpha=float(_pattern_value(config.get("alpha_pattern"), name, alpha_default)),
                                  in_features=in_f, out_features=out_f, owner=raw if name != raw else "",
@@ -314,7 +316,7 @@ def _modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder
             raise AdapterError(f"the weights hold {key}, which is neither a LoRA weight nor part of a module the "
                                "config saves in full (modules_to_save)", where=where,
                                hint="the config belongs to another adapter; keep each config with its weights")
-        full[module] = full.get(module, 0) + _prod(shape)
+        full[module] = full.get(module, 0) + math.prod(shape)
     missing = [entry for entry in saved if not any(m.endswith(entry) for m in full)]
     if missing and not parts and not full:
         raise AdapterError("the weights file holds no tensor vlora recognises", where=where)
@@ -326,17 +328,6 @@ def _modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder
     if not out:
         raise AdapterError("the weights file holds no tensor", where=Location(file=short_path(str(folder))))
     return out
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
-
-
-def _place(arch: ArchitectureSpec, name: str) -> tuple[str, str | None, int | None, str | None, str, str] | None:
-    return arch.place(name)
 
 
 def _model_type_of(config: dict[str, Any]) -> str | None:
@@ -360,7 +351,7 @@ def _best_architecture(names: list[str], registry: Registry, model_type: str | N
     """The architecture whose patterns place the most modules; among equals, one that claims the base model
     class's model_type (several families share module names, so the names alone may not tell)."""
     def score(arch: ArchitectureSpec) -> tuple[int, int]:  # (placed with a role, placed at all)
-        places = [_place(arch, n) for n in names]
+        places = [arch.place(n) for n in names]
         return sum(1 for p in places if p and p[1]), sum(1 for p in places if p)
 
     scored = [(score(arch), info, arch) for info, arch in registry.architectures()]
@@ -374,7 +365,7 @@ def _best_architecture(names: list[str], registry: Registry, model_type: str | N
 
 
 def _placed(m: AdaptedModule, arch: ArchitectureSpec) -> AdaptedModule:
-    where = _place(arch, m.name)
+    where = arch.place(m.name)
     if where is None:
         return m
     component, role, layer, stack, leaf, path = where
@@ -432,7 +423,7 @@ class AdapterCheck:
 
 
 def _component_of(arch: ArchitectureSpec | None, name: str) -> str | None:
-    where = _place(arch, name) if arch is not None else None
+    where = arch.place(name) if arch is not None else None
     return where[0] if where else None
 
 
@@ -502,7 +493,7 @@ def check_adapter(adapter: Adapter, tree: Any) -> AdapterCheck:
 
 def _identity(arch: ArchitectureSpec | None, name: str) -> tuple[Any, ...] | None:
     """A module's logical identity under an architecture: (component, stack, layer, leaf); None if unplaced."""
-    where = _place(arch, name) if arch is not None else None
+    where = arch.place(name) if arch is not None else None
     return None if where is None else (where[0], where[3], where[2], where[4])
 
 
@@ -552,14 +543,8 @@ def migrate_adapter(adapter: Adapter, tree: Any, out: str | Path) -> Path:
     folder beside it, renamed at the end): tensor keys and adapter_config.json (target_modules, rank and
     alpha patterns, modules_to_save, target_parameters) rewritten through each module's logical identity.
     The adapter's own folder is never touched."""
-    import os
-    import shutil
-    import tempfile
-
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        from .errors import UsageError
-
         raise UsageError(f"{short_path(str(out))} exists and is not an empty folder", hint="migrate into a new folder")
     mapping = migration_map(adapter, tree)
     source = Path(adapter.path)
@@ -671,11 +656,6 @@ def spec_for_adapter(adapter: Adapter, tree: Any, registry: Registry, *, model: 
     identity, so an adapter of an older layout works too), with ranks, alphas, layers, the projector mode
     and the modules saved in full; leaves a component's roles do not cover are added with
     ``target_modules_extra`` and planned targets the adapter lacks removed with ``exclude_modules``."""
-    from collections import Counter
-
-    from .patterns import names_regex
-    from .resolve import resolve
-
     if adapter.spec is None:
         raise AdapterError("no installed plugin places the adapter's modules, so no spec can describe them",
                            where=Location(file=adapter.path), hint="install the plugin of the adapter's model family")
@@ -683,7 +663,7 @@ def spec_for_adapter(adapter: Adapter, tree: Any, registry: Registry, *, model: 
     mapping = migration_map(adapter, tree)
     lora = {mapping[m.name]: m for m in adapter.modules if m.kind == "lora"}
     saved = [mapping[m.name] for m in adapter.modules if m.kind == "full"]
-    where = {n: _place(arch, n) for n in lora}
+    where = {n: arch.place(n) for n in lora}
     config = adapter.config
     data: dict[str, Any] = {}
     if model:
@@ -699,7 +679,8 @@ def spec_for_adapter(adapter: Adapter, tree: Any, registry: Registry, *, model: 
     data["finetune_mlp_modules"] = "mlp" in roles
     if any("cross_attention" in c.roles for c in arch.components):
         data["finetune_cross_attention"] = "cross_attention" in roles
-    projector_full = [n for n in saved if (_place(arch, n) or ("",))[0] == "projector" and not _place(arch, n)[4]]
+    # the projector trained in full is saved as one module: the projector itself (no leaf inside it)
+    projector_full = [n for n in saved if (p := arch.place(n)) is not None and p[0] == "projector" and not p[4]]
     data["finetune_projector"] = "lora" if "projector" in components else "full" if projector_full else "frozen"
     saved = [n for n in saved if n not in projector_full]
     ranks = Counter(m.r for m in lora.values())

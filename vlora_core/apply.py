@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +73,7 @@ def apply(
     on_meta = first is not None and first.is_meta  # a model is built on the meta device whole, or not at all
     snapshot = Snapshot(model, copy_weights_of=rewritten)
     checkpointing = {"use_reentrant": False}
-    try:
+    with _restored_on_failure(snapshot, "adding the adapters"):
         if plan.quantization is not None:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                     gradient_checkpointing_kwargs=checkpointing)
@@ -90,18 +92,6 @@ def apply(
                 f"{plan.trainable_params:,}",
                 hint="please report this with `vlora plan --json` output",
             )
-    except BaseException as exc:
-        snapshot.restore()
-        if isinstance(exc, VloraError):
-            exc.message += "; the model was restored"
-            raise
-        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: restored, then let it through
-            raise
-        raise VloraError(
-            f"PEFT failed while adding the adapters ({type(exc).__name__}: {str(exc).strip()[:300]}); "
-            "the model was restored",
-            hint="please report this with `vlora plan --json` output: vlora should have refused the spec first",
-        ) from exc
     peft_model.vlora_plan = plan
     peft_model.vlora_plans = {adapter_name: plan}
     return peft_model
@@ -119,8 +109,8 @@ def _add_adapter(peft_model: PeftModel, spec: Any, registry: Registry | None, ad
     tree = tree_from_module(base, source=type(base).__name__, through_adapters=True)
     plan = resolve(spec, tree, registry=registry)
     config = plan.to_lora_config()
-    snapshot = Snapshot(peft_model)
-    try:
+    snapshot = Snapshot(peft_model)  # its peft_config dict is one of the dicts the snapshot puts back
+    with _restored_on_failure(snapshot, f"adding adapter {adapter_name!r}"):
         peft_model.add_adapter(adapter_name, config)
         mine = re.compile(rf"\.{re.escape(adapter_name)}(?:\.|$)")
         added = sum(p.numel() for n, p in peft_model.named_parameters() if mine.search(n))
@@ -128,18 +118,28 @@ def _add_adapter(peft_model: PeftModel, spec: Any, registry: Registry | None, ad
             raise VloraError(f"internal error: PEFT added {added:,} parameters for adapter {adapter_name!r}, the "
                              f"plan says {plan.lora_params + plan.full_params:,}",
                              hint="please report this with `vlora plan --json` output")
-    except BaseException as exc:
-        snapshot.restore()
-        peft_model.peft_config.pop(adapter_name, None)
-        if isinstance(exc, VloraError) or not isinstance(exc, Exception):
-            raise
-        raise VloraError(f"PEFT failed while adding adapter {adapter_name!r} ({type(exc).__name__}: "
-                         f"{str(exc).strip()[:300]}); the model was restored",
-                         hint="please report this with `vlora plan --json` output") from exc
     plans = getattr(peft_model, "vlora_plans", None) or {}
     plans[adapter_name] = plan
     peft_model.vlora_plans = plans
     return peft_model
+
+
+@contextmanager
+def _restored_on_failure(snapshot: Snapshot, what: str) -> Iterator[None]:
+    """Put the model back as the snapshot has it when the body fails or is interrupted, and say so."""
+    try:
+        yield
+    except BaseException as exc:
+        snapshot.restore()
+        if isinstance(exc, VloraError):
+            exc.message += "; the model was restored"
+            raise
+        if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: restored, then let it through
+            raise
+        raise VloraError(
+            f"PEFT failed while {what} ({type(exc).__name__}: {str(exc).strip()[:300]}); the model was restored",
+            hint="please report this with `vlora plan --json` output: vlora should have refused the spec first",
+        ) from exc
 
 
 def _checkpointing_on(model: nn.Module, kwargs: dict[str, Any]) -> None:

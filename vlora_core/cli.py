@@ -193,46 +193,46 @@ def _parser() -> argparse.ArgumentParser:
                         "and ms-swift all save PEFT's format).", epilog=EXIT_CODES,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     adapter_sub = ad.add_subparsers(dest="adapter_command", metavar="COMMAND", required=True)
-    ai = adapter_sub.add_parser("inspect", help="what an adapter covers, from its files alone",
-                                description="Read DIR's adapter_config.json and the tensor names and shapes of its "
-                                "weights (adapter_model.safetensors; a .bin only with torch.load(weights_only=True)), "
-                                "check that they agree, and show what the adapter covers per component and role: "
-                                "layers, rank and alpha, modules saved in full, target_parameters, the installed "
-                                "plugin whose patterns place its modules, and the total parameters. No base model "
-                                "is needed. Exit 7 when the folder is no adapter or its files are damaged or "
-                                "disagree.", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ai.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
+    def adapter_command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """One `vlora adapter` subcommand: its parser, with the adapter folder every one of them reads."""
+        command = adapter_sub.add_parser(name, epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                         **kwargs)
+        command.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
+        return command
+
+    ai = adapter_command("inspect", help="what an adapter covers, from its files alone",
+                         description="Read DIR's adapter_config.json and the tensor names and shapes of its "
+                         "weights (adapter_model.safetensors; a .bin only with torch.load(weights_only=True)), "
+                         "check that they agree, and show what the adapter covers per component and role: "
+                         "layers, rank and alpha, modules saved in full, target_parameters, the installed "
+                         "plugin whose patterns place its modules, and the total parameters. No base model "
+                         "is needed. Exit 7 when the folder is no adapter or its files are damaged or "
+                         "disagree.")
     ai.add_argument("--json", action="store_true", help="print as JSON")
-    ac = adapter_sub.add_parser("check", help="would the adapter load completely into this model?",
-                                description="Check DIR against the model REF under the installed transformers, as "
-                                "PEFT would load it: adapted modules the model does not have (their weights would be "
-                                "dropped, often because the adapter was saved under another transformers layout), "
-                                "modules the adapter's config targets that would get no weights (they would stay "
-                                "untrained), and shapes that do not fit. Exit 0 when everything loads, 8 otherwise.",
-                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ac.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
+    ac = adapter_command("check", help="would the adapter load completely into this model?",
+                         description="Check DIR against the model REF under the installed transformers, as "
+                         "PEFT would load it: adapted modules the model does not have (their weights would be "
+                         "dropped, often because the adapter was saved under another transformers layout), "
+                         "modules the adapter's config targets that would get no weights (they would stay "
+                         "untrained), and shapes that do not fit. Exit 0 when everything loads, 8 otherwise.")
     ac.add_argument("--model", "-m", metavar="REF", required=True, help=MODEL_HELP.split(". Default")[0])
     ac.add_argument("--json", action="store_true", help="print as JSON")
-    asp = adapter_sub.add_parser("spec", help="the spec that reproduces an adapter's targets",
-                                 description="Write the vlora spec whose plan on REF has exactly the adapter's targets "
-                                 "(ranks, alphas, layers, projector mode, modules saved in full; leaves its roles do "
-                                 "not cover with target_modules_extra, missing ones with exclude_modules), checked by "
-                                 "resolving it. Adapted modules outside every component cannot be expressed: they are "
-                                 "named in the file's header and on stderr. REF defaults to the adapter's "
-                                 "base_model_name_or_path.", epilog=EXIT_CODES,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    asp.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
+    asp = adapter_command("spec", help="the spec that reproduces an adapter's targets",
+                          description="Write the vlora spec whose plan on REF has exactly the adapter's targets "
+                          "(ranks, alphas, layers, projector mode, modules saved in full; leaves its roles do "
+                          "not cover with target_modules_extra, missing ones with exclude_modules), checked by "
+                          "resolving it. Adapted modules outside every component cannot be expressed: they are "
+                          "named in the file's header and on stderr. REF defaults to the adapter's "
+                          "base_model_name_or_path.")
     asp.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP.split(". Default")[0]
                      + ". Default: the adapter's base_model_name_or_path")
     asp.add_argument("--output", "-o", metavar="FILE", help="spec file to write (default: standard output)")
-    am = adapter_sub.add_parser("migrate", help="rewrite an adapter for this model's layout",
-                                description="Rewrite DIR for the module names of REF under the installed "
-                                "transformers: every tensor key and adapter_config.json (target_modules, rank and "
-                                "alpha patterns, modules_to_save, target_parameters), through each module's logical "
-                                "identity (component, layer, leaf). Modules it cannot map are refused by name, never "
-                                "dropped. OUT is written atomically; DIR is never modified.",
-                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    am.add_argument("adapter", metavar="DIR", help="the adapter's folder (what save_pretrained wrote)")
+    am = adapter_command("migrate", help="rewrite an adapter for this model's layout",
+                         description="Rewrite DIR for the module names of REF under the installed "
+                         "transformers: every tensor key and adapter_config.json (target_modules, rank and "
+                         "alpha patterns, modules_to_save, target_parameters), through each module's logical "
+                         "identity (component, layer, leaf). Modules it cannot map are refused by name, never "
+                         "dropped. OUT is written atomically; DIR is never modified.")
     am.add_argument("--model", "-m", metavar="REF", required=True, help=MODEL_HELP.split(". Default")[0])
     am.add_argument("--output", "-o", metavar="OUT", required=True, help="the folder to write (new or empty)")
 

@@ -23,7 +23,9 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _grid(rows: list[tuple[str, ...]], right: set[int], rules: set[int]) -> list[str]:
+def grid(rows: list[tuple[str, ...]], right: set[int], rules: set[int]) -> list[str]:
+    """Rows as aligned columns (``right``: right-aligned column indices), a rule of dashes after each row in
+    ``rules``."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for i, row in enumerate(rows):
@@ -66,7 +68,7 @@ def render_table(plan: TargetPlan, dtype: str = "fp32") -> str:
                      f"{100 * row.share:.1f}%", f"{100 * row.component_share:.2f}%"))
     rows.append(("total", "", str(len(plan.targets)), "", f"{plan.lora_params:,}",
                  "100.0%" if plan.targets else "-", ""))
-    lines = _grid(rows, right={2, 4, 5, 6}, rules={0, len(rows) - 2})
+    lines = grid(rows, right={2, 4, 5, 6}, rules={0, len(rows) - 2})
     total = plan.total_params or 1
     tail = [""]
     for m in plan.full_modules:
@@ -107,9 +109,9 @@ def render_compare(plans: list[tuple[str, TargetPlan]], dtype: str = "fp32") -> 
     rows.append((f"adapter memory ({dtype})",
                  *(format_bytes(p.memory(dtype)["adapter_training_bytes"]) for _, p in plans)))
     head = [f"{first.model} · {first.architecture_title} · {first.total_params:,} parameters", ""]
-    lines = _grid(rows, right=set(range(1, len(plans) + 1)), rules={0, len(keys)})
+    lines = grid(rows, right=set(range(1, len(plans) + 1)), rules={0, len(keys)})
     notes = [f"{label}: warning: {w}" for label, p in plans for w in p.warnings]
     return "\n".join(head + lines + (["", *notes] if notes else [])) + "\n"
 
 
-__all__ = ["format_bytes", "memory_lines", "render_compare", "render_table"]
+__all__ = ["format_bytes", "grid", "memory_lines", "render_compare", "render_table"]

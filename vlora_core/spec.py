@@ -161,7 +161,7 @@ class LearningRateScales(BaseModel):
 
     def scale(self, component: str, role: str | None = None) -> float:
         """The multiplier of a parameter of ``component`` (and ``role``)."""
-        value = getattr(self, component, None) if component in ("vision", "projector", "language", "audio") else None
+        value = getattr(self, component) if component in KNOWN_COMPONENTS else None
         out = 1.0 if value is None else value
         if role == "cross_attention" and self.cross_attention is not None:
             out *= self.cross_attention

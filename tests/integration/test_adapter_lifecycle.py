@@ -94,3 +94,22 @@ def test_the_same_adapter_name_twice_is_a_clear_error():
         apply(peft_model, {"r": 8})
     assert "adapter_name" in info.value.hint
     assert [n for n, _ in peft_model.named_parameters()] == names  # untouched
+
+
+def test_a_second_adapter_that_fails_half_way_leaves_the_model_as_it_was(monkeypatch):
+    """PEFT adds the adapter, then something fails: the adapter, its config entry and every tensor go back."""
+    from vlora_core import VloraError
+
+    peft_model = apply(tiny_model("qwen2_vl"), {"r": 4})
+    names = [n for n, _ in peft_model.named_parameters()]
+    real = type(peft_model).add_adapter
+
+    def add_then_fail(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(type(peft_model), "add_adapter", add_then_fail)
+    with pytest.raises(VloraError, match=r"PEFT failed while adding adapter 'two' .*disk full.*the model was restored"):
+        apply(peft_model, {"r": 2}, adapter_name="two")
+    assert list(peft_model.peft_config) == ["default"]
+    assert [n for n, _ in peft_model.named_parameters()] == names
