@@ -6,6 +6,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from transformers import AutoConfig
@@ -30,6 +34,8 @@ def run(*argv: str) -> str:
 
 
 def main_check() -> None:
+    os.environ["VLORA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vlora-cache-")
+    os.environ.pop("VLORA_NO_CACHE", None)
     here = Path.cwd()
     source = Path(vlora_core.__file__).resolve()
     if "site-packages" not in source.parts:
@@ -41,6 +47,14 @@ def main_check() -> None:
     for name in names:  # every bundled reference config is in its wheel and plans
         run("plan", "--model", name)
     print(f"vlora plan on all {len(names)} bundled references: ok")
+    # those plans filled the module-tree cache: a second run in a new process reads it and imports no torch
+    probe = ("import sys; from vlora_core.cli import main; main(sys.argv[1:]); "
+             "print('IMPORTED', sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    warm = subprocess.run([sys.executable, "-c", probe, "plan", "--model", names[0]], capture_output=True,
+                          text=True, check=True).stdout
+    if "IMPORTED []" not in warm or warm.split("IMPORTED")[0] != run("plan", "--model", names[0]):
+        raise SystemExit(f"a warm vlora plan imported torch or printed another plan:\n{warm}")
+    print(f"warm vlora plan from the cache ({os.environ['VLORA_CACHE_DIR']}): the same plan, torch not imported")
     schema = json.loads(run("schema"))
     assert schema["title"] == "vlora spec", schema.get("title")
     registry = default_registry()

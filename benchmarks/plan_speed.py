@@ -17,6 +17,12 @@ included, for reference. Target: plan under 0.5 s for Qwen2-VL-7B-Instruct.
 
 from __future__ import annotations
 
+import os
+
+# the uncached path: building the module tree is part of what is measured (benchmarks/cache_speed.py times
+# the cache)
+os.environ["VLORA_NO_CACHE"] = "1"
+
 import argparse
 import platform
 import statistics

@@ -16,12 +16,12 @@ from typing import Any
 
 from . import errors
 from .adapters import check_adapter, migrate_adapter, read_adapter, spec_for_adapter
+from .cache import CACHE_ENV, NO_CACHE_ENV, cache_dir, cache_enabled, cache_entries, clear_cache, tree_for
 from .coverage import coverage_rows, render_coverage
 from .diagnostics import DOC_PAGES
 from .errors import UsageError, VloraError
 from .explain import explain
 from .lock import check_lock_paths, lock_path_for, write_lock
-from .modeltree import module_tree
 from .plan import DTYPE_BYTES
 from .plugins import default_registry, loaded_registry
 from .report import render_compare
@@ -46,6 +46,9 @@ EXIT_CODES = f"""exit codes:
 
 SET_HELP = ("override a spec field: KEY=VALUE, dotted for nested fields, the value read as YAML (--set r=16 is the "
             "integer 16; --set language.layers='[0, 1]'); repeatable")
+
+NO_CACHE_HELP = ("build the model's module tree anew, neither reading nor writing the cache (the same as "
+                 f"{NO_CACHE_ENV}=1; `vlora cache info` shows the cache)")
 
 MODEL_HELP = (
     "model to resolve against: a bundled reference name (see `vlora models`), a directory holding config.json, "
@@ -98,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
                    "and MLP, r=16) on --model")
     p.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
+    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     p.add_argument("--modules", action="store_true", help="also list every target and fully trained module by name")
     p.add_argument("--explain", metavar="NAME",
                    help="why each module named NAME (a full name, or a full-name regular expression) is or is not "
@@ -129,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("specs", metavar="SPEC", nargs="+", help="spec files, directories of specs, or globs")
     v.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
     v.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
+    v.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     v.add_argument("--lock", metavar="FILE", help="lock file to check the plan against (one SPEC only); default: "
                    "NAME.lock.json beside each spec, when it exists")
     v.add_argument("--require-lock", action="store_true", help="a spec without a lock file is a problem")
@@ -151,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     lk.add_argument("specs", metavar="SPEC", nargs="+", help="spec files, directories of specs, or globs")
     lk.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
     lk.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
+    lk.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
     lk.add_argument("--output", "-o", metavar="FILE", help="lock file to write (one SPEC only)")
 
     pl = sub.add_parser("plugins", help="list installed architecture plugins",
@@ -184,6 +190,22 @@ def _parser() -> argparse.ArgumentParser:
                    "(with the layers found and the config value they were checked against), or refused (why). A "
                    "Markdown table (the one in the documentation page "
                    f"{DOC_PAGES['coverage'][1]!r}).")
+
+    ca = sub.add_parser("cache", help="the module-tree cache: where it is, what it holds; clear it",
+                        description="plan, validate and lock keep each model's module tree (names, types, shapes, "
+                        "parameters, config; for a model no plugin claims, the inferred architecture) in a cache "
+                        "folder, keyed by the config's content and the versions of transformers, torch, vlora and "
+                        "the plugin that claims the model, so a warm run imports neither torch nor transformers. "
+                        f"The folder: {CACHE_ENV} or the platform's user cache folder; {NO_CACHE_ENV}=1 or "
+                        "--no-cache turns it off. A damaged or foreign entry is rebuilt, never trusted.")
+    cache_sub = ca.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
+    ci = cache_sub.add_parser("info", help="the cache folder and its entries",
+                              description="Print the cache folder, whether the cache is on, and each entry: the "
+                              "model it was built from, its model_type, size, when it was written, and the versions "
+                              "it is keyed on.")
+    ci.add_argument("--json", action="store_true", help="print as JSON")
+    cache_sub.add_parser("clear", help="remove every entry", description="Remove every entry of the cache folder "
+                         "(the next run of each model builds its tree again).")
 
     sub.add_parser("schema", help="print the JSON Schema of spec files (for editors and CI)",
                    description="Print the JSON Schema of the spec file format.")
@@ -265,7 +287,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         ref = args.model or spec.model_ref()
         if ref is None:
             raise UsageError("no model to resolve against", hint="pass --model REF or set `model:` in the spec")
-        tree = module_tree(ref, registry, label=args.model or spec.model)
+        tree = tree_for(ref, registry, label=args.model or spec.model)
         plan = resolve(spec, tree, infer=args.infer)
         for line in explain(plan, tree, registry, args.explain):
             print(line.render())
@@ -309,7 +331,7 @@ def _compare(args: argparse.Namespace) -> int:
         (ref,) = models
     if ref is None:
         raise UsageError("no model to compare on", hint="pass --model REF or set `model:` in the spec")
-    tree = module_tree(ref, default_registry())
+    tree = tree_for(ref, default_registry())
     plans = [(label, resolve(spec, tree, infer=args.infer)) for label, spec in specs]
     if args.json:
         data = {"model": str(ref), "plans": [{"label": label, **plan.to_dict()} for label, plan in plans]}
@@ -413,6 +435,30 @@ def _cmd_coverage(args: argparse.Namespace) -> int:
     return errors.EXIT_OK
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    folder = cache_dir()
+    if args.cache_command == "clear":
+        removed, size = clear_cache(folder)
+        print(f"removed {removed} entr{'y' if removed == 1 else 'ies'} ({size / 1024:,.1f} KiB) from {folder}")
+        return errors.EXIT_OK
+    entries = cache_entries(folder)
+    if args.json:
+        print(json.dumps({"folder": str(folder), "enabled": cache_enabled(), "bytes": sum(e.bytes for e in entries),
+                          "entries": [vars(e) for e in entries]}, indent=2, sort_keys=True))
+        return errors.EXIT_OK
+    state = "on" if cache_enabled() else f"off ({NO_CACHE_ENV} is set)"
+    print(f"cache folder: {folder} ({state}; {CACHE_ENV} moves it)")
+    total = sum(e.bytes for e in entries)
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}, {total / 1024:,.1f} KiB")
+    for e in entries:
+        if e.model is None:
+            print(f"  {e.file}: damaged or foreign (rebuilt on next use; `vlora cache clear` removes it)")
+            continue
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(e.versions.items()))
+        print(f"  {e.model} ({e.model_type}) {e.bytes / 1024:,.1f} KiB, {e.created}: {versions}")
+    return errors.EXIT_OK
+
+
 def _cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(spec_json_schema(), indent=2, sort_keys=True))
     return errors.EXIT_OK
@@ -426,7 +472,7 @@ def _cmd_adapter(args: argparse.Namespace) -> int:
         if not ref:
             raise UsageError("the adapter does not name its base model (base_model_name_or_path is empty)",
                              hint="give the model: vlora adapter spec DIR --model REF")
-        found = spec_for_adapter(adapter, module_tree(ref, registry, label=ref), registry, model=ref)
+        found = spec_for_adapter(adapter, tree_for(ref, registry, label=ref), registry, model=ref)
         text = found.to_yaml(adapter.path)
         if args.output:
             Path(args.output).write_text(text, encoding="utf-8")
@@ -439,7 +485,7 @@ def _cmd_adapter(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return errors.EXIT_OK
     if args.adapter_command == "migrate":
-        tree = module_tree(args.model, registry, label=args.model)
+        tree = tree_for(args.model, registry, label=args.model)
         written = migrate_adapter(adapter, tree, args.output)
         result = check_adapter(read_adapter(written, registry), tree)
         print(f"wrote {written}: {len(adapter.modules)} modules for the layout of {args.model}"
@@ -448,7 +494,7 @@ def _cmd_adapter(args: argparse.Namespace) -> int:
             sys.stdout.write(result.report())
         return errors.EXIT_OK if result.ok else errors.EXIT_ADAPTER_MISFIT
     if args.adapter_command == "check":
-        result = check_adapter(adapter, module_tree(args.model, registry, label=args.model))
+        result = check_adapter(adapter, tree_for(args.model, registry, label=args.model))
         if args.json:
             print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
         else:
@@ -491,11 +537,14 @@ COMMANDS = {
     "scaffold": _cmd_scaffold,
     "models": _cmd_models,
     "adapter": _cmd_adapter,
+    "cache": _cmd_cache,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "no_cache", False):
+        os.environ[NO_CACHE_ENV] = "1"  # for this process (and what it starts): nothing is read or written
     try:
         return COMMANDS[args.command](args)
     except VloraError as exc:

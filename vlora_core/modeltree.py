@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Location, os_error_hint
-from .errors import ModelLoadError, UsageError
+from .errors import ModelLoadError, UsageError, VloraError
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -82,6 +82,10 @@ class ModuleTree:
     # "vision_config" | "text_config" | "audio_config" | another sub-config's name); what structural
     # inference reads the towers from
     sub_models: tuple[tuple[str, str], ...] = ()
+    # the config as a dict where there is no PretrainedConfig to make it from (a tree read from the cache)
+    config_data: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    # the architecture inferred from this tree (an ``infer.Inference``), where the cache kept one
+    inference: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {e.name: e for e in self.entries})
@@ -91,7 +95,7 @@ class ModuleTree:
     @property
     def config(self) -> dict[str, Any]:
         """The model's config as a dict (``to_dict()``; empty when it has none), made on first use."""
-        cached = getattr(self, "_config_dict", None)
+        cached = getattr(self, "_config_dict", None) or self.config_data
         if cached is None:
             cfg = self.model_config
             cached = cfg.to_dict() if hasattr(cfg, "to_dict") else {}
@@ -382,6 +386,34 @@ def config_from_ref(ref: str, registry: Registry) -> tuple[PretrainedConfig, str
                              hint=os_error_hint(exc)) from None
 
 
+def config_location(ref: str, registry: Registry) -> tuple[Path, str] | None:
+    """Where the config.json of a reference string lies on disk, and the label ``config_from_ref`` gives it,
+    found without importing transformers (a Hub id: in the Hub's local cache). None where it cannot be told
+    that way (a path that does not exist, a Hub id not cached): ``config_from_ref`` then says why."""
+    try:
+        found = registry.find_reference(ref)
+        if found is not None:
+            return found[2].config_path, found[2].name
+        path = Path(ref)
+        if path.is_dir():
+            return ((path / "config.json"), str(path)) if (path / "config.json").is_file() else None
+        if path.is_file():
+            return path, str(path)
+        if path.parent != Path(".") and path.parent.is_dir():
+            return None
+    except (OSError, VloraError):
+        return None
+    if ref.count("/") == 1 and not ref.startswith((".", "/")) and not ref.endswith(".json"):
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(ref, "config.json")
+        except Exception:  # a malformed repository id: config_from_ref says so
+            return None
+        return (Path(cached), ref) if isinstance(cached, str) else None
+    return None
+
+
 def _config_from_path(ref: str, path: Path, registry: Registry) -> tuple[PretrainedConfig, str]:
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -498,11 +530,11 @@ def _within(seconds: float, fetch: Any, ref: str, hint: str) -> Any:
 def module_tree(model: Any, registry: Registry, *, label: str | None = None) -> ModuleTree:
     """A module tree from a live model, a config, or a reference string/path (``label`` names it in
     reports and locks instead of the path it was read from)."""
+    if isinstance(model, ModuleTree):
+        return model
     import torch.nn as nn
     from transformers import PretrainedConfig
 
-    if isinstance(model, ModuleTree):
-        return model
     if isinstance(model, nn.Module):
         return tree_from_module(model)
     if isinstance(model, PretrainedConfig):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .architecture import ArchitectureSpec, Component
+from .cache import tree_for
 from .diagnostics import Diagnostic, Location, warning
 from .errors import (
     ComponentOverlapError,
@@ -35,7 +36,7 @@ from .errors import (
     UserPatternError,
 )
 from .infer import InferenceRefused, infer_architecture
-from .modeltree import PARAMETER, ModuleTree, module_tree
+from .modeltree import PARAMETER, ModuleTree
 from .plan import FullModule, Target, TargetPlan
 from .plugins import PluginInfo, Registry, default_registry
 from .spec import LayerRange, VisionLoRASpec, load_spec, spec_from_data
@@ -108,9 +109,9 @@ def resolve(
                 where=spec.source,
                 hint="pass a model (--model REF on the command line) or set `model:` in the spec",
             )
-        tree = module_tree(spec.model_ref(), registry, label=spec.model)
+        tree = tree_for(spec.model_ref(), registry, label=spec.model)
     else:
-        tree = module_tree(model, registry)
+        tree = tree_for(model, registry)
     key = spec.architecture or tree.model_type
     if key is None:
         raise UsageError(
@@ -137,7 +138,7 @@ def resolve(
 def _inferred(spec: VisionLoRASpec, tree: ModuleTree, unclaimed: UnsupportedModelError | None) -> TargetPlan:
     """The plan on an architecture read from the tree's structure (no plugin claimed it, or infer=True)."""
     try:
-        inference = infer_architecture(tree)
+        inference = tree.inference or infer_architecture(tree)
     except InferenceRefused as refusal:
         if unclaimed is None:
             raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .modeltree import module_tree
+from .cache import tree_for
 from .plugins import Registry
 from .resolve import resolve
 
@@ -25,7 +25,7 @@ def share_rows(registry: Registry, r: int = 16) -> list[dict[str, Any]]:
     for _, arch, ref in sorted(registry.references(), key=lambda item: (item[1].display_name, item[2].name)):
         if not (arch.component("vision") and arch.component("language")):
             continue
-        tree = module_tree(ref.name, registry)  # built once, resolved once per tower
+        tree = tree_for(ref.name, registry)  # built once, resolved once per tower
         full = resolve({"r": r, "lora_alpha": r}, tree, registry=registry)
         present = [t for t in TOWERS if any(x.component == t for x in full.targets)]
         row: dict[str, Any] = {"model": ref.name, "family": arch.display_name, "full": full.lora_params,

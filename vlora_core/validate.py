@@ -17,10 +17,11 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from . import errors
+from .cache import tree_for
 from .diagnostics import Diagnostic, Location, os_error_hint
 from .errors import LockMismatchError, SpecFileError, UsageError, VloraError
 from .lock import LOCK_SUFFIX, diff_lock, lock_path_for, read_lock
-from .modeltree import ModuleTree, module_tree
+from .modeltree import ModuleTree
 from .plan import TargetPlan
 from .plugins import default_registry
 from .resolve import resolve
@@ -174,7 +175,7 @@ def check_files(
 
 def _resolve(spec: Any, ref: str, trees: dict[str, ModuleTree], label: str | None) -> TargetPlan:
     if ref not in trees:
-        trees[ref] = module_tree(ref, default_registry(), label=label)
+        trees[ref] = tree_for(ref, default_registry(), label=label)
     return resolve(spec, trees[ref])
 
 
