@@ -54,25 +54,39 @@ def imports(path: Path, package: str) -> list[tuple[int, str, list[str]]]:
     return out
 
 
+def rooms(package_dir: Path = PACKAGE) -> dict[str, list[Path]]:
+    """Each room of the package and its files: a module, or a subpackage (one room, all its files)."""
+    out = {p.stem: [p] for p in package_dir.glob("*.py")}
+    for sub in package_dir.iterdir():
+        if sub.is_dir() and (sub / "__init__.py").is_file():
+            out[sub.name] = sorted(sub.rglob("*.py"))
+    return out
+
+
 def layer_violations(layers: dict[str, int], package_dir: Path = PACKAGE) -> list[str]:
+    """Imports that go up or sideways; inside a subpackage its files may import one another (one room)."""
     problems = []
-    for path in sorted(package_dir.glob("*.py")):
-        here = path.stem
-        for line, module, _ in imports(path, package_dir.name):
-            if not module.startswith(f"{package_dir.name}."):
-                continue
-            target = module.split(".")[1]
-            if target not in layers:
-                problems.append(f"{path.name}:{line}: imports {module}, which the module map does not list")
-            elif here != "__init__" and layers[target] >= layers[here]:
-                problems.append(f"{path.name}:{line}: {here} (layer {layers[here]}) imports {target} "
-                                f"(layer {layers[target]}): imports go down only")
+    for here, paths in sorted(rooms(package_dir).items()):
+        for path in paths:
+            package = ".".join(path.relative_to(package_dir.parent).parent.parts)
+            shown = path.relative_to(package_dir).as_posix()
+            for line, module, _ in imports(path, package):
+                if not module.startswith(f"{package_dir.name}."):
+                    continue
+                target = module.split(".")[1]
+                if target not in layers:
+                    problems.append(f"{shown}:{line}: imports {module}, which the module map does not list")
+                elif here != "__init__" and target != here and layers[target] >= layers[here]:
+                    problems.append(f"{shown}:{line}: {here} (layer {layers[here]}) imports {target} "
+                                    f"(layer {layers[target]}): imports go down only")
+                elif here != "__init__" and target == here and path.parent == package_dir:
+                    problems.append(f"{shown}:{line}: {here} imports itself")
     return problems
 
 
 def test_the_module_map_lists_every_module_once():
     layers = module_map()
-    on_disk = {p.stem for p in PACKAGE.glob("*.py")}
+    on_disk = set(rooms())
     assert set(layers) == on_disk, f"missing from the map: {on_disk - set(layers)}; gone: {set(layers) - on_disk}"
     assert layers["__init__"] == max(layers.values())
 
@@ -88,8 +102,14 @@ def test_the_layer_check_catches_an_upward_and_a_function_level_import(tmp_path)
     (pkg / "high.py").write_text("from . import low\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
                                  "    from .low import f\n")
     (pkg / "side.py").write_text("from .high import low\n")
-    found = layer_violations({"low": 0, "high": 1, "side": 1}, pkg)
+    room = pkg / "room"
+    room.mkdir()
+    (room / "__init__.py").write_text("from .a import f\n")
+    (room / "a.py").write_text("from ..low import f\nfrom . import b\nfrom ..high import g\n")
+    (room / "b.py").write_text("")
+    found = layer_violations({"low": 0, "high": 1, "side": 1, "room": 1}, pkg)
     assert found == ["low.py:2: low (layer 0) imports high (layer 1): imports go down only",
+                     "room/a.py:3: room (layer 1) imports high (layer 1): imports go down only",
                      "side.py:1: side (layer 1) imports high (layer 1): imports go down only"]
 
 
@@ -148,7 +168,7 @@ def test_every_doc_page_the_package_names_exists():
     for path, title in DOC_PAGES.values():
         assert (ROOT / path).read_text().splitlines()[0] == f"# {title}", f"{path}: its title is not {title!r}"
     named = {path for path, _ in DOC_PAGES.values()}
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         named |= set(DOC_REF.findall(path.read_text()))
     missing = sorted(p for p in named if not (ROOT / p).is_file())
     assert missing == []
@@ -164,7 +184,7 @@ def _hints(path: Path) -> list[tuple[int, str]]:
 
 
 def test_hints_name_pages_or_commands_never_repository_paths():
-    found = [f"{p.name}:{line}: {text}" for p in sorted(PACKAGE.glob("*.py")) for line, text in _hints(p)
+    found = [f"{p.name}:{line}: {text}" for p in sorted(PACKAGE.rglob("*.py")) for line, text in _hints(p)
              if DOC_REF.search(text) or ".md" in text]
     assert found == []
     assert _hints(PACKAGE / "plugins.py"), "the check reads hints (none found: is the AST walk broken?)"

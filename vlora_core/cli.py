@@ -1,4 +1,4 @@
-"""The ``vlora`` command: plan, validate, lock, plugins, shares, coverage, scaffold, schema, models.
+"""The ``vlora`` command: plan, validate, lock, export, import, plugins, shares, coverage, scaffold, schema, models.
 
 No traceback reaches a user for a bad input: every ``VloraError`` becomes one message and its exit code.
 """
@@ -21,6 +21,7 @@ from .coverage import coverage_rows, render_coverage
 from .diagnostics import DOC_PAGES
 from .errors import UsageError, VloraError
 from .explain import explain
+from .interop import EXPORTERS, IMPORTERS, export_plan, import_config
 from .lock import check_lock_paths, lock_path_for, write_lock
 from .plan import DTYPE_BYTES
 from .plugins import default_registry, loaded_registry
@@ -258,6 +259,37 @@ def _parser() -> argparse.ArgumentParser:
     am.add_argument("--model", "-m", metavar="REF", required=True, help=MODEL_HELP.split(". Default")[0])
     am.add_argument("--output", "-o", metavar="OUT", required=True, help="the folder to write (new or empty)")
 
+    ex = sub.add_parser("export", help="the plan of a spec as another tool's config (PEFT, Unsloth, LLaMA-Factory, "
+                        "ms-swift, axolotl)",
+                        description="Resolve SPEC on the model and write the closest configuration for TOOL, in "
+                        "its own format: peft (adapter_config.json's LoraConfig JSON), unsloth (get_peft_model "
+                        "keyword arguments), llamafactory (training YAML keys), swift (swift sft arguments), "
+                        "axolotl (training YAML keys). What the tool cannot express (per-component ranks, "
+                        "parameter targets, ...) is named in the file's header and on stderr; the targets "
+                        "themselves are exact in every format.",
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("spec", metavar="SPEC", nargs="?", help="spec file; without one, the defaults on --model")
+    ex.add_argument("--to", required=True, choices=list(EXPORTERS), help="the tool to write for")
+    ex.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
+    ex.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
+    ex.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
+    ex.add_argument("--output", "-o", metavar="FILE", help="file to write (default: standard output)")
+
+    im = sub.add_parser("import", help="another tool's LoRA config as a vlora spec (Unsloth, LLaMA-Factory, ms-swift)",
+                        description="Read FILE, a LoRA config of TOOL (unsloth: a Python file with the "
+                        "get_peft_model(...) call, or its keywords as YAML/JSON; llamafactory: the training YAML; "
+                        "swift: a shell script with the swift sft command, or its arguments as YAML/JSON), work "
+                        "out what that tool trains on the model (a setting the file leaves out takes that tool's "
+                        "default), and write the spec whose plan is exactly that. Where the tool does not do what "
+                        "its flags suggest, the spec's header says so.",
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    im.add_argument("file", metavar="FILE", help="the tool's config")
+    im.add_argument("--from", dest="tool", required=True, choices=list(IMPORTERS), help="the tool that reads FILE")
+    im.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP.split(". Default")[0]
+                    + ". Default: the file's model (model_name_or_path, --model)")
+    im.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
+    im.add_argument("--output", "-o", metavar="SPEC", help="spec file to write (default: standard output)")
+
     mo = sub.add_parser("models", help="list bundled reference configs usable as --model",
                         description="List the reference configs bundled by installed plugins (config.json data of "
                         "published checkpoints, no weights). Use the name or the Hub id as --model.")
@@ -368,6 +400,64 @@ def _cmd_lock(args: argparse.Namespace) -> int:
         if args.model and spec.model and args.model != spec.model:
             print(f"{file}: note: locked for --model {args.model}, but the spec names {spec.model}; check it with "
                   f"`vlora validate {file} --model {args.model}`", file=sys.stderr)
+    return errors.EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    if args.spec is None and args.model is None:
+        raise UsageError("no SPEC given, and no --model to export the defaults for",
+                         hint="vlora export SPEC --to TOOL [--model REF]")
+    spec = _spec(args)
+    ref = args.model or spec.model_ref()
+    if ref is None:
+        raise UsageError("no model to resolve against", hint="pass --model REF or set `model:` in the spec")
+    registry = default_registry()
+    tree = tree_for(ref, registry, label=args.model or spec.model)
+    plan = resolve(spec, tree)
+    result = export_plan(plan, args.to, tree)
+    _write(result.text, args.output)
+    if args.output:
+        print(f"wrote {args.output}: {args.to} config for {len(plan.targets)} targets on {plan.model}")
+    for line in result.lost:
+        print(f"vlora export: lost: {line}", file=sys.stderr)
+    return errors.EXIT_OK
+
+
+def _write(text: str, output: str | None) -> None:
+    if not output:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}", hint="check the path") from None
+
+
+def _import_model(path: str, tool: str) -> str | None:
+    """The model a tool's config names, where it names one."""
+    if tool == "unsloth":
+        return None
+    try:
+        data = IMPORTERS[tool].read(path)
+    except VloraError:
+        return None
+    value = data.get("model_name_or_path" if tool == "llamafactory" else "model")
+    return value if isinstance(value, str) and value else None
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    ref = args.model or _import_model(args.file, args.tool)
+    if ref is None:
+        raise UsageError(f"{args.file} does not name its model", hint=f"give the model: vlora import {args.file} "
+                         f"--from {args.tool} --model REF")
+    registry = default_registry()
+    imported = import_config(args.file, args.tool, tree_for(ref, registry, label=ref), registry, model=ref)
+    _write(imported.to_yaml(), args.output)
+    if args.output:
+        print(f"wrote {args.output}: {len(imported.plan.targets)} targets, {imported.plan.lora_params:,} LoRA "
+              f"parameters on {ref}")
+        for line in imported.differences:
+            print(f"note: {line}")
     return errors.EXIT_OK
 
 
@@ -538,6 +628,8 @@ COMMANDS = {
     "models": _cmd_models,
     "adapter": _cmd_adapter,
     "cache": _cmd_cache,
+    "export": _cmd_export,
+    "import": _cmd_import,
 }
 
 

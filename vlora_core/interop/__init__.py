@@ -1,0 +1,36 @@
+"""Other tools' configs: a plan said in the words of PEFT, Unsloth, LLaMA-Factory, ms-swift or axolotl
+(``export_plan``), and a config of Unsloth, LLaMA-Factory or ms-swift turned into the spec whose plan is what
+that tool would train (``import_config``). One module per tool; ``common`` holds what they share. This room
+reads plans and module trees and never reaches back into resolve's rules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UsageError
+from ..modeltree import ModuleTree
+from ..plan import TargetPlan
+from ..plugins import Registry
+from . import axolotl, llamafactory, peft, swift, unsloth
+from .common import Export, Imported
+
+EXPORTERS = {"peft": peft, "unsloth": unsloth, "llamafactory": llamafactory, "swift": swift, "axolotl": axolotl}
+IMPORTERS = {"unsloth": unsloth, "llamafactory": llamafactory, "swift": swift}
+
+
+def export_plan(plan: TargetPlan, tool: str, tree: ModuleTree) -> Export:
+    """``plan`` in ``tool``'s format (the nearest config, with what it loses)."""
+    if tool not in EXPORTERS:
+        raise UsageError(f"unknown tool {tool!r}", hint=f"export to one of: {', '.join(EXPORTERS)}")
+    return EXPORTERS[tool].export(plan, tree)
+
+
+def import_config(path: str | Path, tool: str, tree: ModuleTree, registry: Registry, *, model: str) -> Imported:
+    """The spec whose plan on ``tree`` is what ``tool`` trains with the config in ``path``."""
+    if tool not in IMPORTERS:
+        raise UsageError(f"unknown tool {tool!r}", hint=f"import from one of: {', '.join(IMPORTERS)}")
+    return IMPORTERS[tool].import_config(path, tree, registry, model=model)
+
+
+__all__ = ["EXPORTERS", "IMPORTERS", "Export", "Imported", "export_plan", "import_config"]

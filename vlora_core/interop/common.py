@@ -1,0 +1,255 @@
+"""What the tools share: an export's result, the way PEFT matches ``target_modules``, and the import that turns
+the set of modules a tool would train into the spec that plans exactly that set.
+
+A tool's behaviour is emulated from the rule it applies (each tool's module says which rule, read from which
+version), on vlora's module tree of the model; the last step, PEFT matching a regex or a list against module
+names, is PEFT's documented rule, and the tests check every exported value against PEFT itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..adapters import AdaptedModule, Adapter, spec_for_adapter
+from ..architecture import ArchitectureSpec
+from ..errors import SpecError, UnsupportedModelError
+from ..infer import infer_architecture
+from ..modeltree import ModuleTree
+from ..plan import TargetPlan
+from ..plugins import Registry, default_registry
+from ..resolve import resolve
+
+
+@dataclass(frozen=True)
+class Export:
+    """A plan said in another tool's words: the file's text, and what that tool cannot express."""
+
+    tool: str
+    text: str
+    lost: tuple[str, ...] = ()  # what the plan asks and the tool cannot do (the config is the nearest one)
+    notes: tuple[str, ...] = ()  # how the tool reads this config, where that is not what its flags suggest
+    kwargs: dict[str, Any] = field(default_factory=dict, compare=False)  # the values, as data (for tests and code)
+
+
+def peft_matches(target_modules: str | Iterable[str] | None, names: Iterable[str]) -> list[str]:
+    """The names PEFT's ``target_modules`` selects: a string is a regular expression that must match the whole
+    name; a list entry matches the name itself or the name's end after a dot."""
+    if target_modules is None:
+        return []
+    if isinstance(target_modules, str):
+        rx = re.compile(target_modules)
+        return [n for n in names if rx.fullmatch(n)]
+    keys = set(target_modules)
+    return [n for n in names if n in keys or any(n.endswith("." + k) for k in keys)]
+
+
+def saved_matches(modules_to_save: Iterable[str] | None, names: Iterable[str]) -> list[str]:
+    """The modules PEFT trains in full for ``modules_to_save``: every name that ends with an entry."""
+    keys = list(modules_to_save or [])
+    return [n for n in names if n and any(n.endswith(k) for k in keys)]
+
+
+def header(lines: Iterable[str], comment: str = "#") -> str:
+    return "".join(f"{comment} {line}\n" if line else f"{comment}\n" for line in lines)
+
+
+def lost_lines(plan: TargetPlan, tool: str, *, ranks: bool, parameters: bool, bias: tuple[str, ...],
+               init: bool) -> list[str]:
+    """What a tool with these abilities loses of ``plan``: per-component ranks and alphas (``ranks``: it has
+    rank/alpha patterns), bare parameter targets (``parameters``: it passes target_parameters on), a bias mode
+    outside ``bias``, a non-default initialisation (``init``: it has a setting for it)."""
+    spec = plan.spec
+    out = []
+    differing = sorted({(t.component, t.r, t.lora_alpha) for t in plan.targets
+                        if (t.r, t.lora_alpha) != (spec.r, spec.lora_alpha)})
+    if differing and not ranks:
+        said = ", ".join(f"{c} r={r} alpha={a:g}" for c, r, a in differing)
+        out.append(f"per-component rank and alpha ({said}): {tool} has one rank and one alpha; the config uses "
+                   f"r={spec.r}, alpha={spec.lora_alpha:g} everywhere")
+    params = [t.name for t in plan.parameter_targets]
+    if params and not parameters:
+        out.append(f"{len(params)} parameter targets (target_parameters: {', '.join(params[:3])}"
+                   + (" ..." if len(params) > 3 else "") + f"): {tool} cannot pass them to PEFT; they stay frozen")
+    if spec.bias not in bias:
+        out.append(f"bias={spec.bias}: {tool} does not offer it; the config trains no bias")
+    if spec.init_lora_weights is not True and not init:
+        out.append(f"init_lora_weights={spec.init_lora_weights!r}: {tool} does not offer it; the config uses "
+                   "PEFT's default initialisation")
+    return out
+
+
+def model_id(plan: TargetPlan) -> str:
+    """The Hub id of the plan's model where it is a bundled reference (what the other tools load), else its name."""
+    found = default_registry().find_reference(plan.model)
+    return found[2].hub_id if found else plan.model
+
+
+def architecture_of(tree: ModuleTree, registry: Registry) -> ArchitectureSpec:
+    """The architecture that places the tree's modules: the installed plugin's, else the inferred one."""
+    try:
+        return registry.lookup(tree.model_type or "", tree.config)[1]
+    except UnsupportedModelError:
+        return (tree.inference or infer_architecture(tree)).architecture
+
+
+# --- import -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trains:
+    """What a tool would train on a model: LoRA modules with their rank and alpha, modules in full, and notes
+    on where its behaviour differs from what its flags suggest."""
+
+    lora: dict[str, tuple[int, float]]  # module name -> (r, alpha)
+    full: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)  # lora_dropout, use_dora, use_rslora, bias, r, lora_alpha
+
+
+@dataclass(frozen=True)
+class Imported:
+    """A tool's config turned into a spec whose plan is what that tool would train."""
+
+    tool: str
+    source: str
+    model: str
+    data: dict[str, Any]  # the spec, as spec-file data
+    plan: TargetPlan
+    trains: Trains
+    unexpressed: tuple[str, ...]  # modules the tool adapts that lie outside every component (no spec can say them)
+    differences: tuple[str, ...]  # where the tool's behaviour differs from what its flags suggest
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        lines = [f"the spec whose plan on {self.model} is what {self.tool} trains with {self.source} "
+                 "(vlora import)",
+                 f"{len(self.plan.targets)} LoRA targets, {self.plan.lora_params:,} LoRA parameters"
+                 + (f", {len(self.plan.full_modules)} modules trained in full" if self.plan.full_modules else "")]
+        if self.differences:
+            lines += ["", f"where {self.tool} does not do what its flags suggest:"]
+            lines += [f"- {d}" for d in self.differences]
+        if self.unexpressed:
+            lines += ["", f"{self.tool} also adapts {len(self.unexpressed)} modules outside every component, which "
+                      "no spec can target: " + ", ".join(self.unexpressed[:4])
+                      + (" ..." if len(self.unexpressed) > 4 else "")]
+        return header(lines) + yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True)
+
+
+def spec_for(trains: Trains, tree: ModuleTree, registry: Registry, *, tool: str, source: str, model: str,
+             flags_spec: dict[str, Any] | None) -> Imported:
+    """The spec whose plan on ``tree`` has exactly ``trains``'s modules (through the same search that writes the
+    spec of an adapter on disk), and where that differs from ``flags_spec``, the spec the flags suggest."""
+    if not trains.lora and not trains.full:
+        raise SpecError(f"{tool} would train nothing on {model} with this config",
+                        where=source, hint="check the target and freeze settings against the model")
+    arch = architecture_of(tree, registry)
+    modules = []
+    for name, (r, alpha) in trains.lora.items():
+        modules.append(_placed(AdaptedModule(name=name, kind="lora", params=0, r=r, lora_alpha=alpha), arch))
+    modules += [_placed(AdaptedModule(name=n, kind="full", params=tree.subtree_params(n)), arch) for n in trains.full]
+    settings = trains.settings
+    config = {"r": settings.get("r"), "lora_alpha": settings.get("lora_alpha"),
+              **{k: settings[k] for k in ("lora_dropout", "bias", "use_rslora", "use_dora") if k in settings}}
+    adapter = Adapter(path=source, weights_file="", config=config, tensors={}, modules=tuple(modules),
+                      architecture=arch.name, plugin=None, spec=arch)
+    found = spec_for_adapter(adapter, tree, registry, model=model)
+    differences = list(trains.notes)
+    if flags_spec is not None:
+        differences += _differences(resolve(flags_spec, tree, registry=registry), found.plan, tool)
+    return Imported(tool=tool, source=source, model=model, data=found.data, plan=found.plan, trains=trains,
+                    unexpressed=found.unexpressed, differences=tuple(dict.fromkeys(differences)))
+
+
+def _placed(m: AdaptedModule, arch: ArchitectureSpec) -> AdaptedModule:
+    from dataclasses import replace
+
+    where = arch.place(m.name)
+    if where is None:
+        return m
+    component, role, layer, stack, leaf, path = where
+    return replace(m, component=component, role=role if m.kind == "lora" else None, layer=layer, stack=stack,
+                   leaf=leaf, path=path)
+
+
+def _differences(suggested: TargetPlan, actual: TargetPlan, tool: str) -> list[str]:
+    """Per component x role, where the modules the tool trains differ from the ones its flags suggest."""
+    def groups(plan: TargetPlan) -> dict[tuple[str, str], set[str]]:
+        out: dict[tuple[str, str], set[str]] = {}
+        for t in plan.targets:
+            out.setdefault((t.component, t.role), set()).add(t.name)
+        return out
+
+    said, done = groups(suggested), groups(actual)
+    out = []
+    for key in sorted(set(said) | set(done)):
+        a, b = said.get(key, set()), done.get(key, set())
+        if a == b:
+            continue
+        what = f"{key[0]} {key[1]}"
+        if not b:
+            out.append(f"{what}: the flags suggest {len(a)} adapted modules; {tool} adapts none of them")
+        elif not a:
+            out.append(f"{what}: the flags suggest none; {tool} adapts {len(b)} modules (e.g. {min(b)})")
+        else:
+            extra, missing = sorted(b - a), sorted(a - b)
+            parts = ([f"{len(extra)} more (e.g. {extra[0]})"] if extra else []) + (
+                [f"{len(missing)} fewer (e.g. {missing[0]})"] if missing else [])
+            out.append(f"{what}: {tool} adapts {len(b)} modules where the flags suggest {len(a)}: "
+                       + ", ".join(parts))
+    full_said, full_done = {m.name for m in suggested.full_modules}, {m.name for m in actual.full_modules}
+    if full_said != full_done:
+        out.append(f"trained in full: the flags suggest {', '.join(sorted(full_said)) or 'nothing'}; {tool} "
+                   f"trains {', '.join(sorted(full_done)) or 'nothing'}")
+    return out
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON file holding one mapping (a tool's config)."""
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read {p}: {exc.strerror or exc}", where=str(p), hint="check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise SpecError(f"not valid YAML or JSON ({getattr(exc, 'problem', exc)})", where=where,
+                        hint="fix the syntax at that line") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"expected a mapping of settings, found {type(data).__name__}", where=str(p),
+                        hint="the file should hold key: value settings")
+    return data
+
+
+def as_bool(value: Any, key: str, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise SpecError(f"{key} must be true or false, got {value!r}", where=f"{source}: {key}",
+                    hint=f"set {key}: true or {key}: false")
+
+
+def as_number(value: Any, key: str, source: str, kind: type = int) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or (number <= 0 and key != "lora_dropout") or (
+            kind is int and float(value) != number):
+        raise SpecError(f"{key} must be a positive {'whole number' if kind is int else 'number'}, got "
+                        f"{value!r}", where=f"{source}: {key}", hint=f"fix {key}")
+    return number
+
+
+__all__ = ["Export", "Imported", "Trains", "architecture_of", "as_bool", "as_number", "header", "lost_lines",
+           "model_id", "peft_matches", "read_mapping", "saved_matches", "spec_for"]

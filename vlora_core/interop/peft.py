@@ -1,0 +1,34 @@
+"""PEFT's own format: the plan's ``LoraConfig`` as the JSON ``save_pretrained`` writes to adapter_config.json.
+
+Nothing is lost: this is the config ``TargetPlan.to_lora_config()`` builds, read back by
+``LoraConfig.from_pretrained`` or ``LoraConfig(**json.load(f))``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..plan import TargetPlan
+from .common import Export, model_id
+
+TITLE = "PEFT (adapter_config.json)"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    if hasattr(value, "value") and isinstance(value.value, str):  # an enum (peft_type, task_type)
+        return value.value
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def export(plan: TargetPlan, tree: Any = None) -> Export:
+    config = plan.to_lora_config()
+    data = {k: v for k, v in config.to_dict().items() if k not in ("runtime_config",)}
+    data["base_model_name_or_path"] = model_id(plan)
+    text = json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n"
+    return Export(tool="peft", text=text, kwargs=json.loads(text))
+
+
+__all__ = ["TITLE", "export"]

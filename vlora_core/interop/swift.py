@@ -1,0 +1,162 @@
+"""ms-swift: ``swift sft`` command-line arguments.
+
+The rule, read from ms-swift 3.x-4.x (swift/llm/argument/tuner_args.py, swift/llm/train/tuner.py):
+``--target_regex`` goes to PEFT as given (exact); ``--target_modules all-linear`` is scoped by ``--freeze_llm``
+(default false), ``--freeze_vit`` (default true) and ``--freeze_aligner`` (default true) to the Linear modules
+*inside* the unfrozen parts (a projector that is itself one Linear, or a bare parameter, gets nothing); an
+explicit ``--target_modules`` list goes to PEFT as its suffix list, the freeze flags ignored. Defaults:
+``--lora_rank 8 --lora_alpha 32 --lora_dropout 0.05``. ``--modules_to_save`` becomes PEFT's.
+
+Export writes ``--target_regex`` with the plan's regex: the targets are exact. ms-swift has one rank and one
+alpha and no ``target_parameters``: per-component ranks and parameter targets are lost, and said so.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from ..errors import SpecError
+from ..modeltree import LINEAR, ModuleTree
+from ..plan import TargetPlan
+from ..plugins import Registry
+from .common import (
+    Export,
+    Imported,
+    Trains,
+    architecture_of,
+    as_bool,
+    as_number,
+    header,
+    lost_lines,
+    model_id,
+    peft_matches,
+    read_mapping,
+    saved_matches,
+)
+from .common import spec_for as _spec_for
+
+TITLE = "ms-swift (swift sft arguments)"
+VERSION_READ = "ms-swift 3.x-4.x, swift/llm/train/tuner.py (get_multimodal_target_regex)"
+DEFAULTS: dict[str, Any] = {"lora_rank": 8, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["all-linear"],
+                            "target_regex": None, "freeze_llm": False, "freeze_vit": True, "freeze_aligner": True,
+                            "modules_to_save": []}
+LISTS = {"target_modules", "modules_to_save"}
+PARTS = {"freeze_vit": ("vision", "audio"), "freeze_aligner": ("projector",), "freeze_llm": ("language",)}
+
+
+def export(plan: TargetPlan, tree: Any = None) -> Export:
+    spec = plan.spec
+    lost = lost_lines(plan, "ms-swift", ranks=False, parameters=False, bias=("none", "all"), init=True)
+    alpha = int(spec.lora_alpha) if float(spec.lora_alpha).is_integer() else spec.lora_alpha
+    args: dict[str, Any] = {"model": model_id(plan), "train_type": "lora", "lora_rank": spec.r, "lora_alpha": alpha,
+                            "lora_dropout": spec.lora_dropout, "target_regex": plan.target_regex}
+    if plan.full_modules:
+        args["modules_to_save"] = [m.name for m in plan.full_modules]
+    if spec.bias == "all":
+        args["lora_bias"] = "all"
+    if spec.use_rslora:
+        args["use_rslora"] = "true"
+    if spec.use_dora:
+        args["use_dora"] = "true"
+    if spec.init_lora_weights is not True:
+        args["init_weights"] = str(spec.init_lora_weights).lower()
+    lines = [f"vlora export --to swift: {plan.model}, spec {spec.source or '(in memory)'}",
+             f"{len(plan.targets)} LoRA targets, {plan.lora_params:,} LoRA parameters"
+             + ("; nothing is lost" if not lost else "")]
+    lines += [f"lost: {x}" for x in lost]
+    notes = ("--target_regex is given to PEFT as is; --freeze_vit/--freeze_aligner/--freeze_llm do not change it",)
+    lines += [f"note: {n}" for n in notes]
+    parts = ["swift sft"]
+    for key, value in args.items():
+        values = value if isinstance(value, list) else [value]
+        parts.append(f"--{key} " + " ".join(shlex.quote(str(v)) for v in values))
+    text = header(lines) + " \\\n    ".join(parts) + "\n"
+    return Export(tool="swift", text=text, lost=tuple(lost), notes=notes, kwargs=args)
+
+
+# --- import -------------------------------------------------------------------------------------------
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """``swift sft`` arguments from a shell script (``--key value ...``) or a YAML/JSON mapping of them."""
+    p = Path(path)
+    if p.suffix not in (".sh", ".txt", ""):
+        return read_mapping(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read {p}: {exc.strerror or exc}", where=str(p), hint="check the path") from None
+    try:
+        words = shlex.split(text.replace("\\\n", " "), comments=True)
+    except ValueError as exc:
+        raise SpecError(f"cannot split the command line ({exc})", where=str(p), hint="check the quotes") from None
+    out: dict[str, Any] = {}
+    key = None
+    for word in words:
+        if word.startswith("--"):
+            key, _, value = word[2:].partition("=")
+            out[key] = [value] if value else []
+        elif key is not None:
+            out[key].append(word)
+    if not out:
+        raise SpecError("no --arguments found", where=str(p), hint="give the swift sft command line")
+    return {k: (v if k in LISTS else (v[0] if len(v) == 1 else True if not v else " ".join(v))) for k, v in out.items()}
+
+
+def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source: str
+           ) -> tuple[Trains, dict[str, Any] | None]:
+    known = {**DEFAULTS, **config}
+    kind = str(known.get("train_type", known.get("tuner_type", "lora")))
+    if kind != "lora":
+        raise SpecError(f"train_type is {kind!r}: only LoRA configs can be imported", where=f"{source}: train_type",
+                        hint="use --train_type lora")
+    flags = {k: as_bool(known[k], k, source) for k in PARTS}
+    r = as_number(known["lora_rank"], "lora_rank", source)
+    alpha = as_number(known["lora_alpha"], "lora_alpha", source, float)
+    names = [e.name for e in tree.entries if e.name]
+    modules = known["target_modules"]
+    modules = [modules] if isinstance(modules, str) else list(modules)
+    notes = []
+    if known["target_regex"]:
+        chosen = peft_matches(str(known["target_regex"]), names)
+    elif "all-linear" in modules:
+        arch = architecture_of(tree, registry)
+        open_parts = {c for k, cs in PARTS.items() if not flags[k] for c in cs}
+        chosen = []
+        for e in tree.entries:
+            where = arch.place(e.name) if e.kind == LINEAR and e.name else None
+            if where and where[0] in open_parts and where[4]:  # inside the part, not the part's own module
+                chosen.append(e.name)
+        if not flags["freeze_aligner"]:
+            bare = [e.name for e in tree.entries if e.kind == LINEAR and e.name
+                    and (w := arch.place(e.name)) and w[0] == "projector" and not w[4]]
+            if bare:
+                notes.append(f"--freeze_aligner false: the projector {bare[0]} is one Linear, and all-linear adapts "
+                             "only Linear modules inside a part, so it gets no adapter")
+    else:
+        chosen = peft_matches(modules, names)
+        notes.append("an explicit --target_modules list goes to PEFT unscoped: --freeze_vit/--freeze_aligner/"
+                     "--freeze_llm do not apply to it")
+    odd = [n for n in chosen if tree.get(n).kind is None]
+    if odd:
+        notes.append(f"the targets include {len(odd)} modules PEFT cannot wrap (e.g. {odd[0]}): PEFT would fail")
+    lora = {n: (r, alpha) for n in chosen if tree.get(n).kind is not None}
+    full = saved_matches(known.get("modules_to_save"), names)
+    settings = {"r": r, "lora_alpha": alpha, "lora_dropout": float(known["lora_dropout"]),
+                **{k: as_bool(known[k], k, source) for k in ("use_rslora", "use_dora") if k in known}}
+    suggested: dict[str, Any] | None = {
+        "finetune_vision_layers": not flags["freeze_vit"], "finetune_language_layers": not flags["freeze_llm"],
+        "finetune_projector": "frozen" if flags["freeze_aligner"] else "lora", "r": r, "lora_alpha": alpha}
+    if known["target_regex"] or not (suggested["finetune_vision_layers"] or suggested["finetune_language_layers"]):
+        suggested = None  # a regex suggests nothing beyond itself
+    return Trains(lora=lora, full=tuple(full), notes=tuple(notes), settings=settings), suggested
+
+
+def import_config(path: str | Path, tree: ModuleTree, registry: Registry, *, model: str) -> Imported:
+    found, suggested = trains(read(path), tree, registry, str(path))
+    return _spec_for(found, tree, registry, tool="ms-swift", source=str(path), model=model, flags_spec=suggested)
+
+
+__all__ = ["DEFAULTS", "TITLE", "VERSION_READ", "export", "import_config", "read", "trains"]
