@@ -4,7 +4,7 @@ The public API is everything in ``__all__``; plugins and users import only from 
 
 The modules below form layers, each importing only from lower ones: diagnostics, versions → errors →
 vocabulary, patterns → architecture, spec → layouts, hookspecs → plugins → modeltree → report → plan →
-resolve → apply, lock, shares, training, adapters → validate, testing → cli. docs/how-it-works.md ("The
+resolve → apply, lock, shares, training, adapters → validate, testing, interop → cli. docs/how-it-works.md ("The
 module map") gives each module's job; tests/test_layers.py holds the package to it.
 """
 
@@ -44,6 +44,7 @@ from .errors import (
     VloraError,
 )
 from .hookspecs import hookimpl
+from .interop import Export, Imported, export_plan, import_config
 from .layouts import (
     VISION_TOWER_LAYOUTS,
     VISION_TOWER_PREFIXES,
@@ -93,7 +94,9 @@ __all__ = [
     "ComponentOverride",
     "Diagnostic",
     "EmptySelectionError",
+    "Export",
     "FullModule",
+    "Imported",
     "LayerRange",
     "LayerSelectionError",
     "Layout",
@@ -133,8 +136,10 @@ __all__ = [
     "check_adapter",
     "default_registry",
     "diff_lock",
+    "export_plan",
     "first_unused_layer",
     "hookimpl",
+    "import_config",
     "layers_of",
     "load_spec",
     "make_lock",

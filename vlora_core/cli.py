@@ -451,7 +451,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file} does not name its model", hint=f"give the model: vlora import {args.file} "
                          f"--from {args.tool} --model REF")
     registry = default_registry()
-    imported = import_config(args.file, args.tool, tree_for(ref, registry, label=ref), registry, model=ref)
+    imported = import_config(args.file, args.tool, ref, tree=tree_for(ref, registry, label=ref), registry=registry)
     _write(imported.to_yaml(), args.output)
     if args.output:
         print(f"wrote {args.output}: {len(imported.plan.targets)} targets, {imported.plan.lora_params:,} LoRA "

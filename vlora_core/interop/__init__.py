@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..cache import tree_for
 from ..errors import UsageError
 from ..modeltree import ModuleTree
 from ..plan import TargetPlan
-from ..plugins import Registry
+from ..plugins import Registry, default_registry
 from . import axolotl, llamafactory, peft, swift, unsloth
 from .common import Export, Imported
 
@@ -19,17 +20,24 @@ EXPORTERS = {"peft": peft, "unsloth": unsloth, "llamafactory": llamafactory, "sw
 IMPORTERS = {"unsloth": unsloth, "llamafactory": llamafactory, "swift": swift}
 
 
-def export_plan(plan: TargetPlan, tool: str, tree: ModuleTree) -> Export:
-    """``plan`` in ``tool``'s format (the nearest config, with what it loses)."""
+def export_plan(plan: TargetPlan, tool: str, tree: ModuleTree | None = None) -> Export:
+    """``plan`` in ``tool``'s format (the nearest config, with what it loses). ``tree``: the plan's module tree
+    (LLaMA-Factory's export checks its substring rule on it; built from ``plan.model`` when not given)."""
     if tool not in EXPORTERS:
         raise UsageError(f"unknown tool {tool!r}", hint=f"export to one of: {', '.join(EXPORTERS)}")
+    if tree is None and tool == "llamafactory":
+        tree = tree_for(plan.model, default_registry())
     return EXPORTERS[tool].export(plan, tree)
 
 
-def import_config(path: str | Path, tool: str, tree: ModuleTree, registry: Registry, *, model: str) -> Imported:
-    """The spec whose plan on ``tree`` is what ``tool`` trains with the config in ``path``."""
+def import_config(path: str | Path, tool: str, model: str, *, tree: ModuleTree | None = None,
+                  registry: Registry | None = None) -> Imported:
+    """The spec whose plan on ``model`` (any model reference; ``tree``: its module tree, when already built) is
+    what ``tool`` trains with the config in ``path``."""
     if tool not in IMPORTERS:
         raise UsageError(f"unknown tool {tool!r}", hint=f"import from one of: {', '.join(IMPORTERS)}")
+    registry = registry or default_registry()
+    tree = tree if tree is not None else tree_for(model, registry, label=model)
     return IMPORTERS[tool].import_config(path, tree, registry, model=model)
 
 

@@ -13,8 +13,9 @@ key; so in LoRA mode the projector is never adapted, whatever ``freeze_multi_mod
 rank, ``lora_dropout: 0``, ``lora_target: all``, the vision tower and projector frozen, the language model not.
 
 Export writes the shortest ``lora_target`` that gives exactly the plan under that rule: ``all``, then the
-plan's leaf names, then every target's full name (exact, as a full name is a substring only of itself and
-its children).
+plan's leaf names, then the modules holding the targets (``model.layers.3.self_attn.``, where every module
+under one is a target), then every target's full name (a full name is a substring only of
+itself and its children).
 """
 
 from __future__ import annotations
@@ -104,11 +105,24 @@ def _settings(plan: TargetPlan, lora_target: str) -> dict[str, Any]:
             "additional_target": ",".join(m.name for m in plan.full_modules) or None}
 
 
+def _holders(plan: TargetPlan, tree: ModuleTree) -> list[str]:
+    """The targets as ``holder.`` (where every module under it is a target) or by their full names."""
+    wanted = [t.name for t in plan.module_targets]
+    by_holder: dict[str, list[str]] = {}
+    for name in wanted:
+        by_holder.setdefault(name.rpartition(".")[0], []).append(name)
+    out = []
+    for holder, names in by_holder.items():
+        under = [e.name for e in tree.entries if e.name.startswith(holder + ".")]
+        out += [holder + "."] if holder and sorted(under) == sorted(names) else names
+    return out
+
+
 def export(plan: TargetPlan, tree: ModuleTree) -> Export:
     spec = plan.spec
     want = {t.name for t in plan.module_targets}
     candidates = ["all", ",".join(sorted({t.name.rpartition(".")[2] for t in plan.module_targets})),
-                  ",".join(t.name for t in plan.module_targets)]
+                  ",".join(_holders(plan, tree)), ",".join(t.name for t in plan.module_targets)]
     for lora_target in candidates:
         settings = _settings(plan, lora_target)
         got, _ = targets(settings, tree)
