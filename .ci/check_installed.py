@@ -55,6 +55,9 @@ def main_check() -> None:
     if "IMPORTED []" not in warm or warm.split("IMPORTED")[0] != run("plan", "--model", names[0]):
         raise SystemExit(f"a warm vlora plan imported torch or printed another plan:\n{warm}")
     print(f"warm vlora plan from the cache ({os.environ['VLORA_CACHE_DIR']}): the same plan, torch not imported")
+    for tool in ("peft", "unsloth", "llamafactory", "swift", "axolotl"):  # the interop package ships
+        run("export", "--model", names[0], "--to", tool)
+    print("vlora export to all five tools: ok")
     schema = json.loads(run("schema"))
     assert schema["title"] == "vlora spec", schema.get("title")
     registry = default_registry()

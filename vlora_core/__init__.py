@@ -4,7 +4,7 @@ The public API is everything in ``__all__``; plugins and users import only from 
 
 The modules below form layers, each importing only from lower ones: diagnostics, versions → errors →
 vocabulary, patterns → architecture, spec → layouts, hookspecs → plugins → modeltree → report → plan →
-resolve → apply, lock, shares, training, adapters → validate, testing, interop → cli. docs/how-it-works.md ("The
+resolve → apply, lock, shares, training, adapters → validate, testing, interop, draw → cli. docs/how-it-works.md ("The
 module map") gives each module's job; tests/test_layers.py holds the package to it.
 """
 
@@ -21,6 +21,7 @@ from .adapters import (
 from .apply import apply
 from .architecture import ArchitectureSpec, Component, ReferenceModel, UnusedLayers
 from .diagnostics import Diagnostic, Location
+from .draw import draw_html, draw_svg
 from .errors import (
     AdapterError,
     ComponentOverlapError,
@@ -136,6 +137,8 @@ __all__ = [
     "check_adapter",
     "default_registry",
     "diff_lock",
+    "draw_html",
+    "draw_svg",
     "export_plan",
     "first_unused_layer",
     "hookimpl",

@@ -19,6 +19,7 @@ from .adapters import check_adapter, migrate_adapter, read_adapter, spec_for_ada
 from .cache import CACHE_ENV, NO_CACHE_ENV, cache_dir, cache_enabled, cache_entries, clear_cache, tree_for
 from .coverage import coverage_rows, render_coverage
 from .diagnostics import DOC_PAGES
+from .draw import draw_html, draw_svg
 from .errors import UsageError, VloraError
 from .explain import explain
 from .interop import EXPORTERS, IMPORTERS, export_plan, import_config
@@ -109,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
                    "a target: its component and role, and the toggle, layer selection, exclusion or unused-layer "
                    "rule that decided it")
     p.add_argument("--json", action="store_true", help="print the full plan as JSON (sorted, deterministic)")
+    p.add_argument("--svg", metavar="FILE", help="also draw the plan as an SVG picture: per component a grid of "
+                   "layers x roles, adapted cells coloured by rank, unused layers and modules trained in full marked "
+                   "(with --compare or --compare-tasks, the plans side by side)")
+    p.add_argument("--html", metavar="FILE", help="also write one self-contained HTML page: the picture and the table")
     p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="fp32",
                    help="dtype of the trainable weights for the memory estimate (default fp32, PEFT's default "
                    "for adapters)")
@@ -328,7 +333,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     sys.stdout.write(plan.to_json() if args.json else plan.table(args.dtype))
     if args.modules and not args.json:
         sys.stdout.write(_module_list(plan))
+    _drawings(args, plan)
     return errors.EXIT_OK
+
+
+def _drawings(args: argparse.Namespace, plans: Any) -> None:
+    """Write --svg and --html (a plan, or (label, plan) pairs side by side); say so on stderr."""
+    for path, draw in ((args.svg, draw_svg), (args.html, draw_html)):
+        if path:
+            _write(draw(plans), path)
+            print(f"vlora plan: wrote {path}", file=sys.stderr)
 
 
 def _module_list(plan) -> str:
@@ -370,6 +384,7 @@ def _compare(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     else:
         sys.stdout.write(render_compare(plans, args.dtype))
+    _drawings(args, plans)
     return errors.EXIT_OK
 
 

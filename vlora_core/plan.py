@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +165,8 @@ class TargetPlan:
     inferred: str | None = None  # why the architecture was read from the model's structure, when it was
     quantization: str | None = None  # "4-bit" / "8-bit" when the model's weights are bitsandbytes-quantized
     stored_bytes: int | None = None  # a live model's parameters as stored (None on the meta device)
+    # layers whose output the model never uses, by layer_counts key (left out unless include_unused_layers)
+    unused_layers: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(sorted(self.targets, key=lambda t: (t.key.sort_key(), t.path))))

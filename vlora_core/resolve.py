@@ -169,6 +169,7 @@ class Resolution:
         self.holders: dict[str, list[_Holder]] = {}
         self.by_name: dict[str, _Holder] = {}
         self.layer_counts: dict[str, int] = {}  # "component" or "component.stack" -> number of layers
+        self.unused: dict[str, set[int]] = {}  # layers whose output the model never uses, left out or not
         self.present: list[Component] = list(arch.components)  # narrowed to what this tree has by find_holders
         self.enabled: list[Component] = []
         self.errors: list[ResolutionError] = []  # faults of the spec collected by attempt(), raised together
@@ -459,6 +460,7 @@ class Resolution:
         unused: dict[str, set[int]] = {}
         for item in plugin.unused_layers(self.arch, self.tree.config, dict(self.layer_counts)):
             unused.setdefault(item.count_key, set()).update(item.layers)
+            self.unused.setdefault(item.count_key, set()).update(item.layers)
             if not (spec.component_enabled(item.component) and item.layers):
                 continue
             layers = ", ".join(str(i) for i in sorted(item.layers))
@@ -774,6 +776,7 @@ class Resolution:
             all_bias_params=sum(e.bias_params for e in tree.entries),
             component_params={c: sum(tree.subtree_params(h.name) for h in hs) for c, hs in self.holders.items()},
             layer_counts=dict(self.layer_counts),
+            unused_layers={k: tuple(sorted(v)) for k, v in sorted(self.unused.items()) if v},
             diagnostics=tuple(self.diagnostics),
             inferred=self.inferred,
             transformers_version=tree.transformers_version,
