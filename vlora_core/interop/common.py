@@ -216,7 +216,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError(f"cannot read {p}: {exc.strerror or exc}", where=str(p), hint="check the path") from None
+        raise SpecError(f"cannot read the file: {exc.strerror or exc}", where=str(p), hint="check the path") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -235,7 +235,7 @@ def as_bool(value: Any, key: str, source: str) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise SpecError(f"{key} must be true or false, got {value!r}", where=f"{source}: {key}",
+    raise SpecError(f"{key} must be true or false, got {value!r}", where=source,
                     hint=f"set {key}: true or {key}: false")
 
 
@@ -247,7 +247,7 @@ def as_number(value: Any, key: str, source: str, kind: type = int) -> Any:
     if number is None or isinstance(value, bool) or (number <= 0 and key != "lora_dropout") or (
             kind is int and float(value) != number):
         raise SpecError(f"{key} must be a positive {'whole number' if kind is int else 'number'}, got "
-                        f"{value!r}", where=f"{source}: {key}", hint=f"fix {key}")
+                        f"{value!r}", where=source, hint=f"set {key} to a number like {'8' if kind is int else '16'}")
     return number
 
 

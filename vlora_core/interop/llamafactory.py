@@ -171,7 +171,7 @@ def trains(config: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
     known = {**DEFAULTS, **{k: v for k, v in config.items() if k in DEFAULTS or k == "finetuning_type"}}
     if str(known.get("finetuning_type", "lora")) != "lora":
         raise SpecError(f"finetuning_type is {known['finetuning_type']!r}: only LoRA configs can be imported",
-                        where=f"{source}: finetuning_type", hint="set finetuning_type: lora")
+                        where=source, hint="set finetuning_type: lora")
     for key in ("freeze_vision_tower", "freeze_multi_modal_projector", "freeze_language_model"):
         known[key] = as_bool(known[key], key, source)
     r = as_number(known["lora_rank"], "lora_rank", source)

@@ -87,7 +87,7 @@ def read(path: str | Path) -> dict[str, Any]:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError(f"cannot read {p}: {exc.strerror or exc}", where=str(p), hint="check the path") from None
+        raise SpecError(f"cannot read the file: {exc.strerror or exc}", where=str(p), hint="check the path") from None
     try:
         words = shlex.split(text.replace("\\\n", " "), comments=True)
     except ValueError as exc:
@@ -110,7 +110,7 @@ def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source:
     known = {**DEFAULTS, **config}
     kind = str(known.get("train_type", known.get("tuner_type", "lora")))
     if kind != "lora":
-        raise SpecError(f"train_type is {kind!r}: only LoRA configs can be imported", where=f"{source}: train_type",
+        raise SpecError(f"train_type is {kind!r}: only LoRA configs can be imported", where=source,
                         hint="use --train_type lora")
     flags = {k: as_bool(known[k], k, source) for k in PARTS}
     r = as_number(known["lora_rank"], "lora_rank", source)

@@ -120,15 +120,15 @@ def read(path: str | Path) -> dict[str, Any]:
     return out
 
 
-def regex_for(tree: ModuleTree, vision: bool, language: bool, attention: bool, mlp: bool) -> str:
+def regex_for(tree: ModuleTree, vision: bool, language: bool, attention: bool, mlp: bool, source: str = "") -> str:
     """The regex ``get_peft_regex`` builds for this model and these toggles (see the module's docstring)."""
     if not (vision or language):
         raise SpecError("Unsloth refuses finetune_vision_layers=False with finetune_language_layers=False "
-                        "(\"No layers to finetune\")", where="finetune_vision_layers",
+                        "(\"No layers to finetune\")", where=source or None,
                         hint="turn one of them on")
     if not (attention or mlp):
         raise SpecError("Unsloth refuses finetune_attention_modules=False with finetune_mlp_modules=False "
-                        "(\"No modules to finetune\")", where="finetune_attention_modules",
+                        "(\"No modules to finetune\")", where=source or None,
                         hint="turn one of them on")
     linear = [e.name for e in tree.entries if e.kind == LINEAR and e.type_name != "Conv1D"]
     counts = Counter(n.rpartition(".")[2] for n in linear)
@@ -157,13 +157,13 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
             flags = dict.fromkeys(flags, True)
             notes.append('target_modules="all-linear" turns all four finetune_* toggles on')
         target = regex_for(tree, flags["finetune_vision_layers"], flags["finetune_language_layers"],
-                           flags["finetune_attention_modules"], flags["finetune_mlp_modules"])
+                           flags["finetune_attention_modules"], flags["finetune_mlp_modules"], source)
         notes.append("no flag of Unsloth trains the projector: its regex needs a tower tag and a role tag in the name")
     else:
         notes.append("an explicit target_modules goes to PEFT as given: the four finetune_* toggles are not read")
     if known.get("layers_to_transform") is not None and isinstance(target, str):
         raise SpecError("layers_to_transform cannot be combined with a regex target_modules (PEFT refuses it)",
-                        where=f"{source}: layers_to_transform", hint="select layers in vlora's spec instead")
+                        where=source, hint="select layers in vlora's spec instead")
     names = [e.name for e in tree.entries if e.name]
     matched = peft_matches(target, names)
     wrappable = [n for n in matched if tree.get(n).kind is not None]
