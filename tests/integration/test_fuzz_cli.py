@@ -101,3 +101,81 @@ def test_files_fuzzing_found_stay_spec_errors(tmp_path, tiny_model_dir, capsys, 
     path.write_bytes(content)
     assert main(["validate", str(path), "--model", tiny_model_dir]) == 3
     assert words in capsys.readouterr().out
+
+
+TOOL_KEYS = {
+    "unsloth": ["r", "lora_alpha", "lora_dropout", "bias", "finetune_vision_layers", "finetune_language_layers",
+                "finetune_attention_modules", "finetune_mlp_modules", "target_modules", "modules_to_save",
+                "use_rslora", "use_dora", "layers_to_transform"],
+    "llamafactory": ["lora_rank", "lora_alpha", "lora_dropout", "lora_target", "freeze_vision_tower",
+                     "freeze_multi_modal_projector", "freeze_language_model", "additional_target", "finetuning_type",
+                     "use_dora"],
+    "swift": ["lora_rank", "lora_alpha", "lora_dropout", "target_modules", "target_regex", "freeze_vit",
+              "freeze_aligner", "freeze_llm", "modules_to_save", "train_type", "use_rslora"],
+}
+tool_leaf = st.one_of(leaf, st.sampled_from(["all", "all-linear", "q_proj", "q_proj,v_proj", "qkv", "mlp", ".*",
+                                             "(", "lm_head", "true", "false", "0.1", "8"]))
+LEAVES = ["q_proj", "k_proj", "v_proj", "o_proj", "qkv", "proj", "fc1", "fc2", "gate_proj", "up_proj", "down_proj",
+          "mlp.0", "0", "lm_head", "merger", "embed_tokens", "patch_embed"]
+REGEXES = [".*q_proj", r".*visual.*\.qkv", r"model\.language_model\.layers\.[01]\..*", ".*", "(", r".*\.mlp\..*"]
+GOOD = {  # a likely value per key, so that most configs reach the tool's rule (the rest check the messages)
+    "r": st.integers(1, 64), "lora_rank": st.integers(1, 64), "lora_alpha": st.integers(1, 64),
+    "lora_dropout": st.sampled_from([0, 0.05, 0.1]), "bias": st.sampled_from(["none", "all", "lora_only"]),
+    "target_modules": st.one_of(st.none(), st.just("all-linear"), st.just(["all-linear"]),
+                                st.lists(st.sampled_from(LEAVES), min_size=1, max_size=4), st.sampled_from(REGEXES)),
+    "target_regex": st.sampled_from(REGEXES), "modules_to_save": st.lists(st.sampled_from(LEAVES), max_size=2),
+    "lora_target": st.one_of(st.just("all"), st.lists(st.sampled_from(LEAVES), min_size=1, max_size=4).map(",".join)),
+    "additional_target": st.sampled_from(["lm_head", "merger", "embed_tokens", None]),
+    "finetuning_type": st.just("lora"), "train_type": st.just("lora"), "layers_to_transform": st.none(),
+}
+tool_value = st.one_of(tool_leaf, st.lists(tool_leaf, max_size=3))
+
+
+def tool_config(tool: str):
+    def value(key: str):
+        good = GOOD.get(key, st.booleans())
+        return st.one_of(*[good] * 9, tool_value)  # one value in ten is anything
+    keys = st.lists(st.sampled_from(TOOL_KEYS[tool]), unique=True, max_size=6)
+    return keys.flatmap(lambda ks: st.fixed_dictionaries({k: value(k) for k in ks}))
+
+
+@FUZZ
+@given(tool=st.sampled_from(sorted(TOOL_KEYS)), data=st.data())
+def test_any_config_of_another_tool_imports_or_says_why(tmp_path, tiny_model_dir, capsys, tool, data):
+    config = data.draw(tool_config(tool))
+    if tool == "swift" and data.draw(st.booleans()):  # as a command line
+        path = tmp_path / "run.sh"
+        words = [f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in config.items()]
+        path.write_text("swift sft " + " ".join(words) + "\n")
+    else:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    try:
+        code = main(["import", str(path), "--from", tool, "--model", tiny_model_dir])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code in DOCUMENTED | {0}, (tool, config, err[-500:])
+    assert "internal error" not in out + err and "Traceback" not in out + err, (tool, config, err)
+    if code == 0:
+        assert yaml.safe_load(out)  # a spec
+
+
+@FUZZ
+@given(tool=st.sampled_from(sorted(TOOL_KEYS)), data=st.data())
+def test_a_well_formed_config_imports_as_exactly_what_the_tool_trains(tmp_path, tiny_model_dir, tool, data):
+    from vlora_core import VloraError, import_config, resolve
+
+    keys = data.draw(st.lists(st.sampled_from(TOOL_KEYS[tool]), unique=True, max_size=6))
+    config = {k: data.draw(GOOD.get(k, st.booleans())) for k in keys}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    try:
+        imported = import_config(path, tool, tiny_model_dir)
+    except VloraError as exc:  # refused with a reason (nothing to train, an invalid regex, ...)
+        assert exc.exit_code in DOCUMENTED and str(exc)
+        return
+    trained = set(imported.trains.lora) - set(imported.unexpressed)
+    assert {t.name for t in imported.plan.targets} == trained
+    assert {t.name for t in resolve(imported.data, tiny_model_dir).targets} == trained
+    assert {m.name for m in imported.plan.full_modules} == set(imported.trains.full)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..adapters import AdaptedModule, Adapter, spec_for_adapter
 from ..architecture import ArchitectureSpec
-from ..errors import SpecError, UnsupportedModelError
+from ..errors import SpecError, UnsupportedModelError, VloraError
 from ..infer import infer_architecture
 from ..modeltree import ModuleTree
 from ..plan import TargetPlan
@@ -41,7 +41,7 @@ def peft_matches(target_modules: str | Iterable[str] | None, names: Iterable[str
     if target_modules is None:
         return []
     if isinstance(target_modules, str):
-        rx = re.compile(target_modules)
+        rx = as_regex(target_modules, "target_modules", "")
         return [n for n in names if rx.fullmatch(n)]
     keys = set(target_modules)
     return [n for n in names if n in keys or any(n.endswith("." + k) for k in keys)]
@@ -147,6 +147,12 @@ def spec_for(trains: Trains, tree: ModuleTree, registry: Registry, *, tool: str,
     if not trains.lora and not trains.full:
         raise SpecError(f"{tool} would train nothing on {model} with this config",
                         where=source, hint="check the target and freeze settings against the model")
+    both = [n for n in trains.full for m in trains.lora if m == n or m.startswith(n + ".") or n.startswith(m + ".")]
+    if both:
+        raise SpecError(f"{tool} would both adapt and fully train {both[0]}"
+                        + (f" and {len(set(both)) - 1} more modules" if len(set(both)) > 1 else "")
+                        + " (its modules_to_save ends the names of LoRA targets, or holds them); no vlora spec can "
+                        "say that", where=source, hint="name only modules without LoRA targets in modules_to_save")
     arch = architecture_of(tree, registry)
     modules = []
     for name, (r, alpha) in trains.lora.items():
@@ -160,7 +166,12 @@ def spec_for(trains: Trains, tree: ModuleTree, registry: Registry, *, tool: str,
     found = spec_for_adapter(adapter, tree, registry, model=model)
     differences = list(trains.notes)
     if flags_spec is not None:
-        differences += _differences(resolve(flags_spec, tree, registry=registry), found.plan, tool)
+        try:
+            suggested = resolve(flags_spec, tree, registry=registry)
+        except VloraError as exc:
+            differences.append(f"its flags alone would select nothing vlora can plan ({exc.message})")
+        else:
+            differences += _differences(suggested, found.plan, tool)
     return Imported(tool=tool, source=source, model=model, data=found.data, plan=found.plan, trains=trains,
                     unexpressed=found.unexpressed, differences=tuple(dict.fromkeys(differences)))
 
@@ -239,6 +250,38 @@ def as_bool(value: Any, key: str, source: str) -> bool:
                     hint=f"set {key}: true or {key}: false")
 
 
+def as_dropout(value: Any, key: str, source: str) -> float:
+    """A dropout probability (a command line's text too)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1:
+        return float(value)
+    raise SpecError(f"{key} must be a number from 0 up to 1, got {value!r}", where=source, hint=f"set {key}: 0.05")
+
+
+def as_names(value: Any, key: str, source: str, *, split: bool = False) -> list[str]:
+    """None, a name, or a list of names (``split``: a comma-separated string too)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()] if split else [value]
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise SpecError(f"{key} must be a name or a list of names, got {value!r}", where=source,
+                    hint=f"write {key} as a list of module names")
+
+
+def as_regex(value: str, key: str, source: str) -> re.Pattern[str]:
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise SpecError(f"{key} is not a valid regular expression ({exc})", where=source,
+                        hint=f"fix {key}") from None
+
+
 def as_number(value: Any, key: str, source: str, kind: type = int) -> Any:
     try:
         number = kind(value)
@@ -251,5 +294,6 @@ def as_number(value: Any, key: str, source: str, kind: type = int) -> Any:
     return number
 
 
-__all__ = ["Export", "Imported", "Trains", "architecture_of", "as_bool", "as_number", "header", "lost_lines",
+__all__ = ["Export", "Imported", "Trains", "architecture_of", "as_bool", "as_dropout", "as_names", "as_number",
+           "as_regex", "header", "lost_lines",
            "model_id", "peft_matches", "read_mapping", "saved_matches", "spec_for"]

@@ -28,7 +28,19 @@ from ..errors import SpecError
 from ..modeltree import ModuleTree
 from ..plan import TargetPlan
 from ..plugins import Registry
-from .common import Export, Imported, Trains, as_bool, as_number, header, lost_lines, model_id, read_mapping
+from .common import (
+    Export,
+    Imported,
+    Trains,
+    as_bool,
+    as_dropout,
+    as_names,
+    as_number,
+    header,
+    lost_lines,
+    model_id,
+    read_mapping,
+)
 from .common import spec_for as _spec_for
 
 TITLE = "LLaMA-Factory (training YAML keys)"
@@ -66,6 +78,14 @@ def _split(value: Any) -> list[str]:
         return []
     items = value if isinstance(value, list) else str(value).split(",")
     return [str(v).strip() for v in items if str(v).strip()]
+
+
+def _checked(known: dict[str, Any], source: str) -> None:
+    """LLaMA-Factory reads lora_target and additional_target as comma-separated names (or lists of them)."""
+    for key in ("lora_target", "additional_target"):
+        value = known[key]
+        if value is not None and not isinstance(value, str):
+            as_names(value, key, source)
 
 
 def targets(settings: dict[str, Any], tree: ModuleTree) -> tuple[list[str], list[str]]:
@@ -174,6 +194,7 @@ def trains(config: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
                         where=source, hint="set finetuning_type: lora")
     for key in ("freeze_vision_tower", "freeze_multi_modal_projector", "freeze_language_model"):
         known[key] = as_bool(known[key], key, source)
+    _checked(known, source)
     r = as_number(known["lora_rank"], "lora_rank", source)
     alpha = as_number(known["lora_alpha"], "lora_alpha", source, float) if known["lora_alpha"] is not None else 2.0 * r
     lora, full = targets(known, tree)
@@ -189,8 +210,8 @@ def trains(config: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
     if odd:
         notes.append(f"lora_target also names {len(odd)} modules PEFT cannot wrap (e.g. {odd[0]}): PEFT would stop "
                      "with an error on them")
-    settings = {"r": r, "lora_alpha": alpha, "lora_dropout": float(config.get("lora_dropout", 0.0)),
-                **{k: bool(config[k]) for k in ("use_rslora", "use_dora") if k in config}}
+    settings = {"r": r, "lora_alpha": alpha, "lora_dropout": as_dropout(known["lora_dropout"], "lora_dropout", source),
+                **{k: as_bool(config[k], k, source) for k in ("use_rslora", "use_dora") if k in config}}
     roles = _roles(known, tree)
     suggested = {"finetune_vision_layers": not known["freeze_vision_tower"],
                  "finetune_language_layers": not known["freeze_language_model"],

@@ -27,7 +27,10 @@ from .common import (
     Trains,
     architecture_of,
     as_bool,
+    as_dropout,
+    as_names,
     as_number,
+    as_regex,
     header,
     lost_lines,
     model_id,
@@ -116,11 +119,14 @@ def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source:
     r = as_number(known["lora_rank"], "lora_rank", source)
     alpha = as_number(known["lora_alpha"], "lora_alpha", source, float)
     names = [e.name for e in tree.entries if e.name]
-    modules = known["target_modules"]
-    modules = [modules] if isinstance(modules, str) else list(modules)
+    modules = as_names(known["target_modules"], "target_modules", source)
     notes = []
     if known["target_regex"]:
-        chosen = peft_matches(str(known["target_regex"]), names)
+        if not isinstance(known["target_regex"], str):
+            raise SpecError(f"target_regex must be a regular expression, got {known['target_regex']!r}",
+                            where=source, hint="give one --target_regex")
+        as_regex(known["target_regex"], "target_regex", source)
+        chosen = peft_matches(known["target_regex"], names)
     elif "all-linear" in modules:
         arch = architecture_of(tree, registry)
         open_parts = {c for k, cs in PARTS.items() if not flags[k] for c in cs}
@@ -143,8 +149,8 @@ def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source:
     if odd:
         notes.append(f"the targets include {len(odd)} modules PEFT cannot wrap (e.g. {odd[0]}): PEFT would fail")
     lora = {n: (r, alpha) for n in chosen if tree.get(n).kind is not None}
-    full = saved_matches(known.get("modules_to_save"), names)
-    settings = {"r": r, "lora_alpha": alpha, "lora_dropout": float(known["lora_dropout"]),
+    full = saved_matches(as_names(known.get("modules_to_save"), "modules_to_save", source), names)
+    settings = {"r": r, "lora_alpha": alpha, "lora_dropout": as_dropout(known["lora_dropout"], "lora_dropout", source),
                 **{k: as_bool(known[k], k, source) for k in ("use_rslora", "use_dora") if k in known}}
     suggested: dict[str, Any] | None = {
         "finetune_vision_layers": not flags["freeze_vit"], "finetune_language_layers": not flags["freeze_llm"],

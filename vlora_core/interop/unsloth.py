@@ -28,7 +28,20 @@ from ..errors import SpecError
 from ..modeltree import LINEAR, ModuleTree
 from ..plan import TargetPlan
 from ..plugins import Registry
-from .common import Export, Imported, Trains, as_bool, as_number, header, peft_matches, read_mapping, saved_matches
+from .common import (
+    Export,
+    Imported,
+    Trains,
+    as_bool,
+    as_dropout,
+    as_names,
+    as_number,
+    as_regex,
+    header,
+    peft_matches,
+    read_mapping,
+    saved_matches,
+)
 from .common import spec_for as _spec_for
 
 TITLE = "Unsloth (FastVisionModel.get_peft_model keyword arguments)"
@@ -151,6 +164,14 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
     r = as_number(known["r"], "r", source)
     alpha = as_number(known["lora_alpha"], "lora_alpha", source, float)
     target = known["target_modules"]
+    if target is not None and not isinstance(target, str):
+        target = as_names(target, "target_modules", source)
+    elif isinstance(target, str) and target != "all-linear":
+        as_regex(target, "target_modules", source)
+    if known["bias"] not in ("none", "all", "lora_only"):
+        raise SpecError(f"bias must be none, all or lora_only, got {known['bias']!r}", where=source,
+                        hint='set bias = "none"')
+    dropout = as_dropout(known["lora_dropout"], "lora_dropout", source)
     notes = []
     if target in (None, "all-linear"):
         if target == "all-linear":
@@ -172,9 +193,9 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
         notes.append(f"the regex also matches {len(skipped)} modules PEFT cannot wrap (e.g. {skipped[0]}): PEFT "
                      "would fail on them")
     lora = {n: (r, alpha) for n in wrappable}
-    full = saved_matches(known.get("modules_to_save"), names)
-    settings = {"r": r, "lora_alpha": alpha, "lora_dropout": float(known["lora_dropout"]), "bias": known["bias"],
-                **{k: bool(known[k]) for k in ("use_rslora", "use_dora") if k in known}}
+    full = saved_matches(as_names(known.get("modules_to_save"), "modules_to_save", source), names)
+    settings = {"r": r, "lora_alpha": alpha, "lora_dropout": dropout, "bias": known["bias"],
+                **{k: as_bool(known[k], k, source) for k in ("use_rslora", "use_dora") if k in known}}
     suggested = {"finetune_vision_layers": flags["finetune_vision_layers"],
                  "finetune_language_layers": flags["finetune_language_layers"],
                  "finetune_attention_modules": flags["finetune_attention_modules"],
