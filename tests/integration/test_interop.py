@@ -327,3 +327,18 @@ def test_vlora_import_writes_a_spec_that_plans_the_same(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     plan = resolve(out)
     assert plan.model == "Qwen/Qwen2.5-VL-7B-Instruct" and {t.component for t in plan.targets} == {"language"}
+
+
+@pytest.mark.parametrize("tool", ["unsloth", "llamafactory", "swift"])
+@pytest.mark.parametrize(("spec", "ref"), [
+    ("examples/llava_vqa.yaml", None), ({"finetune_projector": "full", "vision": {"r": 8}}, "Qwen2-VL-2B-Instruct")])
+def test_an_exported_config_imports_back_as_the_same_plan(tool, spec, ref, tmp_path):
+    plan = resolve(ROOT / spec if isinstance(spec, str) else spec, ref)
+    exported = export_plan(plan, tool)
+    path = tmp_path / {"unsloth": "peft.py", "llamafactory": "train.yaml", "swift": "run.sh"}[tool]
+    path.write_text(exported.text)
+    back = import_config(path, tool, plan.model).plan
+    assert [t.name for t in back.targets] == [t.name for t in plan.targets]
+    assert [m.name for m in back.full_modules] == [m.name for m in plan.full_modules]
+    if not exported.lost:  # ranks and alphas too, where the tool kept them
+        assert [(t.r, t.lora_alpha) for t in back.targets] == [(t.r, t.lora_alpha) for t in plan.targets]

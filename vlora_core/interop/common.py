@@ -47,6 +47,14 @@ def peft_matches(target_modules: str | Iterable[str] | None, names: Iterable[str
     return [n for n in names if n in keys or any(n.endswith("." + k) for k in keys)]
 
 
+def pattern_value(patterns: dict[str, Any], name: str, default: Any) -> Any:
+    """PEFT's ``rank_pattern`` / ``alpha_pattern`` lookup: the first key that matches the end of the name."""
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?({key})$", name):
+            return value
+    return default
+
+
 def saved_matches(modules_to_save: Iterable[str] | None, names: Iterable[str]) -> list[str]:
     """The modules PEFT trains in full for ``modules_to_save``: every name that ends with an entry."""
     keys = list(modules_to_save or [])
@@ -296,4 +304,4 @@ def as_number(value: Any, key: str, source: str, kind: type = int) -> Any:
 
 __all__ = ["Export", "Imported", "Trains", "architecture_of", "as_bool", "as_dropout", "as_names", "as_number",
            "as_regex", "header", "lost_lines",
-           "model_id", "peft_matches", "read_mapping", "saved_matches", "spec_for"]
+           "model_id", "pattern_value", "peft_matches", "read_mapping", "saved_matches", "spec_for"]

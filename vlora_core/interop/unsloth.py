@@ -38,6 +38,7 @@ from .common import (
     as_number,
     as_regex,
     header,
+    pattern_value,
     peft_matches,
     read_mapping,
     saved_matches,
@@ -192,7 +193,22 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
     if skipped:
         notes.append(f"the regex also matches {len(skipped)} modules PEFT cannot wrap (e.g. {skipped[0]}): PEFT "
                      "would fail on them")
-    lora = {n: (r, alpha) for n in wrappable}
+    patterns = {}
+    for key in ("rank_pattern", "alpha_pattern"):
+        value = known.get(key) or {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise SpecError(f"{key} must be a mapping of patterns to numbers, got {value!r}", where=source,
+                            hint=f"write {key} as {{'pattern': value}}")
+        for k in value:
+            as_regex(k, key, source)
+        kind = int if key == "rank_pattern" else float
+        patterns[key] = {k: as_number(v, key, source, kind) for k, v in value.items()}
+    lora = {n: (pattern_value(patterns["rank_pattern"], n, r), pattern_value(patterns["alpha_pattern"], n, alpha))
+            for n in wrappable}
+    params = as_names(known.get("target_parameters"), "target_parameters", source)
+    if params:
+        notes.append(f"target_parameters ({', '.join(params)}) are not imported: the spec below leaves those "
+                     "parameters out")
     full = saved_matches(as_names(known.get("modules_to_save"), "modules_to_save", source), names)
     settings = {"r": r, "lora_alpha": alpha, "lora_dropout": dropout, "bias": known["bias"],
                 **{k: as_bool(known[k], k, source) for k in ("use_rslora", "use_dora") if k in known}}
