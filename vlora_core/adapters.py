@@ -189,7 +189,7 @@ def read_adapter(path: str | Path, registry: Registry) -> Adapter:
     modules = _modules(config, tensors, folder)
     arch, plugin = _best_architecture([m.name for m in modules], registry, _model_type_of(config))
     if arch is not None:
-        modules = [_placed(m, arch) for m in modules]
+        modules = [placed(m, arch) for m in modules]
     modules.sort(key=lambda m: (group_order(m.component or "~", m.role or "~"), m.stack or "",
                                 -1 if m.layer is None else m.layer, m.name))
     return Adapter(path=short_path(str(folder)), weights_file=weights_file, config=config, tensors=tensors,
@@ -364,7 +364,8 @@ def _best_architecture(names: list[str], registry: Registry, model_type: str | N
     return arch, info.distribution
 
 
-def _placed(m: AdaptedModule, arch: ArchitectureSpec) -> AdaptedModule:
+def placed(m: AdaptedModule, arch: ArchitectureSpec) -> AdaptedModule:
+    """``m`` placed under ``arch``: its component, role, layer, stack, leaf and path (as is where it places nowhere)."""
     where = arch.place(m.name)
     if where is None:
         return m
@@ -759,4 +760,4 @@ def spec_for_adapter(adapter: Adapter, tree: Any, registry: Registry, *, model: 
 
 
 __all__ = ["AdaptedModule", "Adapter", "AdapterCheck", "AdapterSpec", "check_adapter", "migrate_adapter",
-           "migration_map", "read_adapter", "spec_for_adapter"]
+           "migration_map", "placed", "read_adapter", "spec_for_adapter"]

@@ -76,6 +76,13 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _resolution_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --set and --no-cache: the options of every command that resolves a spec."""
+    parser.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
+    parser.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vlora",
@@ -101,9 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC", nargs="?",
                    help="spec file (.yaml, .yml, .json or .toml); without one, the defaults (every tower, attention "
                    "and MLP, r=16) on --model")
-    p.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
-    p.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
+    _resolution_options(p)
     p.add_argument("--modules", action="store_true", help="also list every target and fully trained module by name")
     p.add_argument("--explain", metavar="NAME",
                    help="why each module named NAME (a full name, or a full-name regular expression) is or is not "
@@ -137,9 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     v.add_argument("specs", metavar="SPEC", nargs="+", help="spec files, directories of specs, or globs")
-    v.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
-    v.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
-    v.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
+    _resolution_options(v)
     v.add_argument("--lock", metavar="FILE", help="lock file to check the plan against (one SPEC only); default: "
                    "NAME.lock.json beside each spec, when it exists")
     v.add_argument("--require-lock", action="store_true", help="a spec without a lock file is a problem")
@@ -160,9 +163,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     lk.add_argument("specs", metavar="SPEC", nargs="+", help="spec files, directories of specs, or globs")
-    lk.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
-    lk.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
-    lk.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
+    _resolution_options(lk)
     lk.add_argument("--output", "-o", metavar="FILE", help="lock file to write (one SPEC only)")
 
     pl = sub.add_parser("plugins", help="list installed architecture plugins",
@@ -275,9 +276,7 @@ def _parser() -> argparse.ArgumentParser:
                         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ex.add_argument("spec", metavar="SPEC", nargs="?", help="spec file; without one, the defaults on --model")
     ex.add_argument("--to", required=True, choices=list(EXPORTERS), help="the tool to write for")
-    ex.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
-    ex.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
-    ex.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
+    _resolution_options(ex)
     ex.add_argument("--output", "-o", metavar="FILE", help="file to write (default: standard output)")
 
     im = sub.add_parser("import", help="another tool's LoRA config as a vlora spec (Unsloth, LLaMA-Factory, ms-swift)",
@@ -448,29 +447,12 @@ def _write(text: str, output: str | None) -> None:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}", hint="check the path") from None
 
 
-def _import_model(path: str, tool: str) -> str | None:
-    """The model a tool's config names, where it names one."""
-    if tool == "unsloth":
-        return None
-    try:
-        data = IMPORTERS[tool].read(path)
-    except VloraError:
-        return None
-    value = data.get("model_name_or_path" if tool == "llamafactory" else "model")
-    return value if isinstance(value, str) and value else None
-
-
 def _cmd_import(args: argparse.Namespace) -> int:
-    ref = args.model or _import_model(args.file, args.tool)
-    if ref is None:
-        raise UsageError(f"{args.file} does not name its model", hint=f"give the model: vlora import {args.file} "
-                         f"--from {args.tool} --model REF")
-    registry = default_registry()
-    imported = import_config(args.file, args.tool, ref, tree=tree_for(ref, registry, label=ref), registry=registry)
+    imported = import_config(args.file, args.tool, args.model)
     _write(imported.to_yaml(), args.output)
     if args.output:
         print(f"wrote {args.output}: {len(imported.plan.targets)} targets, {imported.plan.lora_params:,} LoRA "
-              f"parameters on {ref}")
+              f"parameters on {imported.model}")
         for line in imported.differences:
             print(f"note: {line}")
     return errors.EXIT_OK

@@ -41,12 +41,6 @@ class Cell:
     unused: bool = False
 
 
-def _row_label(t: Target) -> str:
-    if t.variant is None:
-        return t.role
-    return f"{t.role} ({t.variant}" + (f": {t.experts})" if t.experts > 1 else ")")
-
-
 def _colours(plans: list[TargetPlan]) -> dict[tuple[int, float], str]:
     """One colour per (rank, alpha), the same in every plan of one drawing."""
     keys = sorted({(t.r, t.lora_alpha) for p in plans for t in p.targets})
@@ -118,7 +112,7 @@ class _Canvas:
         y += HEAD_H
         rows: dict[str, list[Target]] = {}
         for t in targets:
-            rows.setdefault(_row_label(t), []).append(t)
+            rows.setdefault(t.label, []).append(t)
         defaults = [r for r in COMPONENT_ROLES.get(comp, ()) if r in ("attention", "mlp", "projection")
                     and not (full and not count)]  # a projector trained in full: its box says it all
         for role in defaults:

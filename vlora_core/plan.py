@@ -43,6 +43,13 @@ def _layers_text(targets: list[Target]) -> str:
                     for s in stacks)
 
 
+def role_label(role: str, variant: str | None, experts: int) -> str:
+    """A role with its variant, as reports name a row: ``attention (linear)``, ``mlp (experts: 128)``."""
+    if variant is None:
+        return role
+    return f"{role} ({variant}" + (f": {experts})" if experts > 1 else ")")
+
+
 @dataclass(frozen=True)
 class Target:
     """One module that gets a LoRA adapter."""
@@ -64,6 +71,11 @@ class Target:
     bias_params: int = 0
     experts: int = 1  # experts adapted at once (a 3-D expert weight); 1 for every other target
     variant: str | None = None  # the row within its role: "linear" (linear attention), "experts", ...
+
+    @property
+    def label(self) -> str:
+        """Its role as the plan table's rows name it (``SummaryRow.label``)."""
+        return role_label(self.role, self.variant, self.experts)
 
     @property
     def key(self) -> TargetKey:
@@ -125,9 +137,7 @@ class SummaryRow:
     @property
     def label(self) -> str:
         """The role as the table shows it: ``attention``, ``attention (linear)``, ``mlp (experts: 128)``."""
-        if self.variant is None:
-            return self.role
-        return f"{self.role} ({self.variant}" + (f": {self.experts})" if self.experts > 1 else ")")
+        return role_label(self.role, self.variant, self.experts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -296,6 +306,12 @@ class TargetPlan:
                 (alpha[key],) = alphas
         return rank, alpha
 
+    @property
+    def alpha(self) -> float | int:
+        """The spec's ``lora_alpha`` as configs write it: an int when it is whole (16, not 16.0)."""
+        alpha = self.spec.lora_alpha
+        return int(alpha) if float(alpha).is_integer() else alpha
+
     def to_lora_config(self) -> LoraConfig:
         """A new ``peft.LoraConfig`` for exactly this plan (a fresh object every call)."""
         from peft import LoraConfig
@@ -311,10 +327,9 @@ class TargetPlan:
                 "finetune_projector: lora",
             )
         rank, alpha = self.patterns()
-        lora_alpha: float | int = int(spec.lora_alpha) if float(spec.lora_alpha).is_integer() else spec.lora_alpha
         return LoraConfig(
             r=spec.r,
-            lora_alpha=lora_alpha,
+            lora_alpha=self.alpha,
             lora_dropout=spec.lora_dropout,
             bias=spec.bias,
             use_rslora=spec.use_rslora,
@@ -393,4 +408,4 @@ class TargetPlan:
         return render_table(self, dtype)
 
 
-__all__ = ["DTYPE_BYTES", "FullModule", "SummaryRow", "Target", "TargetPlan"]
+__all__ = ["DTYPE_BYTES", "FullModule", "SummaryRow", "Target", "TargetPlan", "role_label"]

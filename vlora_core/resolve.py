@@ -457,9 +457,7 @@ class Resolution:
         spec, plugin = self.spec, self.plugin
         if not plugin.implements("vlora_unused_layers"):
             return {}
-        unused: dict[str, set[int]] = {}
         for item in plugin.unused_layers(self.arch, self.tree.config, dict(self.layer_counts)):
-            unused.setdefault(item.count_key, set()).update(item.layers)
             self.unused.setdefault(item.count_key, set()).update(item.layers)
             if not (spec.component_enabled(item.component) and item.layers):
                 continue
@@ -472,7 +470,7 @@ class Resolution:
                 self.warn("unused-layers", f"{what} are left out: the model never uses their output "
                           f"({item.reason}), so adapters there would get no gradient; set include_unused_layers: "
                           "true to add them anyway")
-        return {} if spec.include_unused_layers else unused
+        return {} if spec.include_unused_layers else self.unused
 
     # --- targets ---------------------------------------------------------------------------------------
 

@@ -30,15 +30,22 @@ def export_plan(plan: TargetPlan, tool: str, tree: ModuleTree | None = None) -> 
     return EXPORTERS[tool].export(plan, tree)
 
 
-def import_config(path: str | Path, tool: str, model: str, *, tree: ModuleTree | None = None,
+def import_config(path: str | Path, tool: str, model: str | None = None, *, tree: ModuleTree | None = None,
                   registry: Registry | None = None) -> Imported:
-    """The spec whose plan on ``model`` (any model reference; ``tree``: its module tree, when already built) is
-    what ``tool`` trains with the config in ``path``."""
+    """The spec whose plan on ``model`` is what ``tool`` trains with the config in ``path``. ``model``: any model
+    reference (default: the one the file names); ``tree``: its module tree, when already built."""
     if tool not in IMPORTERS:
         raise UsageError(f"unknown tool {tool!r}", hint=f"import from one of: {', '.join(IMPORTERS)}")
+    importer = IMPORTERS[tool]
+    config = importer.read(path)
+    named = config.get(importer.MODEL_KEY) if importer.MODEL_KEY else None
+    model = model or (named if isinstance(named, str) and named else None)
+    if model is None:
+        raise UsageError(f"{path} does not name its model",
+                         hint=f"give the model: vlora import {path} --from {tool} --model REF")
     registry = registry or default_registry()
     tree = tree if tree is not None else tree_for(model, registry, label=model)
-    return IMPORTERS[tool].import_config(path, tree, registry, model=model)
+    return importer.import_config(config, str(path), tree, registry, model=model)
 
 
 __all__ = ["EXPORTERS", "IMPORTERS", "Export", "Imported", "export_plan", "import_config"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..plan import TargetPlan
-from .common import Export, header, lost_lines, model_id
+from .common import Export, export_file, lost_lines, model_id
 
 TITLE = "axolotl (training YAML keys)"
 
@@ -21,8 +21,7 @@ def export(plan: TargetPlan, tree: Any = None) -> Export:
 
     spec = plan.spec
     lost = lost_lines(plan, "axolotl", ranks=False, parameters=True, bias=("none",), init=False)
-    alpha = int(spec.lora_alpha) if float(spec.lora_alpha).is_integer() else spec.lora_alpha
-    data: dict[str, Any] = {"base_model": model_id(plan), "adapter": "lora", "lora_r": spec.r, "lora_alpha": alpha,
+    data: dict[str, Any] = {"base_model": model_id(plan), "adapter": "lora", "lora_r": spec.r, "lora_alpha": plan.alpha,
                             "lora_dropout": spec.lora_dropout, "lora_target_modules": plan.target_regex}
     if plan.parameter_targets:
         data["lora_target_parameters"] = [t.name for t in plan.parameter_targets]
@@ -32,14 +31,9 @@ def export(plan: TargetPlan, tree: Any = None) -> Export:
         data["peft_use_dora"] = True
     if spec.use_rslora:
         data["peft_use_rslora"] = True
-    lines = [f"vlora export --to axolotl: {plan.model}, spec {spec.source or '(in memory)'}",
-             f"{len(plan.targets)} LoRA targets, {plan.lora_params:,} LoRA parameters"
-             + ("; nothing is lost" if not lost else "")]
-    lines += [f"lost: {x}" for x in lost]
     notes = ("lora_target_linear must stay unset: it would add every Linear's name to the targets",)
-    lines += [f"note: {n}" for n in notes]
-    text = header(lines) + yaml.safe_dump(data, sort_keys=False, width=1 << 20)
-    return Export(tool="axolotl", text=text, lost=tuple(lost), notes=notes, kwargs=data)
+    return export_file(plan, "axolotl", yaml.safe_dump(data, sort_keys=False, width=1 << 20), lost=lost,
+                       notes=notes, kwargs=data)
 
 
 __all__ = ["TITLE", "export"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..adapters import AdaptedModule, Adapter, spec_for_adapter
+from ..adapters import AdaptedModule, Adapter, placed, spec_for_adapter
 from ..architecture import ArchitectureSpec
 from ..errors import SpecError, UnsupportedModelError, VloraError
 from ..infer import infer_architecture
@@ -63,6 +63,17 @@ def saved_matches(modules_to_save: Iterable[str] | None, names: Iterable[str]) -
 
 def header(lines: Iterable[str], comment: str = "#") -> str:
     return "".join(f"{comment} {line}\n" if line else f"{comment}\n" for line in lines)
+
+
+def export_file(plan: TargetPlan, tool: str, body: str, *, lost: Iterable[str] = (), notes: Iterable[str] = (),
+                kwargs: dict[str, Any], extra: Iterable[str] = ()) -> Export:
+    """An ``Export`` whose text is a comment header (what, counts, ``extra``, what is lost, notes) and ``body``."""
+    lost, notes = tuple(lost), tuple(notes)
+    lines = [f"vlora export --to {tool}: {plan.model}, spec {plan.spec.source or '(in memory)'}",
+             f"{len(plan.targets)} LoRA targets, {plan.lora_params:,} LoRA parameters"
+             + ("; nothing is lost" if not lost else ""), *extra]
+    lines += [f"lost: {x}" for x in lost] + [f"note: {x}" for x in notes]
+    return Export(tool=tool, text=header(lines) + body, lost=lost, notes=notes, kwargs=kwargs)
 
 
 def lost_lines(plan: TargetPlan, tool: str, *, ranks: bool, parameters: bool, bias: tuple[str, ...],
@@ -164,8 +175,8 @@ def spec_for(trains: Trains, tree: ModuleTree, registry: Registry, *, tool: str,
     arch = architecture_of(tree, registry)
     modules = []
     for name, (r, alpha) in trains.lora.items():
-        modules.append(_placed(AdaptedModule(name=name, kind="lora", params=0, r=r, lora_alpha=alpha), arch))
-    modules += [_placed(AdaptedModule(name=n, kind="full", params=tree.subtree_params(n)), arch) for n in trains.full]
+        modules.append(placed(AdaptedModule(name=name, kind="lora", params=0, r=r, lora_alpha=alpha), arch))
+    modules += [placed(AdaptedModule(name=n, kind="full", params=tree.subtree_params(n)), arch) for n in trains.full]
     settings = trains.settings
     config = {"r": settings.get("r"), "lora_alpha": settings.get("lora_alpha"),
               **{k: settings[k] for k in ("lora_dropout", "bias", "use_rslora", "use_dora") if k in settings}}
@@ -182,17 +193,6 @@ def spec_for(trains: Trains, tree: ModuleTree, registry: Registry, *, tool: str,
             differences += _differences(suggested, found.plan, tool)
     return Imported(tool=tool, source=source, model=model, data=found.data, plan=found.plan, trains=trains,
                     unexpressed=found.unexpressed, differences=tuple(dict.fromkeys(differences)))
-
-
-def _placed(m: AdaptedModule, arch: ArchitectureSpec) -> AdaptedModule:
-    from dataclasses import replace
-
-    where = arch.place(m.name)
-    if where is None:
-        return m
-    component, role, layer, stack, leaf, path = where
-    return replace(m, component=component, role=role if m.kind == "lora" else None, layer=layer, stack=stack,
-                   leaf=leaf, path=path)
 
 
 def _differences(suggested: TargetPlan, actual: TargetPlan, tool: str) -> list[str]:
@@ -303,5 +303,5 @@ def as_number(value: Any, key: str, source: str, kind: type = int) -> Any:
 
 
 __all__ = ["Export", "Imported", "Trains", "architecture_of", "as_bool", "as_dropout", "as_names", "as_number",
-           "as_regex", "header", "lost_lines",
+           "as_regex", "export_file", "header", "lost_lines",
            "model_id", "pattern_value", "peft_matches", "read_mapping", "saved_matches", "spec_for"]

@@ -36,7 +36,7 @@ from .common import (
     as_dropout,
     as_names,
     as_number,
-    header,
+    export_file,
     lost_lines,
     model_id,
     read_mapping,
@@ -161,9 +161,8 @@ def export(plan: TargetPlan, tree: ModuleTree) -> Export:
     if "projector" in {t.component for t in plan.targets}:
         notes.append("the projector's LoRA needs the explicit lora_target below with freeze_multi_modal_projector: "
                      "false; lora_target: all never adapts the projector")
-    alpha = int(spec.lora_alpha) if float(spec.lora_alpha).is_integer() else spec.lora_alpha
     data: dict[str, Any] = {"model_name_or_path": model_id(plan), "finetuning_type": "lora", "lora_rank": spec.r,
-                            "lora_alpha": alpha, "lora_dropout": spec.lora_dropout,
+                            "lora_alpha": plan.alpha, "lora_dropout": spec.lora_dropout,
                             **{k: v for k, v in settings.items() if v is not None}}
     if spec.use_dora:
         data["use_dora"] = True
@@ -171,12 +170,9 @@ def export(plan: TargetPlan, tree: ModuleTree) -> Export:
         data["use_rslora"] = True
     import yaml
 
-    lines = [f"vlora export --to llamafactory: {plan.model}, spec {spec.source or '(in memory)'}",
-             f"{len(plan.targets)} LoRA targets, {plan.lora_params:,} LoRA parameters"
-             + ("; nothing is lost" if not lost else ""), f"rule assumed: {VERSION_READ}"]
-    lines += [f"lost: {x}" for x in lost] + [f"note: {x}" for x in notes]
-    text = header(lines) + yaml.safe_dump(data, sort_keys=False, width=1 << 20)
-    return Export(tool="llamafactory", text=text, lost=tuple(lost), notes=tuple(notes), kwargs=data)
+    body = yaml.safe_dump(data, sort_keys=False, width=1 << 20)
+    return export_file(plan, "llamafactory", body, lost=lost, notes=notes, kwargs=data,
+                       extra=[f"rule assumed: {VERSION_READ}"])
 
 
 # --- import -------------------------------------------------------------------------------------------
@@ -234,12 +230,14 @@ def _roles(known: dict[str, Any], tree: ModuleTree) -> tuple[bool, bool]:
     return attention or not mlp, mlp
 
 
-def import_config(path: str | Path, tree: ModuleTree, registry: Registry, *, model: str) -> Imported:
-    config = read(path)
-    found, suggested = trains(config, tree, str(path))
-    return _spec_for(found, tree, registry, tool="LLaMA-Factory", source=str(path), model=model,
-                     flags_spec=suggested)
+MODEL_KEY = "model_name_or_path"
 
 
-__all__ = ["COMPOSITE_MODELS", "DEFAULTS", "TITLE", "VERSION_READ", "export", "import_config", "read", "targets",
-           "trains"]
+def import_config(config: dict[str, Any], source: str, tree: ModuleTree, registry: Registry, *,
+                  model: str) -> Imported:
+    found, suggested = trains(config, tree, source)
+    return _spec_for(found, tree, registry, tool="LLaMA-Factory", source=source, model=model, flags_spec=suggested)
+
+
+__all__ = ["COMPOSITE_MODELS", "DEFAULTS", "MODEL_KEY", "TITLE", "VERSION_READ", "export", "import_config", "read",
+           "targets", "trains"]

@@ -25,7 +25,7 @@ def _plain(value: Any) -> Any:
 
 def export(plan: TargetPlan, tree: Any = None) -> Export:
     config = plan.to_lora_config()
-    data = {k: v for k, v in config.to_dict().items() if k not in ("runtime_config",)}
+    data = config.to_dict()
     data["base_model_name_or_path"] = model_id(plan)
     text = json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n"
     return Export(tool="peft", text=text, kwargs=json.loads(text))

@@ -31,7 +31,7 @@ from .common import (
     as_names,
     as_number,
     as_regex,
-    header,
+    export_file,
     lost_lines,
     model_id,
     peft_matches,
@@ -52,9 +52,9 @@ PARTS = {"freeze_vit": ("vision", "audio"), "freeze_aligner": ("projector",), "f
 def export(plan: TargetPlan, tree: Any = None) -> Export:
     spec = plan.spec
     lost = lost_lines(plan, "ms-swift", ranks=False, parameters=False, bias=("none", "all"), init=True)
-    alpha = int(spec.lora_alpha) if float(spec.lora_alpha).is_integer() else spec.lora_alpha
-    args: dict[str, Any] = {"model": model_id(plan), "train_type": "lora", "lora_rank": spec.r, "lora_alpha": alpha,
-                            "lora_dropout": spec.lora_dropout, "target_regex": plan.target_regex}
+    args: dict[str, Any] = {"model": model_id(plan), "train_type": "lora", "lora_rank": spec.r,
+                            "lora_alpha": plan.alpha, "lora_dropout": spec.lora_dropout,
+                            "target_regex": plan.target_regex}
     if plan.full_modules:
         args["modules_to_save"] = [m.name for m in plan.full_modules]
     if spec.bias == "all":
@@ -65,18 +65,12 @@ def export(plan: TargetPlan, tree: Any = None) -> Export:
         args["use_dora"] = "true"
     if spec.init_lora_weights is not True:
         args["init_weights"] = str(spec.init_lora_weights).lower()
-    lines = [f"vlora export --to swift: {plan.model}, spec {spec.source or '(in memory)'}",
-             f"{len(plan.targets)} LoRA targets, {plan.lora_params:,} LoRA parameters"
-             + ("; nothing is lost" if not lost else "")]
-    lines += [f"lost: {x}" for x in lost]
     notes = ("--target_regex is given to PEFT as is; --freeze_vit/--freeze_aligner/--freeze_llm do not change it",)
-    lines += [f"note: {n}" for n in notes]
     parts = ["swift sft"]
     for key, value in args.items():
         values = value if isinstance(value, list) else [value]
         parts.append(f"--{key} " + " ".join(shlex.quote(str(v)) for v in values))
-    text = header(lines) + " \\\n    ".join(parts) + "\n"
-    return Export(tool="swift", text=text, lost=tuple(lost), notes=notes, kwargs=args)
+    return export_file(plan, "swift", " \\\n    ".join(parts) + "\n", lost=lost, notes=notes, kwargs=args)
 
 
 # --- import -------------------------------------------------------------------------------------------
@@ -160,9 +154,13 @@ def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source:
     return Trains(lora=lora, full=tuple(full), notes=tuple(notes), settings=settings), suggested
 
 
-def import_config(path: str | Path, tree: ModuleTree, registry: Registry, *, model: str) -> Imported:
-    found, suggested = trains(read(path), tree, registry, str(path))
-    return _spec_for(found, tree, registry, tool="ms-swift", source=str(path), model=model, flags_spec=suggested)
+MODEL_KEY = "model"
 
 
-__all__ = ["DEFAULTS", "TITLE", "VERSION_READ", "export", "import_config", "read", "trains"]
+def import_config(config: dict[str, Any], source: str, tree: ModuleTree, registry: Registry, *,
+                  model: str) -> Imported:
+    found, suggested = trains(config, tree, registry, source)
+    return _spec_for(found, tree, registry, tool="ms-swift", source=source, model=model, flags_spec=suggested)
+
+
+__all__ = ["DEFAULTS", "MODEL_KEY", "TITLE", "VERSION_READ", "export", "import_config", "read", "trains"]

@@ -37,7 +37,7 @@ from .common import (
     as_names,
     as_number,
     as_regex,
-    header,
+    export_file,
     pattern_value,
     peft_matches,
     read_mapping,
@@ -65,7 +65,7 @@ def export(plan: TargetPlan, tree: Any = None) -> Export:
         "finetune_attention_modules": bool(roles & {"attention", "cross_attention"}),
         "finetune_mlp_modules": "mlp" in roles,
         "r": spec.r,
-        "lora_alpha": config.lora_alpha,
+        "lora_alpha": plan.alpha,
         "lora_dropout": spec.lora_dropout,
         "bias": spec.bias,
         "target_modules": plan.target_regex,
@@ -90,12 +90,9 @@ def export(plan: TargetPlan, tree: Any = None) -> Export:
     if kwargs["finetune_vision_layers"]:
         notes.append("fast_inference=True (vLLM) refuses finetune_vision_layers=True: load without it to train the "
                      "vision tower")
-    lines = [f"vlora export --to unsloth: {plan.model}, spec {spec.source or '(in memory)'}",
-             f"{len(plan.targets)} LoRA targets, {plan.lora_params:,} LoRA parameters; nothing is lost"]
-    body = "from unsloth import FastVisionModel\n\nmodel = FastVisionModel.get_peft_model(\n    model,\n"
+    body = "\nfrom unsloth import FastVisionModel\n\nmodel = FastVisionModel.get_peft_model(\n    model,\n"
     body += "".join(f"    {k}={v!r},\n" for k, v in kwargs.items()) + ")\n"
-    return Export(tool="unsloth", text=header(lines + [f"note: {n}" for n in notes]) + "\n" + body,
-                  notes=tuple(notes), kwargs=kwargs)
+    return export_file(plan, "unsloth", body, notes=notes, kwargs=kwargs)
 
 
 # --- import -------------------------------------------------------------------------------------------
@@ -219,10 +216,13 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
     return Trains(lora=lora, full=tuple(full), notes=tuple(notes), settings=settings), suggested
 
 
-def import_config(path: str | Path, tree: ModuleTree, registry: Registry, *, model: str) -> Imported:
-    kwargs = read(path)
-    found, suggested = trains(kwargs, tree, str(path))
-    return _spec_for(found, tree, registry, tool="Unsloth", source=str(path), model=model, flags_spec=suggested)
+MODEL_KEY = None  # the keywords do not name the model (from_pretrained does)
 
 
-__all__ = ["DEFAULTS", "TITLE", "VERSION_READ", "export", "import_config", "read", "regex_for", "trains"]
+def import_config(config: dict[str, Any], source: str, tree: ModuleTree, registry: Registry, *,
+                  model: str) -> Imported:
+    found, suggested = trains(config, tree, source)
+    return _spec_for(found, tree, registry, tool="Unsloth", source=source, model=model, flags_spec=suggested)
+
+
+__all__ = ["DEFAULTS", "MODEL_KEY", "TITLE", "VERSION_READ", "export", "import_config", "read", "regex_for", "trains"]
