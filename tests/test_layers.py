@@ -70,11 +70,16 @@ def layer_violations(layers: dict[str, int], package_dir: Path = PACKAGE) -> lis
         for path in paths:
             package = ".".join(path.relative_to(package_dir.parent).parent.parts)
             shown = path.relative_to(package_dir).as_posix()
-            for line, module, _ in imports(path, package):
+            for line, module, names in imports(path, package):
                 if not module.startswith(f"{package_dir.name}."):
                     continue
                 target = module.split(".")[1]
-                if target not in layers:
+                file = package_dir.parent.joinpath(*module.split("."))
+                if not names and not file.with_suffix(".py").is_file():  # `from . import x`: x may be a name
+                    file = file.parent
+                if not (file.with_suffix(".py").is_file() or (file / "__init__.py").is_file()):
+                    problems.append(f"{shown}:{line}: imports {module}, which does not exist")
+                elif target not in layers:
                     problems.append(f"{shown}:{line}: imports {module}, which the module map does not list")
                 elif here != "__init__" and target != here and layers[target] >= layers[here]:
                     problems.append(f"{shown}:{line}: {here} (layer {layers[here]}) imports {target} "
@@ -105,11 +110,12 @@ def test_the_layer_check_catches_an_upward_and_a_function_level_import(tmp_path)
     room = pkg / "room"
     room.mkdir()
     (room / "__init__.py").write_text("from .a import f\n")
-    (room / "a.py").write_text("from ..low import f\nfrom . import b\nfrom ..high import g\n")
+    (room / "a.py").write_text("from ..low import f\nfrom . import b\nfrom ..high import g\nfrom .gone import h\n")
     (room / "b.py").write_text("")
     found = layer_violations({"low": 0, "high": 1, "side": 1, "room": 1}, pkg)
     assert found == ["low.py:2: low (layer 0) imports high (layer 1): imports go down only",
                      "room/a.py:3: room (layer 1) imports high (layer 1): imports go down only",
+                     "room/a.py:4: imports vlora_core.room.gone, which does not exist",
                      "side.py:1: side (layer 1) imports high (layer 1): imports go down only"]
 
 

@@ -11,7 +11,8 @@ import torch.nn as nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from vlora_core import ModelLoadError, ModuleTree, UsageError, module_tree, tree_from_module
-from vlora_core.modeltree import CONV, EMBEDDING, LINEAR, tree_from_config
+from vlora_core.modeltree import tree_from_config
+from vlora_core.vocabulary import CONV, EMBEDDING, LINEAR
 
 
 def test_a_live_model_is_read_module_by_module(model, registry):

@@ -135,6 +135,34 @@ def test_invalid_architecture_data_is_a_plugin_failure(component, words):
     assert [p.name for p in registry.plugins] == ["fake"]
 
 
+def test_a_misspelt_hook_is_that_plugins_failure_and_an_optional_one_loads():
+    arch = tiny_architecture()
+
+    class Typo:
+        @hookimpl
+        def vlora_architectures(self):
+            return [arch]
+
+        @hookimpl
+        def vlora_unused_layer(self, architecture, config, layer_counts):  # the s is missing
+            return None
+
+    class Newer:
+        @hookimpl
+        def vlora_architectures(self):
+            return [arch.model_copy(update={"name": "newer", "model_types": ("newer",)})]
+
+        @hookimpl(optionalhook=True)
+        def vlora_from_a_newer_core(self):
+            return None
+
+    registry = Registry.from_plugins(Typo(), Newer(), names=["vlora-typo", "vlora-newer"])
+    assert [p.name for p in registry.plugins] == ["vlora-newer"]
+    (failure,) = registry.failures
+    assert failure.name == "vlora-typo" and failure.reason.startswith("unknown hook vlora_unused_layer (misspelt?")
+    assert "vlora_unused_layers" in failure.reason
+
+
 def test_unknown_model_type_lists_what_is_installed():
     registry = make_registry(tiny_architecture())
     model = TinyVLM()

@@ -31,7 +31,7 @@ def test_expand_directories_globs_and_files(specs):
 def test_schema_only_check_reads_line_and_field_from_each_diagnostic(specs):
     good, bad = check_files([str(specs / "good.yaml"), str(specs / "bad.yaml")])
     assert good.ok and good.summary.startswith("ok (schema only")
-    assert [(p.line, p.kind, p.code) for p in bad.problems] == [(2, "invalid-field", EXIT_SPEC),
+    assert [(p.line, p.kind, p.exit_code) for p in bad.problems] == [(2, "invalid-field", EXIT_SPEC),
                                                                (3, "unknown-key", EXIT_SPEC)]
     assert bad.problems[0].message.startswith("r: ") and "finetune_mlp_modules" in bad.problems[1].message
     assert exit_code([good, bad]) == EXIT_SPEC
@@ -45,7 +45,7 @@ def test_a_resolution_error_becomes_one_problem_at_its_line(tmp_path, model, reg
     with pytest.raises(LayerSelectionError) as info:
         resolve(load_spec(path), model, registry=registry)
     (problem,) = problems_of(info.value, str(path))
-    assert (problem.line, problem.kind, problem.code) == (3, "layer-selection", EXIT_RESOLUTION)
+    assert (problem.line, problem.kind, problem.exit_code) == (3, "layer-selection", EXIT_RESOLUTION)
     assert problem.message.startswith("language.layers: layer 7 does not exist")
     assert problem.hint == info.value.hint
     (elsewhere,) = problems_of(info.value, "other.yaml")  # a location in another file leads the message

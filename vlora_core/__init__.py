@@ -2,10 +2,9 @@
 
 The public API is everything in ``__all__``; plugins and users import only from here.
 
-The modules below form layers, each importing only from lower ones: diagnostics, versions → errors →
-vocabulary, patterns → architecture, spec → layouts, hookspecs → plugins → modeltree → report → plan →
-resolve → apply, lock, shares, training, adapters → validate, testing, interop, draw → cli. docs/how-it-works.md ("The
-module map") gives each module's job; tests/test_layers.py holds the package to it.
+The modules form layers, each importing only from lower ones. The one list of them, with each module's
+layer and job, is the module map in docs/how-it-works.md; tests/test_layers.py reads it and holds the
+package to it.
 """
 
 from .adapters import (
@@ -59,6 +58,7 @@ from .layouts import (
 )
 from .lock import LockDiff, diff_lock, make_lock, read_lock, write_lock
 from .modeltree import ModuleEntry, ModuleTree, module_tree, tree_from_module
+from .placement import Placement
 from .plan import FullModule, Target, TargetPlan
 from .plugins import PluginFailure, PluginInfo, Registry, default_registry
 from .resolve import resolve
@@ -109,6 +109,7 @@ __all__ = [
     "ModuleEntry",
     "ModuleTree",
     "PatternMatchError",
+    "Placement",
     "PluginConflictError",
     "PluginError",
     "PluginFailure",

@@ -37,11 +37,13 @@ Pattern semantics are explicit and never inferred from Python types:
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .placement import Placement
 from .vocabulary import COMPONENT_ROLES, KNOWN_COMPONENTS, KNOWN_ROLES, layer_count_key
 
 _LEAF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
@@ -143,6 +145,23 @@ class Component(BaseModel):
         """The other component whose toggle the prefix module ``holder`` also follows (None: none)."""
         return next((c for part, c in self.follows.items() if holder == part or holder.endswith("." + part)), None)
 
+    def role_of(self, leaf: str) -> str | None:
+        """The role that names ``leaf`` (None: no role does)."""
+        return next((r for r, leaves in self.roles.items() if leaf in leaves), None)
+
+    def holder(self, name: str) -> Placement | None:
+        """The placement of ``name`` as one of this component's holding modules (None: the prefix does not
+        match it): its layer, stack and ``*``-path."""
+        match = self.pattern.fullmatch(name)
+        if match is None:
+            return None
+        groups = match.groupdict()
+        if groups.get("layer") is None:
+            return Placement(self.name, None, None, groups.get("stack"), "", name)
+        start, end = match.span("layer")
+        return Placement(self.name, None, int(groups["layer"]), groups.get("stack"), "",
+                         name[:start] + "*" + name[end:])
+
     @property
     def layered(self) -> bool:
         return "(?P<layer>" in self.prefix
@@ -152,7 +171,7 @@ class Component(BaseModel):
         """True when the component has several stacks of layers, told apart by the group ``stack``."""
         return "(?P<stack>" in self.prefix
 
-    @property
+    @cached_property
     def pattern(self) -> re.Pattern[str]:
         return re.compile(self.prefix)
 
@@ -271,22 +290,26 @@ class ArchitectureSpec(BaseModel):
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
 
-    def place(self, name: str) -> tuple[str, str | None, int | None, str | None, str, str] | None:
-        """Where a module (or parameter) name sits under these patterns, from the name alone:
-        (component, role, layer, stack, leaf, path), the path being the holding module's name with the layer
-        index as ``*``; the role is None for a leaf no role names. None when no component holds it."""
+    def place(self, name: str) -> Placement | None:
+        """Where a module (or parameter) name sits under these patterns, from the name alone (a ``Placement``,
+        which unpacks as (component, role, layer, stack, leaf, path)); the role is None for a leaf no role
+        names. None when no component holds it."""
         parts = name.split(".")
         for cut in range(len(parts), 0, -1):
-            prefix, leaf = ".".join(parts[:cut]), ".".join(parts[cut:])
-            for comp in self.components:
-                match = comp.pattern.fullmatch(prefix)
-                if match is None:
-                    continue
-                groups = match.groupdict()
-                layer = int(groups["layer"]) if groups.get("layer") is not None else None
-                role = next((r for r, leaves in comp.roles.items() if leaf in leaves), None)
-                path = prefix if layer is None else prefix[:match.start("layer")] + "*" + prefix[match.end("layer"):]
-                return comp.name, role, layer, groups.get("stack"), leaf, path
+            holder = self.place_holder(".".join(parts[:cut]))
+            if holder is not None:
+                leaf = ".".join(parts[cut:])
+                comp = self.component(holder.component)
+                assert comp is not None
+                return holder.at(leaf, comp.role_of(leaf))
+        return None
+
+    def place_holder(self, name: str) -> Placement | None:
+        """The placement of a holding module (one a component's prefix matches; leaf "", no role), else None."""
+        for comp in self.components:
+            placement = comp.holder(name)
+            if placement is not None:
+                return placement
         return None
 
     @property

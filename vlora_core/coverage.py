@@ -60,13 +60,13 @@ def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
         plan = resolve({}, tree, registry=registry)
     except VloraError as exc:
         message = exc.message
-        marker = f"; and cannot infer the architecture of model_type '{model_type}': "
-        if marker in message and tree.entries[0].type_name.endswith("ForCausalLM") and not getattr(
+        refused = getattr(exc, "inference_refused", None)
+        if refused is not None and tree.entries[0].type_name.endswith("ForCausalLM") and not getattr(
                 config, "sub_configs", None):
             message = (f"the default config builds a text-only model ({tree.entries[0].type_name}): a published "
                        "config with a vision config is needed")
-        elif marker in message:
-            message = "no plugin claims it, and inference refuses: " + message.split(marker)[-1]
+        elif refused is not None:
+            message = "no plugin claims it, and inference refuses: " + refused
         return row | {"status": "refused", "detail": message}
     config_dict = tree.config
     parts, match = [], True

@@ -111,14 +111,16 @@ class _Canvas:
                   if targets else "trained in full" if full else "frozen", fill=MUTED)
         y += HEAD_H
         rows: dict[str, list[Target]] = {}
+        role_of: dict[str, str] = {}  # row label -> the role its targets have
         for t in targets:
             rows.setdefault(t.label, []).append(t)
+            role_of[t.label] = t.role
         defaults = [r for r in COMPONENT_ROLES.get(comp, ()) if r in ("attention", "mlp", "projection")
                     and not (full and not count)]  # a projector trained in full: its box says it all
         for role in defaults:
-            if not any(label.split(" (")[0] == role for label in rows):
-                rows[role] = []
-        order = sorted(rows, key=lambda label: (group_order(comp, label.split(" (")[0]), label))
+            if role not in role_of.values():
+                rows[role], role_of[role] = [], role
+        order = sorted(rows, key=lambda label: (group_order(comp, role_of[label]), label))
         unused = set(plan.unused_layers.get(layer_count_key(comp, stack), ()))
         for label in order:
             ts = rows[label]

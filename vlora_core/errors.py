@@ -33,6 +33,20 @@ EXIT_LOCK = 6
 EXIT_ADAPTER = 7
 EXIT_ADAPTER_MISFIT = 8
 
+# what each exit code means: the one list (`vlora --help` and every command's help print it; docs/cli.md's
+# failure table is checked against it and against each error class's ``exit_code``)
+EXIT_MEANINGS: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_INTERNAL: "internal error (a bug: please report it)",
+    EXIT_USAGE: "usage error (bad arguments, no model given)",
+    EXIT_SPEC: "invalid spec (unreadable, malformed, or fails the schema)",
+    EXIT_RESOLUTION: "resolution failure (spec and model do not fit together)",
+    EXIT_PLUGIN: "plugin failure (failed to load, invalid, conflicting, or --require-plugins unmet)",
+    EXIT_LOCK: "lock mismatch (the plan differs from its lock file)",
+    EXIT_ADAPTER: "adapter files invalid (no adapter, damaged weights, a config that disagrees with them)",
+    EXIT_ADAPTER_MISFIT: "the adapter would not load completely into the model (vlora adapter check)",
+}
+
 
 class VloraError(Exception):
     """Base of every error vlora raises on purpose.
@@ -145,7 +159,10 @@ class ModelLoadError(ResolutionError):
 
 
 class UnsupportedModelError(ResolutionError):
-    """No installed plugin handles the model's ``model_type``."""
+    """No installed plugin handles the model's ``model_type``; ``inference_refused`` is why structural
+    inference refused it too, where it was tried (None: not tried)."""
+
+    inference_refused: str | None = None
 
 
 class PatternMatchError(ResolutionError):

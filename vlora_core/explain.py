@@ -1,9 +1,8 @@
 """``vlora plan --explain NAME``: why each module matching NAME is or is not a target of the plan.
 
-Reads the plan and the architecture that made it; for a module that is not a target it names the rule that
-decided it (outside every component, a component or role switched off, no role, a type LoRA cannot wrap, an
-exclusion, a layer selection, a layer the model never uses), checking the last three by resolving the spec
-again without that rule. Never part of resolve: it only reads what resolve made.
+Reads the decisions resolve recorded while it planned (``TargetPlan.decisions``: the rule that kept or dropped
+each module) and says them in words; it never decides again, so a new rule in resolve is explained by adding
+its sentence here. Never part of resolve: it only reads what resolve made.
 """
 
 from __future__ import annotations
@@ -12,15 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .architecture import ArchitectureSpec
+from .decisions import Decision
 from .errors import UsageError, VloraError
-from .infer import infer_architecture
 from .plan import TargetPlan
-from .plugins import Registry
-from .resolve import resolve
 
-_ROLE_FIELDS = {"attention": "finetune_attention_modules", "mlp": "finetune_mlp_modules",
-                "cross_attention": "finetune_cross_attention", "projection": "finetune_projector"}
 MAX_EXPLAINED = 200
 
 
@@ -34,7 +28,7 @@ class Explanation:
         return f"{self.name}: {'target' if self.target else 'not a target'}: {self.why}"
 
 
-def explain(plan: TargetPlan, tree: Any, registry: Registry, what: str) -> list[Explanation]:
+def explain(plan: TargetPlan, tree: Any, what: str) -> list[Explanation]:
     """Explanations for the modules (and parameters) of ``tree`` named ``what``: an exact name, else a
     full-name regular expression (fullmatch)."""
     modules = [e.name for e in tree.entries if e.name]
@@ -52,21 +46,12 @@ def explain(plan: TargetPlan, tree: Any, registry: Registry, what: str) -> list[
         raise UsageError(f"--explain {what!r} matches no module of {plan.model}",
                          hint="give a full module name or a full-name regular expression, e.g. "
                          "'model\\.language_model\\.layers\\.0\\..*'; `vlora plan --modules` lists the targets")
-    arch = _architecture(plan, tree, registry)
-    return [_one(plan, tree, registry, arch, n) for n in chosen[:MAX_EXPLAINED]]
+    if plan.decisions is None:
+        raise VloraError("internal error: the plan carries no decisions to explain")
+    return [_one(plan, n) for n in chosen[:MAX_EXPLAINED]]
 
 
-def _architecture(plan: TargetPlan, tree: Any, registry: Registry) -> ArchitectureSpec:
-    if plan.inferred is not None:
-        return infer_architecture(tree).architecture
-    for _, arch in registry.architectures():
-        if arch.name == plan.architecture:
-            return arch
-    raise VloraError(f"internal error: the plan's architecture {plan.architecture!r} is not installed")
-
-
-def _one(plan: TargetPlan, tree: Any, registry: Registry, arch: ArchitectureSpec, name: str) -> Explanation:
-    spec = plan.spec
+def _one(plan: TargetPlan, name: str) -> Explanation:
     target = next((t for t in plan.targets if t.name == name), None)
     if target is not None:
         layer = f", layer {target.layer}" if target.layer is not None else ""
@@ -80,53 +65,43 @@ def _one(plan: TargetPlan, tree: Any, registry: Registry, arch: ArchitectureSpec
     inside_target = next((t for t in plan.targets if name.startswith(t.name + ".")), None)
     if inside_target is not None:
         return Explanation(name, False, f"part of the target {inside_target.name}")
-    place = arch.place(name)
-    if place is None:
-        return Explanation(name, False, f"outside every component of {arch.display_name}, so no toggle targets it "
-                                        "(train it in full with modules_to_save)")
-    component, role, layer, _stack, leaf, _path = place
-    if not spec.component_enabled(component):
-        toggle = spec.component_toggle(component)
+    assert plan.decisions is not None
+    return Explanation(name, False, _sentence(plan, plan.decisions.of(name)))
+
+
+def _sentence(plan: TargetPlan, d: Decision) -> str:
+    """The decision in words, with the spec's own values."""
+    spec, arch = plan.spec, plan.architecture_title
+    if d.rule == "outside":
+        return f"outside every component of {arch}, so no toggle targets it (train it in full with modules_to_save)"
+    if d.rule == "component-off" or d.rule == "follows":
+        component = d.component if d.rule == "component-off" else d.detail
+        assert component is not None
         value = spec.finetune_projector if component == "projector" else "false"
-        return Explanation(name, False, f"{component} is off ({toggle}: {value})")
-    entry = tree.get(name)
-    if role is None:
-        comp = arch.component(component)
-        reason = comp.frozen.get(leaf) if comp is not None else None
-        if not leaf:
-            return Explanation(name, False, f"the {component} module that holds the targets, not one itself")
-        if entry is not None and entry.kind is None:
-            return Explanation(name, False, f"a {entry.type_name} in {component}, which LoRA cannot wrap")
-        return Explanation(name, False, f"{arch.display_name} gives {leaf} no role in {component}"
-                           + (f" ({reason})" if reason else "") + "; add it with target_modules_extra")
-    if not spec.role_enabled(role):
-        field = _ROLE_FIELDS.get(role, role)
-        value = spec.finetune_projector if role == "projection" else "false"
-        return Explanation(name, False, f"its role {role} is off ({field}: {value})")
-    for i, pattern in enumerate(spec.exclude_modules):
-        if re.fullmatch(pattern, name):
-            return Explanation(name, False, f"excluded by exclude_modules[{i}] {pattern!r}")
-    data = spec.model_dump(mode="json", exclude_unset=True)
-    if _targets(spec, {**data, "include_unused_layers": True}, tree, registry, name):
-        return Explanation(name, False, f"{component} layer {layer} is never used by the model, so it is left out "
-                                        "(include_unused_layers: true adds it)")
-    block = data.get(component) if isinstance(data.get(component), dict) else None
-    if block and "layers" in block:
-        if _targets(spec, {**data, component: {k: v for k, v in block.items() if k != "layers"}}, tree, registry,
-                    name):
-            return Explanation(name, False, f"layer {layer} is not in {component}.layers ({block['layers']})")
-    return Explanation(name, False, "no rule of the spec selects it")
-
-
-def _targets(spec: Any, data: dict[str, Any], tree: Any, registry: Registry, name: str) -> bool:
-    """Whether ``name`` would be a target of the spec ``data`` (the spec without one of its rules)."""
-    from .spec import spec_from_data
-
-    try:
-        plan = resolve(spec_from_data(data, source=spec.source), tree, registry=registry)
-    except VloraError:
-        return False
-    return any(t.name == name for t in plan.targets)
+        why = f"{component} is off ({spec.component_toggle(component)}: {value})"
+        return why if d.rule == "component-off" else f"this part of the {d.component} follows {component}, and {why}"
+    if d.rule == "holder":
+        return f"the {d.component} module that holds the targets, not one itself"
+    if d.rule == "not-wrappable":
+        return f"a {d.detail} in {d.component}, which LoRA cannot wrap"
+    if d.rule == "no-role":
+        return (f"{arch} gives {d.leaf} no role in {d.component}" + (f" ({d.detail})" if d.detail else "")
+                + "; add it with target_modules_extra")
+    if d.rule == "role-off":
+        assert d.role is not None
+        value = spec.finetune_projector if d.role == "projection" else "false"
+        return f"its role {d.role} is off ({spec.role_toggle(d.role)}: {value})"
+    if d.rule == "excluded":
+        return f"excluded by exclude_modules[{d.index}] {d.detail!r}"
+    if d.rule == "unused-layer":
+        return (f"{d.component} layer {d.layer} is never used by the model, so it is left out "
+                "(include_unused_layers: true adds it)")
+    if d.rule == "layer-selection":
+        assert d.component is not None
+        written = spec.model_dump(mode="json", exclude_unset=True).get(d.component)
+        selection = written.get("layers") if isinstance(written, dict) else None
+        return f"layer {d.layer} is not in {d.component}.layers ({selection})"
+    return "no rule of the spec selects it"
 
 
 __all__ = ["Explanation", "explain"]

@@ -29,12 +29,13 @@ import pluggy
 from . import hookspecs
 from .architecture import ArchitectureSpec, Component, UnusedLayers
 from .errors import ResolutionError
-from .layouts import first_unused_layer
-from .modeltree import CONV, LINEAR, ModuleTree
+from .layouts import unused_after_feature_layer
+from .modeltree import ModuleTree
 from .plugins import PluginInfo
 from .versions import core_version
+from .vocabulary import CONV, LINEAR, SUB_CONFIG_COMPONENTS
 
-TOWERS = {"vision_config": "vision", "text_config": "language", "audio_config": "audio"}
+TOWERS = SUB_CONFIG_COMPONENTS
 # sub-config keys that hold a layer count (an int), or a per-layer list whose length is one
 _COUNT_KEY = re.compile(r"num_\w*layers|n_layers|layers|encoder_layers|decoder_layers|\w*depth")
 _PER_LAYER_KEY = re.compile(r"\w*layer_types|layers_block_type")
@@ -45,7 +46,10 @@ INFERRED_DISTRIBUTION = "vlora (inferred)"
 
 
 class InferenceRefused(ResolutionError):
-    """The model's structure is not a vision encoder + projector + language model layout vlora can read."""
+    """The model's structure is not a vision encoder + projector + language model layout vlora can read;
+    ``reason`` says why, as data (``vlora coverage`` reads it)."""
+
+    reason = ""
 
 
 @dataclass
@@ -70,15 +74,7 @@ class _InferredHooks:
         self, architecture: ArchitectureSpec, config: dict[str, Any], layer_counts: dict[str, int]
     ) -> list[UnusedLayers] | None:
         """Vision layers after ``vision_feature_layer`` (LLaVA-style configs) are never used."""
-        feature_layer = config.get("vision_feature_layer")
-        count = layer_counts.get("vision")
-        if feature_layer is None or count is None or not isinstance(feature_layer, int | list):
-            return None
-        first = first_unused_layer(feature_layer, count)
-        if first >= count:
-            return None
-        return [UnusedLayers(component="vision", layers=tuple(range(first, count)),
-                             reason=f"image features come from vision_feature_layer={feature_layer}")]
+        return unused_after_feature_layer(config, layer_counts)
 
 
 def layer_counts_of(sub_config: dict[str, Any]) -> dict[str, int]:
@@ -111,7 +107,9 @@ class _Reader:
         self.model_type = tree.model_type or "unknown"
 
     def refuse(self, why: str, hint: str) -> InferenceRefused:
-        return InferenceRefused(f"cannot infer the architecture of model_type {self.model_type!r}: {why}", hint=hint)
+        refused = InferenceRefused(f"cannot infer the architecture of model_type {self.model_type!r}: {why}", hint=hint)
+        refused.reason = why
+        return refused
 
     # --- structure helpers ------------------------------------------------------------------------------
 

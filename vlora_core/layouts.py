@@ -92,13 +92,14 @@ def first_unused_layer(feature_layer: int | list[int], count: int) -> int:
 
 
 def unused_after_feature_layer(
-    config: dict[str, Any], layer_counts: dict[str, int], *, default: int | list[int]
+    config: dict[str, Any], layer_counts: dict[str, int], *, default: int | list[int] | None = None
 ) -> list[UnusedLayers] | None:
     """For ``vlora_unused_layers`` of a LLaVA-style model: the vision layers after the one whose hidden state
-    ``vision_feature_layer`` (``default`` where the config has none) takes the image features from."""
-    if "vision" not in layer_counts:
-        return None
+    ``vision_feature_layer`` (``default`` where the config has none) takes the image features from. The one
+    place this rule is written: plugins, structural inference and scaffolded plugins call it."""
     feature_layer = config.get("vision_feature_layer", default)
+    if "vision" not in layer_counts or not isinstance(feature_layer, int | list) or isinstance(feature_layer, bool):
+        return None
     count = layer_counts["vision"]
     first = first_unused_layer(feature_layer, count)
     if first >= count:

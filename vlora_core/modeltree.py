@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from .diagnostics import Location, os_error_hint
 from .errors import ModelLoadError, UsageError, VloraError
+from .peft.rules import is_peft_part, unwrapped
+from .vocabulary import CONV, EMBEDDING, LINEAR, SUB_CONFIG_COMPONENTS
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -29,10 +30,8 @@ if TYPE_CHECKING:
     from .plugins import Registry
 
 # kinds of module LoRA (PEFT) can wrap, and how its adapter is shaped
-LINEAR, CONV, EMBEDDING = "linear", "conv", "embedding"
-PARAMETER = "parameter"  # a bare 2-D nn.Parameter, adapted through PEFT's target_parameters
 # a composite model's sub-configs, whose sub-models are its towers
-SUB_CONFIGS = ("vision_config", "text_config", "audio_config")
+SUB_CONFIGS = tuple(SUB_CONFIG_COMPONENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,11 +188,6 @@ def _adapted_error(model: nn.Module, adapted: list[str]) -> ModelLoadError:
     )
 
 
-_PEFT_PARTS = re.compile(r"(?:^|\.)(?:lora_A|lora_B|lora_dropout|lora_embedding_A|lora_embedding_B"
-                         r"|lora_magnitude_vector|modules_to_save)(?:\.|$)")
-_PEFT_LEVELS = re.compile(r"\.(?:base_layer|original_module)(?=\.|$)")
-
-
 def _is_peft_wrapper(module: nn.Module) -> bool:
     return type(module).__module__.startswith("peft.") and (hasattr(module, "base_layer")
                                                             or hasattr(module, "original_module"))
@@ -203,9 +197,9 @@ def _base_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """``named_modules()`` of a model PEFT has wrapped, as the base model had them: each wrapper's original
     (``base_layer``, ``original_module``) under the wrapper's name, PEFT's own modules left out."""
     for name, module in model.named_modules():
-        if _is_peft_wrapper(module) or _PEFT_PARTS.search(name):
+        if _is_peft_wrapper(module) or is_peft_part(name):
             continue
-        yield _PEFT_LEVELS.sub("", name), module
+        yield unwrapped(name), module
 
 
 def tree_from_module(model: nn.Module, *, source: str | None = None, through_adapters: bool = False) -> ModuleTree:

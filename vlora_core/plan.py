@@ -1,32 +1,26 @@
 """TargetPlan: the resolved, validated result: its targets, totals, JSON, and the LoraConfig it emits.
 
 Formatting lives in ``report`` (``TargetPlan.table()`` calls it), wrapping a model in ``apply``, the
-name regexes in ``patterns``. The PEFT config a plan emits follows three rules (docs/how-it-works.md,
-"What PEFT gets"):
-
-* ``target_modules`` is one anchored regular expression that matches exactly the planned names; never a
-  list (PEFT rewrites long lists into suffix sets that mean other modules on another model).
-* per-component rank/alpha are a few pattern keys (one per component that differs from the global
-  value), never one key per module.
-* fully trained modules go through ``modules_to_save`` with their exact names.
+name regexes in ``patterns``, and the PEFT config a plan emits, with PEFT's own rules, in ``peft``
+(docs/how-it-works.md, "What PEFT gets").
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from .decisions import Decisions
 from .diagnostics import Diagnostic
-from .errors import EmptySelectionError, VloraError
-from .modeltree import PARAMETER
-from .patterns import layer_ranges, names_regex
+from .patterns import layer_ranges
+from .peft import config as peft_config
+from .placement import Placement
 from .report import render_table
 from .spec import VisionLoRASpec
 from .versions import package_version
-from .vocabulary import TargetKey, component_rank, group_order
+from .vocabulary import PARAMETER, TargetKey, group_order
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -55,13 +49,8 @@ class Target:
     """One module that gets a LoRA adapter."""
 
     name: str
-    component: str
-    role: str
-    layer: int | None
-    leaf: str  # name relative to its layer (or to the projector); "" for the layer/projector module itself
-    stack: str | None  # the stack's name, in components with several stacks of layers
-    path: str  # the holding module's name with the layer index as '*', e.g. model.visual.blocks.*
-    kind: str  # linear, conv, embedding (modules) or parameter (a bare 2-D parameter)
+    placement: Placement  # where it sits: component, role, layer, stack, leaf and the holding module's *-path
+    kind: str  # linear, conv, embedding (modules) or parameter (a bare 2-D parameter): vocabulary's module kinds
     module_type: str
     in_features: int
     out_features: int
@@ -73,6 +62,33 @@ class Target:
     variant: str | None = None  # the row within its role: "linear" (linear attention), "experts", ...
 
     @property
+    def component(self) -> str:
+        return self.placement.component
+
+    @property
+    def role(self) -> str:
+        return self.placement.role or ""
+
+    @property
+    def layer(self) -> int | None:
+        return self.placement.layer
+
+    @property
+    def stack(self) -> str | None:
+        """The stack's name, in components with several stacks of layers."""
+        return self.placement.stack
+
+    @property
+    def leaf(self) -> str:
+        """The name relative to its layer (or projector); "" for the layer/projector module itself."""
+        return self.placement.leaf
+
+    @property
+    def path(self) -> str:
+        """The holding module's name with the layer index as '*', e.g. model.visual.blocks.*"""
+        return self.placement.path
+
+    @property
     def label(self) -> str:
         """Its role as the plan table's rows name it (``SummaryRow.label``)."""
         return role_label(self.role, self.variant, self.experts)
@@ -80,7 +96,7 @@ class Target:
     @property
     def key(self) -> TargetKey:
         """The logical identity (component, role, stack, layer, leaf), the same on every layout of a family."""
-        return TargetKey(self.component, self.role, self.stack, self.layer, self.leaf)
+        return self.placement.key
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +193,8 @@ class TargetPlan:
     stored_bytes: int | None = None  # a live model's parameters as stored (None on the meta device)
     # layers whose output the model never uses, by layer_counts key (left out unless include_unused_layers)
     unused_layers: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # why each module is or is not a target, as resolve decided it (read by --explain)
+    decisions: Decisions | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "targets", tuple(sorted(self.targets, key=lambda t: (t.key.sort_key(), t.path))))
@@ -235,12 +253,7 @@ class TargetPlan:
             )
         return rows
 
-    # --- PEFT ---------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _component_regex(targets: list[Target]) -> list[str]:
-        """Alternatives that match exactly ``targets``: one per (path, identical leaf set) group."""
-        return names_regex((t.path, t.layer, t.leaf) for t in targets)
+    # --- PEFT (its rules and the config data live in vlora_core.peft) -------------------------------
 
     @property
     def module_targets(self) -> list[Target]:
@@ -253,95 +266,32 @@ class TargetPlan:
     @cached_property
     def target_regex(self) -> str | None:
         """One anchored regular expression matching exactly the planned module names (None: no module target)."""
-        modules = self.module_targets
-        if not modules:
-            return None
-        alternatives: list[str] = []
-        for comp in self._components():
-            alternatives += self._component_regex([t for t in modules if t.component == comp])
-        return "^(?:" + "|".join(alternatives) + ")$"
-
-    def _components(self) -> list[str]:
-        return sorted({t.component for t in self.targets}, key=lambda c: (component_rank(c), c))
+        return peft_config.target_regex(self)
 
     def check_regex(self, names: list[str]) -> None:
         """Fail loudly if the emitted regex would match anything but the targets (a bug, never user error)."""
-        if self.target_regex is None:
-            return
-        rx = re.compile(self.target_regex)
-        matched = {n for n in names if rx.fullmatch(n)}
-        expected = {t.name for t in self.module_targets}
-        if matched != expected:
-            extra, missing = sorted(matched - expected)[:3], sorted(expected - matched)[:3]
-            raise VloraError(f"internal error: target regex mismatch (extra {extra}, missing {missing})")
+        peft_config.check_regex(self, names)
 
     def check_saved(self, names: list[str]) -> None:
-        """PEFT wraps every module whose name *ends with* a ``modules_to_save`` entry (no dot boundary): refuse a
-        plan whose exact names would make it wrap one more module than planned."""
-        saved = [m.name for m in self.full_modules]
-        for n in names:
-            owner = next((m for m in saved if n.endswith(m) and n != m), None)
-            if owner is not None and n not in saved:
-                raise VloraError(
-                    f"PEFT would train {n} in full too: it matches modules_to_save entries by the end of the name, "
-                    f"and {n} ends with {owner}",
-                    hint="PEFT cannot tell these two apart in modules_to_save; rename the module, or train it "
-                    "through adapters instead",
-                )
+        """Refuse a plan whose ``modules_to_save`` would make PEFT wrap one more module than planned."""
+        peft_config.check_saved(self, names)
 
     def patterns(self) -> tuple[dict[str, int], dict[str, float]]:
         """``rank_pattern`` and ``alpha_pattern``: one key per component whose value differs from the spec's."""
-        rank: dict[str, int] = {}
-        alpha: dict[str, float] = {}
-        for comp in self._components():
-            ts = [t for t in self.targets if t.component == comp]
-            rs = {t.r for t in ts}
-            alphas = {t.lora_alpha for t in ts}
-            keys = self._component_regex([t for t in ts if t.kind != PARAMETER])
-            keys += [re.escape(t.name) for t in ts if t.kind == PARAMETER]
-            key = "(?:" + "|".join(keys) + ")"
-            if rs != {self.spec.r}:
-                (rank[key],) = rs
-            if alphas != {self.spec.lora_alpha}:
-                (alpha[key],) = alphas
-        return rank, alpha
+        return peft_config.patterns(self)
 
     @property
     def alpha(self) -> float | int:
         """The spec's ``lora_alpha`` as configs write it: an int when it is whole (16, not 16.0)."""
-        alpha = self.spec.lora_alpha
-        return int(alpha) if float(alpha).is_integer() else alpha
+        return peft_config.whole_alpha(self.spec.lora_alpha)
+
+    def lora_config_data(self) -> dict[str, Any]:
+        """The keyword arguments of ``peft.LoraConfig`` for exactly this plan (plain data; imports no torch)."""
+        return peft_config.config_data(self)
 
     def to_lora_config(self) -> LoraConfig:
         """A new ``peft.LoraConfig`` for exactly this plan (a fresh object every call)."""
-        from peft import LoraConfig
-
-        spec = self.spec
-        if not self.targets:
-            full = ", ".join(m.name for m in self.full_modules)
-            raise EmptySelectionError(
-                f"the plan trains {full} in full but has no LoRA target, and PEFT cannot build a LoRA model "
-                "without one",
-                where=spec.origin,
-                hint="enable a tower (finetune_vision_layers / finetune_language_layers), or use "
-                "finetune_projector: lora",
-            )
-        rank, alpha = self.patterns()
-        return LoraConfig(
-            r=spec.r,
-            lora_alpha=self.alpha,
-            lora_dropout=spec.lora_dropout,
-            bias=spec.bias,
-            use_rslora=spec.use_rslora,
-            use_dora=spec.use_dora,
-            init_lora_weights=spec.init_lora_weights,
-            target_modules=self.target_regex,
-            target_parameters=[t.name for t in self.parameter_targets] or None,
-            rank_pattern=rank,
-            alpha_pattern=alpha,
-            modules_to_save=[m.name for m in self.full_modules] or None,
-            **({"ensure_weight_tying": True} if any(m.tied_to for m in self.full_modules) else {}),
-        )
+        return peft_config.lora_config(self)
 
     # --- output -------------------------------------------------------------------------------------
 

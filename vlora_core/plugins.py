@@ -146,6 +146,13 @@ class Registry:
         pm.add_hookspecs(hookspecs)
         try:
             pm.register(plugin, name=name)
+            unknown = _unknown_hooks(pm)
+            if unknown:
+                known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("vlora_")))
+                self.failures.append(PluginFailure(
+                    name, distribution, f"unknown hook {', '.join(unknown)} (misspelt? the hooks are: {known}); a "
+                    "hook of a newer vlora is allowed with @hookimpl(optionalhook=True)"))
+                return
             results = pm.hook.vlora_architectures()
         except (Exception, SystemExit, KeyboardInterrupt) as exc:
             self.failures.append(PluginFailure(name, distribution, f"{type(exc).__name__}: {exc}"))
@@ -294,6 +301,16 @@ _DEFAULT: Registry | None = None
 def loaded_registry() -> Registry | None:
     """The default registry if this process has discovered it already (None otherwise; discovers nothing)."""
     return _DEFAULT
+
+
+def _unknown_hooks(pm: pluggy.PluginManager) -> list[str]:
+    """Hook implementations that match no hook specification (pluggy's own check), unless marked optional."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        return sorted(name for name, caller in vars(pm.hook).items()
+                      if not caller.has_spec() and any(not impl.optionalhook for impl in caller.get_hookimpls()))
+    return []
 
 
 __all__ = ["DISABLE_ENV", "SLOW_PLUGIN_SECONDS", "PluginFailure", "PluginInfo", "Registry", "core_mismatch",

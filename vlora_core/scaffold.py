@@ -62,20 +62,13 @@ def plugin_source(arch: ArchitectureSpec, model_type: str, reference: str, hub_i
     unused = ""
     imports = "ArchitectureSpec, Component, ReferenceModel, hookimpl"
     if "vision_feature_layer" in config:
-        imports = "ArchitectureSpec, Component, ReferenceModel, UnusedLayers, first_unused_layer, hookimpl"
+        imports = "ArchitectureSpec, Component, ReferenceModel, hookimpl, unused_after_feature_layer"
         unused = '''
 
 @hookimpl
 def vlora_unused_layers(architecture, config, layer_counts):
     """Vision layers after ``vision_feature_layer`` never reach the language model."""
-    feature_layer, count = config.get("vision_feature_layer"), layer_counts.get("vision")
-    if feature_layer is None or count is None:
-        return None
-    first = first_unused_layer(feature_layer, count)
-    if first >= count:
-        return None
-    return [UnusedLayers(component="vision", layers=tuple(range(first, count)),
-                         reason=f"image features come from vision_feature_layer={feature_layer}")]
+    return unused_after_feature_layer(config, layer_counts)
 '''
     name = arch.name.removeprefix("inferred_")
     return f'''"""vlora plugin for {model_type}, scaffolded by `vlora scaffold` from the structure of {reference}.

@@ -1,4 +1,5 @@
-"""The user's intent: ``VisionLoRASpec``, task presets, per-component overrides, and file loading.
+"""The user's intent: ``VisionLoRASpec``, task presets, per-component overrides, and a spec from data or a file
+(the file format itself is ``documents``; other tools' keys, for messages, ``foreign_keys``).
 
 Nothing here knows about any architecture or imports torch: a spec can be checked without a model.
 """
@@ -6,9 +7,7 @@ Nothing here knows about any architecture or imports torch: a spec can be checke
 from __future__ import annotations
 
 import difflib
-import json
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -27,9 +26,11 @@ from pydantic import (
     model_validator,
 )
 
-from .diagnostics import Diagnostic, Location, os_error_hint, see_docs
+from .diagnostics import Diagnostic, Location, see_docs
+from .documents import LOADER, location_of, read_document
 from .errors import SpecFileError, SpecValidationError, UsageError
-from .vocabulary import KNOWN_COMPONENTS
+from .foreign_keys import FOREIGN_KEYS, RANK_KEYS
+from .vocabulary import KNOWN_COMPONENTS, ROLE_TOGGLES
 
 # The "Training Strategy Guidelines" of the source document: which towers each task trains.
 # A preset only fills toggles the user did not set; explicit fields always win.
@@ -316,6 +317,10 @@ class VisionLoRASpec(BaseModel):
         """The field that switches ``component`` on (``finetune_vision_layers``, ``finetune_projector``, ...)."""
         return _COMPONENT_TOGGLES[component]
 
+    def role_toggle(self, role: str) -> str:
+        """The field that switches ``role`` on (``finetune_attention_modules``, ``finetune_projector``, ...)."""
+        return ROLE_TOGGLES.get(role, role)
+
     def component_enabled(self, component: str) -> bool:
         """Whether the spec trains anything in ``component`` (the projector: in ``lora`` or ``full`` mode)."""
         if component == "projector":
@@ -384,7 +389,7 @@ class VisionLoRASpec(BaseModel):
 
     def location(self, *path: str | int) -> Location:
         """Where a field is: file and line when the spec came from a file, and the dotted field path."""
-        return _location(self._source, self._lines, path)
+        return location_of(self._source, self._lines, path)
 
     def locate(self, *path: str | int) -> str:
         """``file:line: field`` of a field when the spec came from a file (else the dotted field path)."""
@@ -393,248 +398,6 @@ class VisionLoRASpec(BaseModel):
     def normalized(self) -> dict[str, Any]:
         """Every field with its effective value (presets expanded), JSON-safe and deterministic."""
         return self.model_dump(mode="json")
-
-
-# --- loading -----------------------------------------------------------------------------------------
-
-
-def _field_path(path: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _location(
-    source: str | None, lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]
-) -> Location:
-    field = _field_path(path) or None
-    if source is None:
-        return Location(field=field or "spec")
-    for cut in range(len(path), -1, -1):
-        line = lines.get(tuple(path[:cut]))
-        if line is not None:
-            return Location(file=source, line=line, field=field)
-    return Location(file=source, field=field)
-
-
-def _yaml_lines(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            sub = (*path, key.value)
-            out[sub] = key.start_mark.line + 1
-            _yaml_lines(value, sub, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out[(*path, i)] = item.start_mark.line + 1
-            _yaml_lines(item, (*path, i), out)
-
-
-_TOML_KEY = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
-_TOML_DOTTED = rf"{_TOML_KEY}(?:\s*\.\s*{_TOML_KEY})*"
-
-
-def _toml_parts(dotted: str) -> tuple[str, ...]:
-    return tuple(part.strip().strip("\"'") for part in re.findall(_TOML_KEY, dotted))
-
-
-def _toml_lines(text: str) -> dict[tuple[str | int, ...], int]:
-    """The line of each key (TOML parsers give no positions): ``key =`` under its ``[table]`` header, dotted
-    keys (``vision.r = 4``) and the keys of an inline table (``language = { r = 8 }``) on its line."""
-    out: dict[tuple[str | int, ...], int] = {(): 1}
-    table: tuple[str, ...] = ()
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        header = re.fullmatch(rf"\[\[?\s*({_TOML_DOTTED})\s*\]\]?\s*(?:#.*)?", line)
-        if header:
-            table = _toml_parts(header.group(1))
-            for i in range(1, len(table) + 1):
-                out.setdefault(table[:i], number)
-            continue
-        key = re.match(rf"({_TOML_DOTTED})\s*=(.*)", line)
-        if not key:
-            continue
-        parts = (*table, *_toml_parts(key.group(1)))
-        for i in range(len(table) + 1, len(parts) + 1):
-            out.setdefault(parts[:i], number)
-        inline = key.group(2).strip()
-        if inline.startswith("{"):
-            for inner in re.findall(rf"({_TOML_DOTTED})\s*=", inline):
-                out.setdefault((*parts, *_toml_parts(inner)), number)
-    return out
-
-
-MAX_SPEC_BYTES = 1 << 20  # a spec is a few hundred bytes; anything above a mebibyte is not one
-MAX_SPEC_VALUES = 100_000  # values of a spec with every YAML alias expanded (a "billion laughs" file: 10**9)
-
-
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML was built with it: ~10x faster
-
-
-def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
-    """How many values ``node`` stands for with every alias expanded, in time linear in the file."""
-    key = id(node)
-    if memo.get(key) == -1:  # reached again while it is being counted: an alias that contains itself
-        raise RecursionError("an alias that contains itself")
-    if key not in memo:
-        memo[key] = -1
-        if isinstance(node, yaml.MappingNode):
-            size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
-        elif isinstance(node, yaml.SequenceNode):
-            size = 1 + sum(_expanded_size(item, memo) for item in node.value)
-        else:
-            size = 1
-        memo[key] = size
-    return memo[key]
-
-
-def _duplicate_key(node: yaml.Node, seen: set[int] | None = None) -> yaml.Node | None:
-    """The first key node that repeats a key of its mapping (YAML and JSON would silently keep the last)."""
-    seen = set() if seen is None else seen
-    if id(node) in seen:
-        return None
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        keys: set[Any] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in keys:
-                    return key
-                keys.add(key.value)
-            found = _duplicate_key(value, seen)
-            if found is not None:
-                return found
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            found = _duplicate_key(item, seen)
-            if found is not None:
-                return found
-    return None
-
-
-def _check_duplicates(node: yaml.Node | None, path: Path) -> None:
-    key = _duplicate_key(node) if node is not None else None
-    if key is not None:
-        raise SpecFileError(f"key {key.value!r} is written twice in one mapping; the second would silently win",
-                            where=Location(file=str(path), line=key.start_mark.line + 1),
-                            hint="keep one of them")
-
-
-def _read(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
-    try:
-        return _read_file(path)
-    except RecursionError:
-        raise SpecFileError("the file nests too deeply, or has an alias that contains itself",
-                            where=Location(file=str(path)), hint="a spec is a mapping with a few flat blocks") from None
-    except ValueError as exc:  # a value the parser cannot take (an integer of thousands of digits)
-        raise SpecFileError(f"cannot read a value: {str(exc).splitlines()[0][:200]}", where=Location(file=str(path)),
-                            hint="write the value as a spec expects it (see `vlora schema`)") from None
-
-
-def _read_file(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
-    try:
-        if path.is_file() and path.stat().st_size > MAX_SPEC_BYTES:
-            raise SpecFileError(f"the file is {path.stat().st_size:,} bytes; a spec is at most {MAX_SPEC_BYTES:,}",
-                                where=Location(file=str(path)), hint="is this the spec file you meant?")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecFileError("no such file", where=Location(file=str(path)), hint="check the path") from None
-    except UnicodeDecodeError as exc:
-        raise SpecFileError(f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
-                            where=Location(file=str(path)),
-                            hint="a spec is a YAML, JSON or TOML text file in UTF-8; is this the file meant?") from None
-    except OSError as exc:
-        raise SpecFileError(f"cannot read the file: {exc.strerror or exc}", where=Location(file=str(path)),
-                            hint=os_error_hint(exc)) from None
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        try:
-            node = yaml.compose(text, Loader=_LOADER)
-            memo: dict[int, int] = {}
-            if node is not None and _expanded_size(node, memo) > MAX_SPEC_VALUES:
-                aliased = len(memo) <= MAX_SPEC_VALUES  # the file itself is small; its aliases make it big
-                raise SpecFileError(
-                    f"the YAML {'expands to' if aliased else 'has'} more than {MAX_SPEC_VALUES:,} values"
-                    + (" through its aliases" if aliased else ""),
-                    where=Location(file=str(path), line=node.start_mark.line + 1),
-                    hint="a spec needs no nested aliases; write the values out" if aliased
-                    else "a spec is a mapping with a few flat blocks; is this the file you meant?",
-                )
-            _check_duplicates(node, path)
-            data = yaml.load(text, Loader=_LOADER)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-            raise SpecFileError(
-                f"malformed YAML: {problem}",
-                where=Location(file=str(path), line=mark.line + 1 if mark else None),
-                hint="fix the YAML syntax at that line",
-            ) from None
-        except yaml.YAMLError as exc:  # the reader's errors (NUL and other control bytes) carry a position only
-            position = getattr(exc, "position", None)
-            line = text[:position].count("\n") + 1 if isinstance(position, int) else None
-            reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
-            raise SpecFileError(f"malformed YAML: {reason}", where=Location(file=str(path), line=line),
-                                hint="remove control characters from the file") from None
-        lines: dict[tuple[str | int, ...], int] = {}
-        if node is not None:
-            _yaml_lines(node, (), lines)
-        return data, lines
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecFileError(f"malformed JSON: {exc.msg}", where=Location(file=str(path), line=exc.lineno)) from None
-        lines = {}
-        try:  # JSON is YAML: reuse the YAML composer for key positions and duplicate keys
-            node = yaml.compose(text, Loader=_LOADER)
-        except yaml.YAMLError:
-            node = None
-        if node is not None:
-            _check_duplicates(node, path)
-            _yaml_lines(node, (), lines)
-        return data, lines
-    if suffix == ".toml":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            match = re.search(r"line (\d+)", str(exc))
-            if match:
-                line: int | None = int(match.group(1))
-            else:  # "at end of document": the last line that has something
-                line = (len(text.rstrip().splitlines()) or 1) if "end of document" in str(exc) else None
-            raise SpecFileError(f"malformed TOML: {exc}", where=Location(file=str(path), line=line)) from None
-        return data, _toml_lines(text)
-    raise SpecFileError(
-        f"unknown spec file type {suffix or '(none)'!r}",
-        where=Location(file=str(path)),
-        hint="use .yaml, .yml, .json or .toml",
-    )
-
-
-_INVERTED = "{0}, with the meaning inverted ({1}: true is {0}: false)"
-_PICKED = ("vlora picks the targets from components and roles (finetune_* toggles); add modules outside them "
-           "with target_modules_extra, leave some out with exclude_modules")
-_RANK_KEYS = ("lora_rank", "lora_r", "rank", "alpha")
-# keys of other tools' configs (LLaMA-Factory, ms-swift, PEFT, Unsloth) and what a vlora spec writes instead
-FOREIGN_KEYS = {
-    "lora_rank": "r", "lora_r": "r", "rank": "r", "alpha": "lora_alpha", "dropout": "lora_dropout",
-    "freeze_vision_tower": _INVERTED.format("finetune_vision_layers", "freeze_vision_tower"),
-    "freeze_vit": _INVERTED.format("finetune_vision_layers", "freeze_vit"),
-    "freeze_language_model": _INVERTED.format("finetune_language_layers", "freeze_language_model"),
-    "freeze_llm": _INVERTED.format("finetune_language_layers", "freeze_llm"),
-    "freeze_multi_modal_projector": "finetune_projector (frozen, lora or full; freeze_multi_modal_projector: "
-                                    "false trains it in full, which is finetune_projector: full)",
-    "freeze_aligner": "finetune_projector (frozen, lora or full; freeze_aligner: false is finetune_projector: full)",
-    "target_modules": _PICKED, "lora_target": _PICKED, "lora_target_modules": _PICKED,
-    "layers_to_transform": "layers (top level, or per component: language: {layers: {last: 8}})",
-    "rank_pattern": "r per component (vision: {r: 8})",
-    "alpha_pattern": "lora_alpha per component (vision: {lora_alpha: 16})",
-    "init_weights": "init_lora_weights", "pissa_init": "init_lora_weights: pissa",
-    "finetune_vision": "finetune_vision_layers", "finetune_language": "finetune_language_layers",
-    "additional_target": "modules_to_save (full names or patterns, e.g. [lm_head, embed_tokens])",
-}
 
 
 def _clip(text: str, limit: int) -> str:
@@ -662,7 +425,7 @@ def _problems(
             elif parent and parent[0] == "projector":
                 choices = sorted(ProjectorOverride.model_fields)
             close = difflib.get_close_matches(key, choices, n=1)
-            foreign = FOREIGN_KEYS.get(key) if not parent or key in _RANK_KEYS else None
+            foreign = FOREIGN_KEYS.get(key) if not parent or key in RANK_KEYS else None
             if foreign:
                 message = f"unknown key {key!r}, another tool's; in vlora: {foreign}"
             else:
@@ -674,7 +437,7 @@ def _problems(
         ):
             message += f" (got {err['input']!r})"
         code = "unknown-key" if err["type"] == "extra_forbidden" else "invalid-field"
-        location = _location(source, lines, loc)
+        location = location_of(source, lines, loc)
         if location.field and len(location.field) > 120:  # a key of thousands of characters is not echoed whole
             location = Location(location.file, location.line, _clip(location.field, 120), location.subject)
         problems.append(Diagnostic(code, _clip(message, 400), location))
@@ -702,7 +465,7 @@ def spec_from_data(data: Any, *, source: str | None = None, lines: Mapping | Non
     if odd:  # YAML allows keys that are not strings (`? [a, b]`, `1: x`, a lone `?`): a spec's keys are names
         raise SpecValidationError(
             [Diagnostic("invalid-field", f"key {_clip(repr(k), 60)} is not a field name (a spec's keys are names "
-                        "like r or finetune_vision_layers)", _location(source, lines, ())) for k in odd[:5]],
+                        "like r or finetune_vision_layers)", location_of(source, lines, ())) for k in odd[:5]],
             hint=_SCHEMA_HINT)
     token = _FROM_DATA.set(True)
     try:
@@ -731,7 +494,7 @@ def apply_sets(data: Any, sets: Sequence[str]) -> Any:
         if not sep or not all(parts):
             raise UsageError(f"--set {item!r}: expected KEY=VALUE", hint="e.g. --set r=16 or --set language.r=8")
         try:
-            value = yaml.load(raw, Loader=_LOADER) if raw.strip() else ""
+            value = yaml.load(raw, Loader=LOADER) if raw.strip() else ""
         except yaml.YAMLError as exc:
             raise UsageError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})",
                              hint="quote it for the shell, e.g. --set 'language.layers=[0, 1]'") from None
@@ -750,7 +513,7 @@ def apply_sets(data: Any, sets: Sequence[str]) -> Any:
 def load_spec(path: str | Path, *, sets: Sequence[str] = ()) -> VisionLoRASpec:
     """Load and validate a spec from a YAML, JSON or TOML file (with ``--set`` overrides applied)."""
     path = Path(path)
-    data, lines = _read(path)
+    data, lines = read_document(path)
     if sets:
         data = apply_sets(data, sets)
         changed = {tuple(item.partition("=")[0].strip().split(".")) for item in sets}

@@ -44,6 +44,7 @@ from .apply import apply
 from .errors import EmptySelectionError
 from .layouts import VISION_TOWER_LAYOUTS, Layout
 from .modeltree import build_meta_model, config_from_file
+from .peft.rules import base_name
 from .plan import TargetPlan
 from .plugins import PluginInfo, Registry, default_registry
 from .resolve import resolve
@@ -216,7 +217,7 @@ def _check_apply(plan: TargetPlan, model: nn.Module, spec: dict[str, Any], regis
     count = sum(p.numel() for p in trainable.values())
     if count != plan.trainable_params:
         _fail("apply", f"projector {mode}: PEFT trains {count:,} parameters, the plan says {plan.trainable_params:,}")
-    adapted = {re.sub(r"\.lora_[AB]\..*$", "", n).removeprefix("base_model.model.") for n in trainable if ".lora_" in n}
+    adapted = {base_name(n) for n in trainable if ".lora_" in n}
     module_names = {t.name for t in plan.module_targets}
     if not module_names <= adapted:
         _fail("apply", f"projector {mode}: no adapter on {sorted(module_names - adapted)[:3]}")

@@ -7,22 +7,17 @@ belongs to. The groups partition exactly the trainable parameters; anything else
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import UsageError, VloraError
+from .peft.rules import base_name
+from .placement import path_pattern
 from .plan import TargetPlan
 from .spec import LearningRateScales
 
 if TYPE_CHECKING:
     import torch.nn as nn
-
-_PEFT_PREFIX = "base_model.model."
-# what PEFT adds under a wrapped module: the adapter weights, DoRA's magnitude, the trained copy of a saved
-# module, the original inside a wrapper
-_INNER = re.compile(r"\.(?:lora_(?:A|B|embedding_A|embedding_B|magnitude_vector)|modules_to_save|base_layer"
-                    r"|original_module)(?:\.|$)")
 
 
 def param_groups(
@@ -51,7 +46,7 @@ def param_groups(
     scales = plan.spec.lr_scale if lr_scale is None else (
         lr_scale if isinstance(lr_scale, LearningRateScales) else LearningRateScales(**dict(lr_scale)))
     ratio = plan.spec.loraplus_lr_ratio if loraplus_lr_ratio is None else loraplus_lr_ratio
-    where = _Placement(plan)
+    where = _Owners(plan)
     groups: dict[tuple[float, float, str], dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -73,7 +68,7 @@ def param_groups(
     return out
 
 
-class _Placement:
+class _Owners:
     """Which component (and role) a trainable parameter of the wrapped model belongs to, read from the plan."""
 
     def __init__(self, plan: TargetPlan) -> None:
@@ -86,10 +81,10 @@ class _Placement:
         paths: dict[str, str] = {}
         for t in plan.targets:
             paths.setdefault(t.path, t.component)
-        self.layers = [(re.compile(re.escape(p).replace(r"\*", r"\d+") + r"(?:\.|$)"), c) for p, c in paths.items()]
+        self.layers = [(path_pattern(p), c) for p, c in paths.items()]
 
     def of(self, name: str) -> tuple[str, str | None]:
-        base = _INNER.split(name.removeprefix(_PEFT_PREFIX), maxsplit=1)[0]
+        base = base_name(name)
         parts = base.split(".")
         for cut in range(len(parts), 0, -1):
             owner = self.owners.get(".".join(parts[:cut]))

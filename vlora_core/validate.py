@@ -33,14 +33,14 @@ FORMATS = ("text", "json", "github")
 
 @dataclass
 class Problem:
-    """One problem of one file, as validate reports it. ``code`` is the exit code of its kind, ``kind`` the
-    diagnostic's stable name (``layer-selection``, ``unknown-key``, ``lock-mismatch``, ...)."""
+    """One problem of one file, as validate reports it. ``exit_code`` is the exit code of its kind, ``kind`` the
+    diagnostic's stable name, its ``Diagnostic.code`` (``layer-selection``, ``unknown-key``, ``lock-mismatch``)."""
 
     file: str
     line: int | None
     message: str
     hint: str | None
-    code: int
+    exit_code: int
     details: list[str] = field(default_factory=list)
     kind: str = "vlora"
 
@@ -196,7 +196,8 @@ def _check_lock(result: FileResult, plan: TargetPlan, lock_file: Path) -> None:
 
 
 def exit_code(results: list[FileResult], extra: list[Problem] = ()) -> int:
-    return max([p.code for r in results for p in r.problems] + [p.code for p in extra], default=errors.EXIT_OK)
+    return max([p.exit_code for r in results for p in r.problems] + [p.exit_code for p in extra],
+               default=errors.EXIT_OK)
 
 
 def render(results: list[FileResult], fmt: str, *, quiet: bool = False, extra: list[Problem] = ()) -> str:
@@ -231,7 +232,7 @@ def _notes(result: FileResult) -> list[str]:
 
 
 def _problem_dict(p: Problem) -> dict[str, Any]:
-    return {"file": p.file, "line": p.line, "message": p.message, "hint": p.hint, "exit_code": p.code,
+    return {"file": p.file, "line": p.line, "message": p.message, "hint": p.hint, "exit_code": p.exit_code,
             "details": p.details, "kind": p.kind}
 
 

@@ -22,15 +22,32 @@ KNOWN_ROLES: dict[str, str] = {
     "cross_attention": "finetune_cross_attention (unset: finetune_attention_modules)",
     "projection": "finetune_projector: lora",
 }
+# The spec field that switches each role on (``VisionLoRASpec.role_enabled`` decides; messages name the field).
+ROLE_TOGGLES: dict[str, str] = {
+    "attention": "finetune_attention_modules",
+    "mlp": "finetune_mlp_modules",
+    "cross_attention": "finetune_cross_attention",
+    "projection": "finetune_projector",
+}
 # The roles each component may have: a tower's roles follow the attention/MLP toggles, the projector's one
 # role follows finetune_projector (so a projector trained in full has no adapter inside it).
 _TOWER_ROLES = ("attention", "cross_attention", "mlp")
 COMPONENT_ROLES: dict[str, tuple[str, ...]] = {
     "vision": _TOWER_ROLES, "audio": _TOWER_ROLES, "language": _TOWER_ROLES, "projector": ("projection",),
 }
+# The sub-configs of a composite model's config and the tower (component) each one configures.
+SUB_CONFIG_COMPONENTS: dict[str, str] = {"vision_config": "vision", "text_config": "language", "audio_config": "audio"}
 # The role of a target the user adds with ``target_modules_extra``.
 EXTRA_ROLE = "other"
 ROLE_ORDER: tuple[str, ...] = ("attention", "cross_attention", "mlp", "projection", EXTRA_ROLE)
+
+
+# What a target is (``Target.kind``, ``ModuleEntry.kind``): a module LoRA wraps, or a bare parameter (2-D, or a
+# 3-D stack of expert weights) adapted through PEFT's target_parameters. One vocabulary for every room.
+LINEAR, CONV, EMBEDDING, PARAMETER = "linear", "conv", "embedding", "parameter"
+MODULE_KINDS: tuple[str, ...] = (LINEAR, CONV, EMBEDDING)
+# How an adapter on disk changes a module (``AdaptedModule.kind``): a LoRA pair, or the module saved in full.
+ADAPTED, SAVED = "lora", "full"
 
 
 def component_rank(component: str) -> int:
@@ -80,12 +97,21 @@ class TargetKey(NamedTuple):
 
 
 __all__ = [
+    "ADAPTED",
     "COMPONENT_ORDER",
     "COMPONENT_ROLES",
+    "CONV",
+    "EMBEDDING",
     "EXTRA_ROLE",
     "KNOWN_COMPONENTS",
     "KNOWN_ROLES",
+    "LINEAR",
+    "MODULE_KINDS",
+    "PARAMETER",
     "ROLE_ORDER",
+    "ROLE_TOGGLES",
+    "SAVED",
+    "SUB_CONFIG_COMPONENTS",
     "TargetKey",
     "component_rank",
     "group_order",

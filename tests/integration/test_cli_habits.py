@@ -105,6 +105,32 @@ def test_explain_names_the_rule(capsys, spec, sets, name, words):
     assert words in out, out
 
 
+def test_explain_names_the_component_a_part_follows(capsys, tmp_path):
+    spec = tmp_path / "g4.yaml"
+    spec.write_text("finetune_audio_layers: false\nfinetune_projector: lora\n")
+    name = r"model\.embed_.*\.embedding_projection"
+    assert main(["plan", str(spec), "--model", "gemma-4-E2B-it", "--explain", name]) == 0
+    out = capsys.readouterr().out
+    assert "model.embed_vision.embedding_projection: target: projector projection" in out
+    assert ("model.embed_audio.embedding_projection: not a target: this part of the projector follows audio, and "
+            "audio is off (finetune_audio_layers: false)") in out
+
+
+def test_every_rule_resolve_records_has_its_own_sentence():
+    from vlora_core.decisions import RULES, Decision
+    from vlora_core.explain import _sentence
+
+    plan = resolve(load_spec(VQA))
+    fallback = "no rule of the spec selects it"
+    sentences = set()
+    for rule in RULES:
+        if rule == "target":
+            continue
+        d = Decision(rule, "language", "mlp", 3, "mlp.up_proj", "vision" if rule == "follows" else "x", 0)
+        sentences.add(_sentence(plan, d))
+    assert fallback not in sentences and len(sentences) == len(RULES) - 1
+
+
 def test_explain_of_nothing_is_a_usage_error(capsys):
     assert main(["plan", str(VQA), "--explain", "no\\.such\\.module"]) == 2
     assert "matches no module" in capsys.readouterr().err

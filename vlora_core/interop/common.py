@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..adapters import AdaptedModule, Adapter, placed, spec_for_adapter
 from ..architecture import ArchitectureSpec
 from ..errors import SpecError, UnsupportedModelError, VloraError
 from ..infer import infer_architecture
 from ..modeltree import ModuleTree
+from ..peft.rules import pattern_value, saved_matches, target_matches
 from ..plan import TargetPlan
 from ..plugins import Registry, default_registry
 from ..resolve import resolve
+from ..synthesis import synthesize
 
 
 @dataclass(frozen=True)
@@ -36,29 +37,13 @@ class Export:
 
 
 def peft_matches(target_modules: str | Iterable[str] | None, names: Iterable[str]) -> list[str]:
-    """The names PEFT's ``target_modules`` selects: a string is a regular expression that must match the whole
-    name; a list entry matches the name itself or the name's end after a dot."""
-    if target_modules is None:
-        return []
-    if isinstance(target_modules, str):
-        rx = as_regex(target_modules, "target_modules", "")
-        return [n for n in names if rx.fullmatch(n)]
-    keys = set(target_modules)
-    return [n for n in names if n in keys or any(n.endswith("." + k) for k in keys)]
-
-
-def pattern_value(patterns: dict[str, Any], name: str, default: Any) -> Any:
-    """PEFT's ``rank_pattern`` / ``alpha_pattern`` lookup: the first key that matches the end of the name."""
-    for key, value in patterns.items():
-        if re.match(rf"(.*\.)?({key})$", name):
-            return value
-    return default
-
-
-def saved_matches(modules_to_save: Iterable[str] | None, names: Iterable[str]) -> list[str]:
-    """The modules PEFT trains in full for ``modules_to_save``: every name that ends with an entry."""
-    keys = list(modules_to_save or [])
-    return [n for n in names if n and any(n.endswith(k) for k in keys)]
+    """The names PEFT's ``target_modules`` selects (``vlora_core.peft.rules.target_matches``); a regex that does
+    not compile is an error naming the key."""
+    try:
+        return target_matches(target_modules, names)
+    except re.error as exc:
+        raise SpecError(f"target_modules is not a valid regular expression ({exc})", where="",
+                        hint="fix target_modules") from None
 
 
 def header(lines: Iterable[str], comment: str = "#") -> str:
@@ -173,16 +158,11 @@ def spec_for(trains: Trains, tree: ModuleTree, registry: Registry, *, tool: str,
                         + " (its modules_to_save ends the names of LoRA targets, or holds them); no vlora spec can "
                         "say that", where=source, hint="name only modules without LoRA targets in modules_to_save")
     arch = architecture_of(tree, registry)
-    modules = []
-    for name, (r, alpha) in trains.lora.items():
-        modules.append(placed(AdaptedModule(name=name, kind="lora", params=0, r=r, lora_alpha=alpha), arch))
-    modules += [placed(AdaptedModule(name=n, kind="full", params=tree.subtree_params(n)), arch) for n in trains.full]
     settings = trains.settings
     config = {"r": settings.get("r"), "lora_alpha": settings.get("lora_alpha"),
               **{k: settings[k] for k in ("lora_dropout", "bias", "use_rslora", "use_dora") if k in settings}}
-    adapter = Adapter(path=source, weights_file="", config=config, tensors={}, modules=tuple(modules),
-                      architecture=arch.name, plugin=None, spec=arch)
-    found = spec_for_adapter(adapter, tree, registry, model=model)
+    found = synthesize(dict(trains.lora), list(trains.full), tree, registry, arch, config, model=model,
+                       origin=source)
     differences = list(trains.notes)
     if flags_spec is not None:
         try:

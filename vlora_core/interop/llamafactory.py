@@ -26,6 +26,7 @@ from typing import Any
 
 from ..errors import SpecError
 from ..modeltree import ModuleTree
+from ..peft.rules import saved_matches, target_matches
 from ..plan import TargetPlan
 from ..plugins import Registry
 from .common import (
@@ -112,9 +113,8 @@ def targets(settings: dict[str, Any], tree: ModuleTree) -> tuple[list[str], list
             forbidden.update(composite.language)
         lora = [n for n in names if any(t in n for t in wanted) and not any(f in n for f in forbidden)]
     else:  # a plain list for PEFT: the name itself or its end after a dot
-        lora = [n for n in names if any(n == t or n.endswith("." + t) for t in wanted)]
-    saved = _split(settings.get("additional_target"))
-    full = [n for n in names if any(n.endswith(k) for k in saved)]
+        lora = target_matches(wanted, names)
+    full = saved_matches(_split(settings.get("additional_target")), names)
     return lora, full
 
 

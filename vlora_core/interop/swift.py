@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..modeltree import LINEAR, ModuleTree
+from ..modeltree import ModuleTree
 from ..plan import TargetPlan
 from ..plugins import Registry
+from ..vocabulary import LINEAR
 from .common import (
     Export,
     Imported,
@@ -127,11 +128,11 @@ def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source:
         chosen = []
         for e in tree.entries:
             where = arch.place(e.name) if e.kind == LINEAR and e.name else None
-            if where and where[0] in open_parts and where[4]:  # inside the part, not the part's own module
+            if where and where.component in open_parts and where.leaf:  # inside the part, not the part's own module
                 chosen.append(e.name)
         if not flags["freeze_aligner"]:
             bare = [e.name for e in tree.entries if e.kind == LINEAR and e.name
-                    and (w := arch.place(e.name)) and w[0] == "projector" and not w[4]]
+                    and (w := arch.place(e.name)) and w.component == "projector" and not w.leaf]
             if bare:
                 notes.append(f"--freeze_aligner false: the projector {bare[0]} is one Linear, and all-linear adapts "
                              "only Linear modules inside a part, so it gets no adapter")

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..modeltree import LINEAR, ModuleTree
+from ..modeltree import ModuleTree
 from ..plan import TargetPlan
 from ..plugins import Registry
+from ..vocabulary import LINEAR
 from .common import (
     Export,
     Imported,

@@ -1,0 +1,104 @@
+"""What every command shares: the exit-code epilog, help texts, the resolution options, the spec from SPEC and
+--set, the model from --model (else the spec's ``model:``), and writing a result to -o or standard output."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .. import errors
+from ..cache import NO_CACHE_ENV, tree_for
+from ..errors import UsageError
+from ..modeltree import ModuleTree
+from ..plugins import Registry, default_registry
+from ..spec import VisionLoRASpec, apply_sets, load_spec, spec_from_data
+from ..versions import core_version
+
+EXIT_CODES = "exit codes:\n" + "".join(f"  {code}  {meaning}\n" for code, meaning in errors.EXIT_MEANINGS.items())
+
+SET_HELP = ("override a spec field: KEY=VALUE, dotted for nested fields, the value read as YAML (--set r=16 is the "
+            "integer 16; --set language.layers='[0, 1]'); repeatable")
+
+NO_CACHE_HELP = ("build the model's module tree anew, neither reading nor writing the cache (the same as "
+                 f"{NO_CACHE_ENV}=1; `vlora cache info` shows the cache)")
+
+MODEL_HELP = (
+    "model to resolve against: a bundled reference name (see `vlora models`), a directory holding config.json, "
+    "a config.json path, or a Hub id (config only; needs the Hub or its cache). Default: the spec's `model:`"
+)
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+class Version(argparse.Action):
+    """``vlora --version``: the core's version, then each installed plugin's (and the ones that failed)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None):
+        registry = default_registry()
+        lines = [f"vlora {core_version()}"]
+        lines += [f"  {p.distribution} {p.version} (plugin {p.name})" for p in registry.plugins]
+        lines += [f"  {f.distribution or f.name}: failed to load ({f.reason})" for f in registry.failures]
+        print("\n".join(lines))
+        parser.exit()
+
+
+def resolution_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --set and --no-cache: the options of every command that resolves a spec."""
+    parser.add_argument("--model", "-m", metavar="REF", help=MODEL_HELP)
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help=SET_HELP)
+    parser.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
+
+
+def command(sub: Any, name: str, *, more: str = "", **kwargs: Any) -> argparse.ArgumentParser:
+    """A command's parser with the exit codes (and ``more`` about them) under its help."""
+    return sub.add_parser(name, epilog=EXIT_CODES + more, formatter_class=argparse.RawDescriptionHelpFormatter,
+                          **kwargs)
+
+
+def spec_of(args: argparse.Namespace) -> VisionLoRASpec:
+    """SPEC with the --set overrides, or (no SPEC) the defaults with them."""
+    if args.spec is not None:
+        return load_spec(args.spec, sets=args.set)
+    return spec_from_data(apply_sets({}, args.set))
+
+
+def model_tree(args: argparse.Namespace, spec: VisionLoRASpec, registry: Registry | None = None) -> ModuleTree:
+    """The module tree of the model to resolve against: --model, else the spec's ``model:`` (the one place this
+    step is written)."""
+    ref = args.model or spec.model_ref()
+    if ref is None:
+        raise UsageError("no model to resolve against", hint="pass --model REF or set `model:` in the spec")
+    return tree_for(ref, registry or default_registry(), label=args.model or spec.model)
+
+
+def write(text: str, output: str | None) -> None:
+    """``text`` to the file ``output``, or to standard output."""
+    if not output:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}", hint="check the path") from None
+
+
+__all__ = [
+    "EXIT_CODES",
+    "MODEL_HELP",
+    "NO_CACHE_HELP",
+    "SET_HELP",
+    "Version",
+    "command",
+    "errors",
+    "model_tree",
+    "positive_int",
+    "resolution_options",
+    "spec_of",
+    "write",
+]

@@ -1,0 +1,130 @@
+"""``vlora plan``: what a spec trains on a model, as a table, JSON, a list of modules, an explanation of one
+module, pictures, or several plans side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..cache import tree_for
+from ..draw import draw_html, draw_svg
+from ..errors import UsageError
+from ..explain import explain
+from ..plan import DTYPE_BYTES
+from ..plugins import default_registry
+from ..report import render_compare
+from ..resolve import resolve
+from ..spec import TASK_PRESETS, load_spec
+from .common import command, errors, model_tree, resolution_options, spec_of, write
+
+
+def add(sub: Any) -> None:
+    p = command(sub, "plan",
+        help="show what a spec trains on a model",
+        description="Resolve SPEC against a model and print the plan: per component x role, the modules, "
+        "layers, LoRA parameters, their share of all LoRA parameters and of the component's own parameters; "
+        "then totals and a memory estimate. With --compare or --compare-tasks, several plans for one model "
+        "side by side.",
+    )
+    p.add_argument("spec", metavar="SPEC", nargs="?",
+                   help="spec file (.yaml, .yml, .json or .toml); without one, the defaults (every tower, attention "
+                   "and MLP, r=16) on --model")
+    resolution_options(p)
+    p.add_argument("--modules", action="store_true", help="also list every target and fully trained module by name")
+    p.add_argument("--explain", metavar="NAME",
+                   help="why each module named NAME (a full name, or a full-name regular expression) is or is not "
+                   "a target: its component and role, and the toggle, layer selection, exclusion or unused-layer "
+                   "rule that decided it")
+    p.add_argument("--json", action="store_true", help="print the full plan as JSON (sorted, deterministic)")
+    p.add_argument("--svg", metavar="FILE", help="also draw the plan as an SVG picture: per component a grid of "
+                   "layers x roles, adapted cells coloured by rank, unused layers and modules trained in full marked "
+                   "(with --compare or --compare-tasks, the plans side by side)")
+    p.add_argument("--html", metavar="FILE", help="also write one self-contained HTML page: the picture and the table")
+    p.add_argument("--dtype", choices=sorted(DTYPE_BYTES), default="fp32",
+                   help="dtype of the trainable weights for the memory estimate (default fp32, PEFT's default "
+                   "for adapters)")
+    p.add_argument("--compare", metavar="SPEC", nargs="+", default=[],
+                   help="more specs to lay side by side with SPEC (all for one model)")
+    p.add_argument("--compare-tasks", metavar="TASK", nargs="*", default=None,
+                   help="lay task presets side by side (all four: ocr, captioning, vqa, domain_adaptation, or the "
+                   "ones named), each applied to SPEC (or to the defaults) with its tower toggles")
+    p.add_argument("--infer", action="store_true",
+                   help="read the architecture from the model's structure even where a plugin claims it (to compare "
+                   "the two); a model no plugin claims is always read that way, and the plan says so")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.compare or args.compare_tasks is not None:
+        return compare(args)
+    if args.spec is None and args.model is None:
+        raise UsageError("no SPEC given, and no --model to plan the defaults on",
+                         hint="vlora plan SPEC [--model REF], or vlora plan --model REF for the defaults")
+    spec = spec_of(args)
+    if args.explain:
+        tree = model_tree(args, spec)
+        plan = resolve(spec, tree, infer=args.infer)
+        for line in explain(plan, tree, args.explain):
+            print(line.render())
+        return errors.EXIT_OK
+    plan = resolve(spec, args.model, infer=args.infer)
+    sys.stdout.write(plan.to_json() if args.json else plan.table(args.dtype))
+    if args.modules and not args.json:
+        sys.stdout.write(module_list(plan))
+    drawings(args, plan)
+    return errors.EXIT_OK
+
+
+def drawings(args: argparse.Namespace, plans: Any) -> None:
+    """Write --svg and --html (a plan, or (label, plan) pairs side by side); say so on stderr."""
+    for path, draw in ((args.svg, draw_svg), (args.html, draw_html)):
+        if path:
+            write(draw(plans), path)
+            print(f"vlora plan: wrote {path}", file=sys.stderr)
+
+
+def module_list(plan) -> str:
+    lines = ["", "targets:"]
+    lines += [f"  {t.name}  ({t.component} {t.role}, r={t.r}, alpha={t.lora_alpha:g})" for t in plan.targets]
+    if plan.full_modules:
+        lines.append("fully trained:")
+        lines += [f"  {m.name}  ({m.component or 'outside the components'})" for m in plan.full_modules]
+    return "\n".join(lines) + "\n"
+
+
+def compare(args: argparse.Namespace) -> int:
+    if args.compare_tasks is not None:
+        if args.compare:
+            raise UsageError("use --compare or --compare-tasks, not both")
+        tasks = [t for t in args.compare_tasks if t in TASK_PRESETS]
+        others = [t for t in args.compare_tasks if t not in TASK_PRESETS]
+        if others and args.spec is None and len(others) == 1 and not tasks:
+            args.spec = others.pop()  # `vlora plan --compare-tasks SPEC`: the flag before the spec
+        if others:
+            raise UsageError(f"--compare-tasks: unknown task {others[0]!r}", hint=f"tasks: {', '.join(TASK_PRESETS)}")
+        base = spec_of(args)
+        specs = [(task, base.with_task(task)) for task in tasks or TASK_PRESETS]
+        ref = args.model or base.model_ref()
+    else:
+        paths = ([args.spec] if args.spec else []) + args.compare
+        specs = [(path, load_spec(path, sets=args.set)) for path in paths]
+        models = {args.model or s.model_ref() for _, s in specs}
+        if len(models) != 1:
+            raise UsageError(f"the specs name different models ({', '.join(sorted(map(str, models)))})",
+                             hint="compare plans for one model: pass --model REF")
+        (ref,) = models
+    if ref is None:
+        raise UsageError("no model to compare on", hint="pass --model REF or set `model:` in the spec")
+    tree = tree_for(ref, default_registry())
+    plans = [(label, resolve(spec, tree, infer=args.infer)) for label, spec in specs]
+    if args.json:
+        data = {"model": str(ref), "plans": [{"label": label, **plan.to_dict()} for label, plan in plans]}
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(render_compare(plans, args.dtype))
+    drawings(args, plans)
+    return errors.EXIT_OK
+
+
+__all__ = ["add", "run"]

@@ -1,0 +1,106 @@
+"""PEFT's own matching and naming rules, each written once (PEFT 0.21; the tests check each against PEFT
+itself on real module trees). Pure string functions: no torch, no peft import.
+
+* ``target_modules``: a string is one regular expression that must match the whole name (``re.fullmatch``);
+  a list entry matches the name itself or its end after a dot.
+* ``modules_to_save``: every module whose name *ends with* an entry (plain ``endswith``, no dot boundary).
+* ``rank_pattern`` / ``alpha_pattern``: the first key (in dict order) for which ``re.match(rf"(.*\\.)?({key})$",
+  name)`` matches; no key: the config's ``r`` / ``lora_alpha``.
+* names in a wrapped model and in adapter files: ``base_model.model.`` before the base model's names; the
+  adapter's tensors ``lora_A`` / ``lora_B`` (``lora_embedding_A`` / ``_B`` for embeddings, DoRA's
+  ``lora_magnitude_vector``) under the wrapped module, optionally with the adapter's name; the original
+  module as ``base_layer`` inside the wrapper (one ``base_layer`` per parameter adapted on the same module);
+  a module trained in full as ``modules_to_save.<adapter>`` beside ``original_module``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+PREFIX = "base_model.model."
+LORA_PARTS = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
+# one tensor of an adapter file: the module it belongs to, the part, the adapter name PEFT may keep in the key
+LORA_TENSOR = re.compile(r"^(?P<module>.+)\.(?P<part>" + "|".join(LORA_PARTS) + r")(?:\.(?P<adapter>[^.]+))?"
+                         r"(?:\.weight)?$")
+# what PEFT puts under a wrapped module: the adapter's weights, the trained copy of a saved module, the original
+_INNER = re.compile(r"\.(?:" + "|".join(LORA_PARTS) + r"|modules_to_save|base_layer|original_module)(?:\.|$)")
+_BASE_LAYERS = re.compile(r"(?:\.base_layer)+$")
+# a module PEFT adds to a wrapped model (not one of the base model's), and the levels it puts the original under
+_PEFT_PART = re.compile(r"(?:^|\.)(?:" + "|".join(LORA_PARTS) + r"|lora_dropout|modules_to_save)(?:\.|$)")
+_PEFT_LEVELS = re.compile(r"\.(?:base_layer|original_module)(?=\.|$)")
+
+
+def target_matches(target_modules: str | Iterable[str] | None, names: Iterable[str]) -> list[str]:
+    """The names ``target_modules`` selects (a string: a regex that must match the whole name; a list: names or
+    dotted suffixes). An invalid regex raises ``re.error``: the caller names the file and key."""
+    if target_modules is None:
+        return []
+    if isinstance(target_modules, str):
+        rx = re.compile(target_modules)
+        return [n for n in names if rx.fullmatch(n)]
+    keys = {k for k in target_modules if isinstance(k, str)}
+    return [n for n in names if n in keys or any(n.endswith("." + k) for k in keys)]
+
+
+def saved_matches(modules_to_save: Iterable[str] | None, names: Iterable[str]) -> list[str]:
+    """The modules PEFT trains in full for ``modules_to_save``: every (non-empty) name that ends with an entry."""
+    keys = list(modules_to_save or [])
+    return [n for n in names if n and any(n.endswith(k) for k in keys)]
+
+
+def saved_entry(name: str, modules_to_save: Iterable[str]) -> str | None:
+    """The ``modules_to_save`` entry that makes PEFT train module ``name`` in full (None: none does)."""
+    return next((k for k in modules_to_save if name.endswith(k)), None)
+
+
+def pattern_value(patterns: dict[str, Any] | None, name: str, default: Any) -> Any:
+    """The ``rank_pattern`` / ``alpha_pattern`` value PEFT gives module ``name``: the first key that matches the
+    end of the name. An invalid key raises ``re.error`` (PEFT fails on it too)."""
+    for key, value in (patterns or {}).items():
+        if re.match(rf"(.*\.)?({key})$", name):
+            return value
+    return default
+
+
+def base_name(name: str) -> str:
+    """The base model's module a parameter of a wrapped model belongs to: ``base_model.model.`` and whatever
+    PEFT puts under the wrapped module taken off."""
+    return _INNER.split(name.removeprefix(PREFIX), maxsplit=1)[0]
+
+
+def is_peft_part(name: str) -> bool:
+    """Whether a module of a wrapped model is one PEFT added (an adapter's weights, its dropout, a trained copy)."""
+    return _PEFT_PART.search(name) is not None
+
+
+def unwrapped(name: str) -> str:
+    """A wrapped model's module name as the base model had it (the ``base_layer`` / ``original_module`` levels
+    taken out; ``base_model.model.`` is the caller's to remove)."""
+    return _PEFT_LEVELS.sub("", name)
+
+
+def wrapped_owner(raw: str) -> tuple[str, int]:
+    """A module name as an adapter's tensors have it (``x.base_layer.base_layer``) -> (the module, how deep the
+    adapted parameter's wrapper sits: 0 for the outermost)."""
+    owner = _BASE_LAYERS.sub("", raw)
+    return owner, raw[len(owner):].count(".base_layer")
+
+
+def exact_regex(names: Iterable[str]) -> str:
+    """An anchored regex matching exactly these names."""
+    return "^(?:" + "|".join(re.escape(n) for n in sorted(names)) + ")$"
+
+
+def value_patterns(values: dict[str, Any]) -> dict[str, Any]:
+    """``rank_pattern`` / ``alpha_pattern`` keys for exact names: one key per distinct value (PEFT's first
+    matching key wins, and few keys stay fast)."""
+    by_value: dict[Any, list[str]] = {}
+    for name, value in values.items():
+        by_value.setdefault(value, []).append(name)
+    return {"(?:" + "|".join(re.escape(n) for n in sorted(ns)) + ")": v for v, ns in by_value.items()}
+
+
+__all__ = ["LORA_PARTS", "LORA_TENSOR", "PREFIX", "base_name", "exact_regex", "is_peft_part", "pattern_value",
+           "saved_entry", "saved_matches", "target_matches", "unwrapped", "value_patterns", "wrapped_owner"]
