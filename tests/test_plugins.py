@@ -197,6 +197,19 @@ def test_a_plugin_that_exits_or_interrupts_at_import_is_that_plugins_failure(tmp
     assert _mine(registry) == ["vlora-test-good"]
 
 
+def test_validate_names_a_plugin_that_failed_to_load_and_exits_5(tmp_path, monkeypatch, capsys):
+    from vlora_core import plugins
+    from vlora_core.cli import main
+
+    install_plugin(tmp_path, monkeypatch, "vlora-test-exit", "vt_exit", "import sys\nsys.exit(0)\n")
+    monkeypatch.setattr(plugins, "_DEFAULT", None)  # discover again, with the plugin installed
+    spec = tmp_path / "s.yaml"
+    spec.write_text("task: vqa\n")
+    assert main(["validate", str(spec)]) == 5
+    out = capsys.readouterr().out
+    assert "plugin vt_exit (vlora-test-exit) failed to load: import failed: SystemExit" in out
+
+
 REFERENCE = """
 from pathlib import Path
 from vlora_core import ArchitectureSpec, Component, ReferenceModel, hookimpl

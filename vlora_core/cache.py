@@ -22,14 +22,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import re
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .architecture import ArchitectureSpec
-from .errors import VloraError
+from .boundary import read_bytes, read_json, write_text
+from .errors import ModelLoadError, UsageError, VloraError
 from .infer import Inference, InferenceRefused, infer_architecture
 from .modeltree import ModuleEntry, ModuleTree, config_location, module_tree
 from .plugins import Registry
@@ -40,6 +42,7 @@ CACHE_ENV = "VLORA_CACHE_DIR"
 NO_CACHE_ENV = "VLORA_NO_CACHE"
 MAX_ENTRY_BYTES = 256 << 20  # far above the largest tree (a 100-layer model is about 1 MiB)
 _SUFFIX = ".tree.json"
+_KEY_NAME = re.compile(r"[0-9a-f]{64}" + re.escape(_SUFFIX))
 _INFERRED = "inferred"
 
 
@@ -55,6 +58,41 @@ def cache_dir() -> Path:
 
 def cache_enabled() -> bool:
     return os.environ.get(NO_CACHE_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+class CacheWarning(UserWarning):
+    """The cache was turned off for this run (a folder others may write to): a cost in speed only."""
+
+
+def untrusted(folder: Path) -> str | None:
+    """Why the cache folder must not be trusted (None: it may): entries are module trees vlora plans from, so only
+    its owner may write there. A folder writable by other users, or owned by another user, is refused."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return None  # not there yet: it is created with the umask's mode
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return "it belongs to another user"
+    if info.st_mode & 0o022:
+        return "other users may write to it"
+    return None
+
+
+def _trusted_dir() -> Path | None:
+    """The cache folder, or None (with a ``CacheWarning``, once per folder) where it is not to be trusted."""
+    folder = cache_dir()
+    why = untrusted(folder)
+    if why is None:
+        return folder
+    if str(folder) not in _WARNED:
+        _WARNED.add(str(folder))
+        warnings.warn(f"the cache folder {folder} is not used: {why}, and vlora plans from what it holds; the cache "
+                      f"is off for this run (make it yours with mode 700, or point {CACHE_ENV} elsewhere)",
+                      CacheWarning, stacklevel=3)
+    return None
+
+
+_WARNED: set[str] = set()
 
 
 @dataclass
@@ -83,7 +121,10 @@ def tree_for(model: Any, registry: Registry, *, label: str | None = None) -> Mod
         return module_tree(model, registry, label=label)
     source = label or located[1]
     key, versions = entry_key(data, registry)
-    path = cache_dir() / f"{key}{_SUFFIX}"
+    folder = _trusted_dir()
+    if folder is None:
+        return module_tree(model, registry, label=label)
+    path = folder / f"{key}{_SUFFIX}"
     tree = _load(path, key, source)
     if tree is not None:
         STATS.hits += 1
@@ -101,10 +142,8 @@ def tree_for(model: Any, registry: Registry, *, label: str | None = None) -> Mod
 
 def _read_config(path: Path) -> dict[str, Any] | None:
     try:
-        if path.stat().st_size > 32 << 20:
-            return None
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        data = read_json(path, "config.json", ModelLoadError)
+    except ModelLoadError:
         return None
     return data if isinstance(data, dict) and isinstance(data.get("model_type"), str) else None
 
@@ -192,29 +231,21 @@ def _store(path: Path, key: str, versions: dict[str, str], tree: ModuleTree) -> 
     header = {"vlora_cache": FORMAT, "key": key, "sha256": hashlib.sha256(payload.encode()).hexdigest(),
               "model": tree.source, "model_type": tree.model_type, "versions": versions,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=".tmp-", suffix=".part",
-                                         delete=False) as out:
-            tmp = out.name
-            out.write(json.dumps(header, sort_keys=True) + "\n" + payload + "\n")
-        os.replace(tmp, path)
-        tmp = None
-    except OSError as exc:  # a read-only or full cache folder: the run goes on uncached
-        STATS.write_failures.append(f"{path.parent}: {exc.strerror or exc}")
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # only its owner writes entries
+        write_text(path, json.dumps(header, sort_keys=True) + "\n" + payload + "\n", what="the cache entry")
+    except (OSError, UsageError) as exc:  # a read-only or full cache folder: the run goes on uncached
+        STATS.write_failures.append(f"{path.parent}: {getattr(exc, 'strerror', None) or exc}")
 
 
 def _read_entry(path: Path) -> tuple[dict[str, Any], bytes] | None:
-    """An entry's header and payload line, where the file is one of ours and its digest checks out."""
-    with path.open("rb") as f:
-        if os.fstat(f.fileno()).st_size > MAX_ENTRY_BYTES:
-            return None
-        header_line, _, rest = f.read().partition(b"\n")
-    header = json.loads(header_line)
+    """An entry's header and payload line, where the file is a regular file of ours and its digest checks out
+    (None for anything else: damage of any kind means rebuild)."""
+    try:
+        header_line, _, rest = read_bytes(path, "cache entry", ModelLoadError).partition(b"\n")
+        header = json.loads(header_line)
+    except (ModelLoadError, ValueError, RecursionError):
+        return None
     payload = rest.rstrip(b"\n")
     if (not isinstance(header, dict) or header.get("vlora_cache") != FORMAT
             or header.get("sha256") != hashlib.sha256(payload).hexdigest()):
@@ -223,17 +254,15 @@ def _read_entry(path: Path) -> tuple[dict[str, Any], bytes] | None:
 
 
 def _load(path: Path, key: str, source: str) -> ModuleTree | None:
-    try:
-        read = _read_entry(path)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):  # unreadable, not JSON
-        read = None
+    if not (path.exists() or path.is_symlink()):
+        return None  # a miss, not damage
+    read = _read_entry(path)
     try:
         if read is None or read[0].get("key") != key:
             raise ValueError("not an entry for this key")
         return _tree(json.loads(read[1]), source)
-    except (ValueError, TypeError, KeyError, AttributeError):  # corrupt or foreign: rebuilt by the caller
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError):  # damaged or foreign:
+        # rebuilt by the caller
         STATS.rebuilt.append(path.name)
         return None
 
@@ -321,10 +350,14 @@ def cache_entries(folder: Path | None = None) -> list[CacheEntry]:
 
 
 def clear_cache(folder: Path | None = None) -> tuple[int, int]:
-    """Remove every entry (and leftover temporary file) of the cache folder; returns (files, bytes) removed."""
+    """Remove every entry of the cache folder that is provably vlora's (a regular file named by its key whose
+    header and digest check out); anything else there is left alone. Returns (files, bytes) removed."""
     folder = folder or cache_dir()
     removed = size = 0
-    for path in [*folder.glob(f"*{_SUFFIX}"), *folder.glob(".tmp-*.part")] if folder.is_dir() else []:
+    for path in folder.glob(f"*{_SUFFIX}") if folder.is_dir() else []:
+        read = _read_entry(path) if _KEY_NAME.fullmatch(path.name) and not path.is_symlink() else None
+        if read is None or f"{read[0].get('key')}{_SUFFIX}" != path.name:
+            continue
         try:
             n = path.stat().st_size
             path.unlink()

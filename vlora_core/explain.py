@@ -7,10 +7,10 @@ its sentence here. Never part of resolve: it only reads what resolve made.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from .boundary import bounded_fullmatches, shown
 from .decisions import Decision
 from .errors import UsageError, VloraError
 from .plan import TargetPlan
@@ -35,15 +35,11 @@ def explain(plan: TargetPlan, tree: Any, what: str) -> list[Explanation]:
     params = [p for p, _ in tree.params]
     if what in modules or what in params:
         chosen = [what]
-    else:
-        try:
-            rx = re.compile(what)
-        except re.error as exc:
-            raise UsageError(f"--explain {what!r} is no module name and no valid regular expression ({exc})") from None
-        # modules first; parameters (a bare projector weight) where no module matches
-        chosen = [n for n in modules if rx.fullmatch(n)] or [n for n in params if rx.fullmatch(n)]
+    else:  # modules first; parameters (a bare projector weight) where no module matches
+        found = bounded_fullmatches(what, [*modules, *params], where=None, what="--explain", error=UsageError)
+        chosen = [n for n in modules if n in found] or [n for n in params if n in found]
     if not chosen:
-        raise UsageError(f"--explain {what!r} matches no module of {plan.model}",
+        raise UsageError(f"--explain {shown(what)} matches no module of {plan.model}",
                          hint="give a full module name or a full-name regular expression, e.g. "
                          "'model\\.language_model\\.layers\\.0\\..*'; `vlora plan --modules` lists the targets")
     if plan.decisions is None:

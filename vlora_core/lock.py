@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .boundary import CAPS, read_json, write_text
 from .diagnostics import Location, os_error_hint
 from .errors import LockMismatchError, UsageError
 from .patterns import layer_ranges
@@ -27,7 +26,7 @@ from .vocabulary import TargetKey
 
 LOCK_FORMAT = 1  # the format this vlora writes (``"vlora_lock": 1``); raised when a lock's meaning changes
 READS_FORMATS = (1,)  # formats it reads: an older one stays here as long as its locks can be checked
-MAX_LOCK_BYTES = 64 << 20  # a lock of the largest bundled model is a few MiB
+MAX_LOCK_BYTES = CAPS["lock"]  # a lock of the largest bundled model is a few MiB
 LOCK_SUFFIX = ".lock.json"
 _WRITABLE = "check that the folder is writable and has space"
 
@@ -86,19 +85,7 @@ def write_lock(plan: TargetPlan, path: str | Path) -> Path:
         raise UsageError(f"cannot use the lock path: {exc.strerror or exc}", where=where,
                          hint=os_error_hint(exc, _WRITABLE)) from None
     text = json.dumps(make_lock(plan), indent=2, sort_keys=True) + "\n"
-    try:
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False) as handle:
-            tmp = Path(handle.name)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if "tmp" in locals():
-            tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the lock: {exc.strerror or exc}", where=where,
-                         hint=os_error_hint(exc, _WRITABLE)) from None
+    write_text(path, text, inputs=[plan.spec.source] if plan.spec.source else [], what="the lock")
     return path
 
 
@@ -130,16 +117,14 @@ def check_lock_paths(pairs: list[tuple[str, Path]]) -> None:
 def read_lock(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     where = Location(file=str(path))
+    if not path.exists() and not path.is_symlink():
+        raise UsageError("no such lock file", where=where, hint="write it with `vlora lock SPEC`")
     try:
-        if path.is_file() and path.stat().st_size > MAX_LOCK_BYTES:
-            raise LockMismatchError(f"the lock is {path.stat().st_size:,} bytes; a lock is at most {MAX_LOCK_BYTES:,}",
-                                    where=where, hint="is this the lock meant? write it again with `vlora lock SPEC`")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError("no such lock file", where=where, hint="write it with `vlora lock SPEC`") from None
-    except (OSError, ValueError) as exc:  # ValueError: malformed JSON, or a number of thousands of digits
-        raise LockMismatchError(f"unreadable lock file: {str(exc).splitlines()[0][:200]}", where=where,
-                                hint="write it again with `vlora lock SPEC`") from None
+        data = read_json(path, "lock", LockMismatchError, cap=MAX_LOCK_BYTES)
+    except LockMismatchError as exc:
+        raise LockMismatchError(f"unreadable lock file: {exc.message}", where=where,
+                                hint=exc.hint if "regular file" in (exc.hint or "")
+                                else "write it again with `vlora lock SPEC`") from None
     version = data.get("vlora_lock") if isinstance(data, dict) else None
     if not _is_int(version) or not isinstance(data.get("targets"), list):
         raise LockMismatchError("not a vlora lock file (no `vlora_lock` format number and `targets` list)",
@@ -157,6 +142,9 @@ def read_lock(path: str | Path) -> dict[str, Any]:
         if problem:
             raise LockMismatchError(f"target {i} of the lock {problem}", where=where,
                                     hint="write it again with `vlora lock SPEC`")
+    if not isinstance(data.get("versions", {}), dict) or not isinstance(data.get("full_modules", []), list):
+        raise LockMismatchError("the lock's versions must be a mapping and its full_modules a list", where=where,
+                                hint="write it again with `vlora lock SPEC`")
     for i, module in enumerate(data.get("full_modules", [])):
         if not (isinstance(module, dict) and isinstance(module.get("name"), str) and _is_int(module.get("params"))
                 and isinstance(module.get("component"), str)):

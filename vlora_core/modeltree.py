@@ -8,7 +8,6 @@ The tree is plain data, so ``resolve`` never touches the model itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .boundary import CAPS, read_json
 from .diagnostics import Location, os_error_hint
 from .errors import ModelLoadError, UsageError, VloraError
 from .peft.rules import is_peft_part, unwrapped
@@ -347,22 +347,16 @@ def config_from_dict(data: dict[str, Any], *, where: str) -> PretrainedConfig:
                              f"{reason}"[:300], where=where, hint="check the config's fields") from None
 
 
-MAX_CONFIG_BYTES = 32 << 20  # the largest published config.json files are a few MiB (long label maps)
+MAX_CONFIG_BYTES = CAPS["config.json"]  # the largest published config.json files are a few MiB (long label maps)
 
 
 def config_from_file(path: Path) -> PretrainedConfig:
     try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ModelLoadError(f"the config is {size:,} bytes; a config.json is at most {MAX_CONFIG_BYTES:,}",
-                                 where=Location(file=str(path)), hint="is this the model's config.json?")
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ModelLoadError("cannot read config: not UTF-8 text", where=Location(file=str(path)),
-                             hint="is this the model's config.json?") from None
-    except (OSError, ValueError) as exc:  # ValueError: malformed JSON, a number of thousands of digits
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0][:200]
-        raise ModelLoadError(f"cannot read config: {reason}", where=Location(file=str(path))) from None
+        data = read_json(path, "config.json", ModelLoadError, cap=MAX_CONFIG_BYTES)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"cannot read config: {exc.message}", where=exc.location,
+                             hint=exc.hint if exc.hint != "fix the config file" else "is this the model's config.json?"
+                             ) from None
     return config_from_dict(data, where=str(path))
 
 
@@ -410,11 +404,11 @@ def config_location(ref: str, registry: Registry) -> tuple[Path, str] | None:
 
 def _config_from_path(ref: str, path: Path, registry: Registry) -> tuple[PretrainedConfig, str]:
     if path.is_dir():
-        if not (path / "config.json").is_file():
+        if not ((path / "config.json").exists() or (path / "config.json").is_symlink()):
             raise ModelLoadError("directory holds no config.json", where=str(path))
         return config_from_file(path / "config.json"), str(path)
-    if path.is_file():
-        return config_from_file(path), str(path)
+    if path.is_file() or path.exists() or (path / "config.json").exists():  # a pipe or a device: refused there
+        return config_from_file(path / "config.json" if path.is_dir() else path), str(path)
     bundled = ", ".join(r.name for _, _, r in registry.references()) or "none"
     if path.parent != Path(".") and path.parent.is_dir():  # a folder here: a mistyped path, not a Hub id
         import difflib

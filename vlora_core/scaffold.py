@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .architecture import ArchitectureSpec, Component
-from .errors import UsageError
+from .boundary import check_output, one_line, shown, write_folder
+from .errors import ModelLoadError, UsageError
 from .infer import infer_architecture
 from .modeltree import config_from_ref, tree_from_config
 from .plugins import Registry
@@ -127,20 +128,28 @@ def test_the_plugin_plans_what_inference_reads():
 def scaffold(ref: str, out: str | Path, registry: Registry, *, name: str | None = None,
              hub_id: str | None = None) -> list[Path]:
     """Write the plugin distribution for REF's family under ``out``; returns the files written."""
-    out = Path(out)
+    out = check_output(out, what="the plugin folder", folder=True)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not empty", hint="scaffold into a new directory")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9_][\w.-]*", name):
+        raise UsageError(f"--name {shown(name, 80)} is not a plain name (letters, digits, '.', '_', '-')",
+                         hint="the name becomes a file in the plugin's configs/ folder; e.g. --name MyModel-7B")
+    if hub_id is not None:
+        one_line(hub_id, "--hub-id")
     config, label = config_from_ref(ref, registry)
     tree = tree_from_config(config, source=label)
     inference = infer_architecture(tree)
-    model_type = tree.model_type or "unknown"
+    model_type = one_line(tree.model_type or "unknown", "the config's model_type", error=ModelLoadError)
+    if '"' in model_type or "\\" in model_type:
+        raise ModelLoadError(f"the config's model_type {shown(model_type, 80)} holds a quote or backslash",
+                             hint="a model_type is a plain name like llava")
     package = package_name(model_type)
     distribution = "vlora-" + package.removeprefix("vlora_").replace("_", "-")
     reference = name or re.sub(r"[^\w.-]", "-", Path(label).stem if label.endswith(".json") else Path(label).name)
     hub = hub_id or (ref if re.fullmatch(r"[\w.-]+/[\w.-]+", ref) and not Path(ref).exists() else reference)
     config_dict = config.to_dict()
     files = {
-        out / "pyproject.toml": f'''[build-system]
+        "pyproject.toml": f'''[build-system]
 requires = ["setuptools>=68"]
 build-backend = "setuptools.build_meta"
 
@@ -160,15 +169,13 @@ packages = ["{package}"]
 [tool.setuptools.package-data]
 {package} = ["configs/*.json"]
 ''',
-        out / package / "__init__.py": plugin_source(inference.architecture, model_type, reference, hub, config_dict,
+        f"{package}/__init__.py": plugin_source(inference.architecture, model_type, reference, hub, config_dict,
                                                      inference.unplaced),
-        out / package / "configs" / f"{reference}.json": json.dumps(config_dict, indent=2, sort_keys=True) + "\n",
-        out / "tests" / f"test_{package.removeprefix('vlora_')}.py": test_source(package, distribution, reference),
+        f"{package}/configs/{reference}.json": json.dumps(config_dict, indent=2, sort_keys=True) + "\n",
+        f"tests/test_{package.removeprefix('vlora_')}.py": test_source(package, distribution, reference),
     }
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return list(files)
+    write_folder(out, {path: text.encode("utf-8") for path, text in files.items()}, what="the plugin folder")
+    return [out / path for path in files]
 
 
 def _core_range() -> str:

@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from .boundary import LOADER, location_of, read_document, shown
 from .diagnostics import Diagnostic, Location, see_docs
-from .documents import LOADER, location_of, read_document
 from .errors import SpecFileError, SpecValidationError, UsageError
 from .foreign_keys import FOREIGN_KEYS, RANK_KEYS
 from .vocabulary import KNOWN_COMPONENTS, ROLE_TOGGLES
@@ -498,6 +498,9 @@ def apply_sets(data: Any, sets: Sequence[str]) -> Any:
         except yaml.YAMLError as exc:
             raise UsageError(f"--set {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]})",
                              hint="quote it for the shell, e.g. --set 'language.layers=[0, 1]'") from None
+        except (ValueError, RecursionError) as exc:  # an integer of thousands of digits, nesting without end
+            raise UsageError(f"--set {shown(item, 120)}: the value cannot be read ({str(exc)[:120]})",
+                             hint="write the value as a spec expects it (see `vlora schema`)") from None
         node = out
         for part in parts[:-1]:
             child = node.get(part)

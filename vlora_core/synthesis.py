@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .architecture import ArchitectureSpec
+from .boundary import escape
 from .errors import VloraError
 from .patterns import names_regex
 from .plugins import Registry
@@ -29,10 +30,10 @@ class AdapterSpec:
     def to_yaml(self, source: str) -> str:
         import yaml
 
-        head = [f"# the spec whose plan reproduces the adapter {source} (vlora adapter spec)"]
+        head = [f"# the spec whose plan reproduces the adapter {escape(source)} (vlora adapter spec)"]
         if self.unexpressed:
             head.append(f"# it cannot express {len(self.unexpressed)} adapted modules outside every component: "
-                        + ", ".join(self.unexpressed[:4]) + (" ..." if len(self.unexpressed) > 4 else ""))
+                        + escape(", ".join(self.unexpressed[:4])) + (" ..." if len(self.unexpressed) > 4 else ""))
         return "\n".join(head) + "\n" + yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True)
 
 

@@ -7,6 +7,7 @@ belongs to. The groups partition exactly the trainable parameters; anything else
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,12 +42,20 @@ def param_groups(
     if plan is None:
         raise UsageError("param_groups needs the plan: pass plan=, or a model from vlora_core.apply (it carries "
                          "the plan as .vlora_plan)")
-    if lr <= 0:
-        raise UsageError(f"lr must be positive, got {lr}")
     scales = plan.spec.lr_scale if lr_scale is None else (
         lr_scale if isinstance(lr_scale, LearningRateScales) else LearningRateScales(**dict(lr_scale)))
     ratio = plan.spec.loraplus_lr_ratio if loraplus_lr_ratio is None else loraplus_lr_ratio
+    _check_number("lr", lr, positive=True)
+    _check_number("weight_decay", weight_decay, positive=False)
+    if ratio is not None:
+        _check_number("loraplus_lr_ratio", ratio, positive=True, why=" (at or below 0, lora_B would climb the loss)")
     where = _Owners(plan)
+    strangers = [n for n, p in model.named_parameters()
+                 if p.requires_grad and ".lora_" in n and base_name(n) not in where.owners]
+    if strangers:
+        raise UsageError(f"the model trains adapters the plan does not have, e.g. {strangers[0]} ({len(strangers)} "
+                         "tensors): the plan is of another spec or model",
+                         hint="pass the plan apply() attached (peft_model.vlora_plan), or leave plan= out")
     groups: dict[tuple[float, float, str], dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -66,6 +75,14 @@ def param_groups(
     out = sorted(groups.values(), key=lambda g: g["name"])
     _check_partition(model, out)
     return out
+
+
+def _check_number(name: str, value: Any, *, positive: bool, why: str = "") -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and (
+        value > 0 if positive else value >= 0)
+    if not ok:
+        raise UsageError(f"{name} must be a {'positive' if positive else 'non-negative'} finite number, got "
+                         f"{value!r}{why}")
 
 
 class _Owners:

@@ -17,6 +17,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 
 from . import errors
+from .boundary import escape
 from .cache import tree_for
 from .diagnostics import Diagnostic, Location, os_error_hint
 from .errors import LockMismatchError, SpecFileError, UsageError, VloraError
@@ -103,6 +104,14 @@ def problems_of(error: VloraError, file: str) -> list[Problem]:
         text = " ".join(diag.message.split())
         out.append(Problem(file, line, f"{lead}: {text}" if lead else text, diag.hint, error.exit_code, kind=diag.code))
     return out
+
+
+def plugin_failures() -> list[Problem]:
+    """A problem per installed plugin that failed to load (an import error, sys.exit() at import, invalid data,
+    a misspelt hook): the files may still validate, but the installation does not."""
+    return [Problem("plugins", None, f"plugin {f.name} ({f.distribution}) failed to load: {escape(f.reason)[:300]}",
+                    f"fix or uninstall it, or skip it with VLORA_DISABLE_PLUGINS={f.name}", errors.EXIT_PLUGIN,
+                    kind="plugin-failure") for f in default_registry().failures]
 
 
 def check_required_plugins(requirements: list[str]) -> Problem | None:

@@ -179,3 +179,70 @@ def test_a_well_formed_config_imports_as_exactly_what_the_tool_trains(tmp_path, 
     assert {t.name for t in imported.plan.targets} == trained
     assert {t.name for t in resolve(imported.data, tiny_model_dir).targets} == trained
     assert {m.name for m in imported.plan.full_modules} == set(imported.trains.full)
+
+
+# --- the boundary's other inputs: adapter files, safetensors headers, cache entries ---------------------------
+
+ADAPTER = ROOT / "examples" / "adapters" / "llava-q-v"
+CONFIG_KEYS = ["r", "lora_alpha", "target_modules", "rank_pattern", "alpha_pattern", "modules_to_save",
+               "target_parameters", "peft_type", "base_model_name_or_path", "bias", "use_dora", "lora_dropout"]
+adapter_config = st.dictionaries(st.sampled_from(CONFIG_KEYS), value, max_size=4)
+
+
+def _no_bug(capsys, code: int, allowed: set[int]) -> None:
+    err = capsys.readouterr().err
+    assert code in allowed, err
+    assert "internal error" not in err and "Traceback" not in err
+
+
+@FUZZ
+@given(changes=adapter_config)
+def test_any_adapter_config_exits_with_a_documented_code(tmp_path_factory, capsys, changes):
+    import shutil
+
+    folder = tmp_path_factory.mktemp("adapter") / "a"
+    shutil.copytree(ADAPTER, folder)
+    path = folder / "adapter_config.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | changes, default=str))
+    _no_bug(capsys, main(["adapter", "inspect", str(folder)]), {0, 7})
+
+
+@FUZZ
+@given(header=st.one_of(st.binary(max_size=64), value.map(lambda v: json.dumps(v, default=str).encode())),
+       claimed=st.one_of(st.none(), st.integers(0, 2 ** 64 - 1)))
+def test_any_safetensors_header_exits_with_a_documented_code(tmp_path_factory, capsys, header, claimed):
+    import shutil
+
+    folder = tmp_path_factory.mktemp("adapter") / "a"
+    shutil.copytree(ADAPTER, folder)
+    length = len(header) if claimed is None else claimed
+    (folder / "adapter_model.safetensors").write_bytes(length.to_bytes(8, "little") + header)
+    _no_bug(capsys, main(["adapter", "inspect", str(folder)]), {7})
+
+
+@FUZZ
+@given(content=st.one_of(st.binary(max_size=200), st.tuples(value, value).map(
+    lambda hv: (json.dumps(hv[0], default=str) + "\n" + json.dumps(hv[1], default=str) + "\n").encode())))
+def test_any_cache_entry_is_rebuilt_never_trusted(tmp_path_factory, monkeypatch, content):
+    from vlora_core import default_registry, resolve
+    from vlora_core.cache import cache_dir, entry_key, tree_for
+
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("VLORA_CACHE_DIR", str(folder))
+    monkeypatch.delenv("VLORA_NO_CACHE", raising=False)
+    registry = default_registry()
+    config = json.loads((ROOT / "examples/adapters/tiny-llava/config.json").read_text())
+    key, _ = entry_key(config, registry)
+    (cache_dir() / f"{key}.tree.json").write_bytes(content)
+    plan = resolve({}, tree_for(str(ROOT / "examples/adapters/tiny-llava"), registry))
+    assert plan.targets
+
+
+@FUZZ
+@given(tool=st.sampled_from(["unsloth", "llamafactory", "swift"]),
+       content=st.one_of(st.binary(max_size=200), spec.map(lambda d: yaml.safe_dump(d, allow_unicode=True).encode())))
+def test_any_tool_file_exits_with_a_documented_code(tmp_path_factory, capsys, tool, content):
+    path = tmp_path_factory.mktemp("tool") / "config.yaml"
+    path.write_bytes(content)
+    code = main(["import", str(path), "--from", tool, "--model", str(ROOT / "examples/adapters/tiny-llava")])
+    _no_bug(capsys, code, DOCUMENTED | {0})

@@ -3,10 +3,10 @@ the wrong shape, and whether ``migrate`` can rewrite it for this model's layout.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..diagnostics import Location
 from ..errors import AdapterError
 from ..peft.files import AdaptedModule
 from ..peft.rules import target_matches
@@ -70,14 +70,12 @@ def _grouped(modules: tuple[AdaptedModule, ...]) -> list[str]:
     return out
 
 
-def _config_targets(config: dict[str, Any], names: list[str]) -> set[str]:
-    """The module names the adapter config's target_modules picks among ``names`` (PEFT's rule; a key PEFT
-    cannot compile picks nothing)."""
-    try:
-        return set(target_matches(config.get("target_modules") if isinstance(config.get("target_modules"), str | list)
-                                  else None, names))
-    except re.error:
-        return set()
+def _config_targets(adapter: Adapter, names: list[str]) -> set[str]:
+    """The module names the adapter config's target_modules picks among ``names`` (PEFT's rule); one PEFT itself
+    would refuse (a regex that does not compile) is a damaged adapter."""
+    return set(target_matches(adapter.config.get("target_modules"), names, error=AdapterError,
+                              where=Location(file=f"{adapter.path}/adapter_config.json", field="target_modules"),
+                              what="adapter_config.json: target_modules"))
 
 
 def check_adapter(adapter: Adapter, tree: Any) -> AdapterCheck:
@@ -101,7 +99,7 @@ def check_adapter(adapter: Adapter, tree: Any) -> AdapterCheck:
                                   f"{tree.subtree_params(m.name):,}"))
     wrappable = [e.name for e in tree.entries if e.kind is not None]
     have = {m.name for m in adapter.modules}
-    untrained = [n for n in wrappable if n in _config_targets(adapter.config, wrappable) - have]  # model order
+    untrained = [n for n in wrappable if n in _config_targets(adapter, wrappable) - have]  # model order
     migratable = False
     if unmatched:
         try:

@@ -7,6 +7,7 @@ adapted module by the installed plugins' patterns: component, role, layer, leaf,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -170,13 +171,22 @@ def _model_type_of(config: dict[str, Any]) -> str | None:
     return None
 
 
+_NUMBERS = re.compile(r"(?<=\.)\d+(?=\.|$)")
+
+
 def _best_architecture(names: list[str], registry: Registry, model_type: str | None
                        ) -> tuple[ArchitectureSpec | None, str | None]:
     """The architecture whose patterns place the most modules; among equals, one that claims the base model
     class's model_type (several families share module names, so the names alone may not tell)."""
+    # names that differ only in their numbers (the layers of one stack) are placed alike: score one of each, so
+    # that an adapter of 50,000 modules costs a few hundred placements per architecture, not 50,000
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(_NUMBERS.sub("0", n), []).append(n)
+
     def score(arch: ArchitectureSpec) -> tuple[int, int]:  # (placed with a role, placed at all)
-        places = [arch.place(n) for n in names]
-        return sum(1 for p in places if p and p.role), sum(1 for p in places if p)
+        places = [(arch.place(members[0]), len(members)) for members in groups.values()]
+        return sum(k for p, k in places if p and p.role), sum(k for p, k in places if p)
 
     scored = [(score(arch), info, arch) for info, arch in registry.architectures()]
     top = max((s for s, _, _ in scored), default=(0, 0))

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ..architecture import ArchitectureSpec
+from ..boundary import check_output
 from ..diagnostics import Location, short_path
 from ..errors import AdapterError, UsageError
-from ..peft.files import load_tensors, write_adapter
+from ..peft.files import adapter_files, load_tensors, write_adapter
 from ..peft.rules import PREFIX, exact_regex, target_matches, value_patterns, wrapped_owner
 from ..vocabulary import ADAPTED, SAVED, TargetKey
 from .inspect import Adapter
@@ -56,6 +57,19 @@ def migration_map(adapter: Adapter, tree: Any) -> dict[str, str]:
             hint="nothing was written; check that the adapter was trained on this model family (vlora adapter "
             "inspect shows where its modules are)",
         )
+    sources: dict[str, list[str]] = {}
+    for old, new in mapping.items():
+        sources.setdefault(new, []).append(old)
+    collisions = {new: olds for new, olds in sources.items() if len(olds) > 1}
+    if collisions:
+        new, olds = next(iter(sorted(collisions.items())))
+        raise AdapterError(
+            f"{len(collisions)} modules of {tree.source} would receive two of the adapter's modules, e.g. {new} "
+            f"from both {' and '.join(olds)} (the same layer under two transformers layouts); one would be lost",
+            where=Location(file=adapter.path),
+            hint="nothing was written; keep one layout's modules in the adapter (they are the same weights trained "
+            "twice), then migrate",
+        )
     return mapping
 
 
@@ -64,8 +78,8 @@ def migrate_adapter(adapter: Adapter, tree: Any, out: str | Path) -> Path:
     folder beside it, renamed at the end): tensor keys and adapter_config.json (target_modules, rank and
     alpha patterns, modules_to_save, target_parameters) rewritten through each module's logical identity.
     The adapter's own folder is never touched."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    out = check_output(out, inputs=adapter_files(adapter.path), what="the migrated adapter", folder=True)
+    if out.exists() and any(out.iterdir()):
         raise UsageError(f"{short_path(str(out))} exists and is not an empty folder", hint="migrate into a new folder")
     mapping = migration_map(adapter, tree)
     source = Path(adapter.path)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
 from .. import errors
+from ..boundary import escape_lines
 from ..cache import NO_CACHE_ENV
 from ..errors import VloraError
 from ..plugins import loaded_registry
@@ -59,14 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds like an interrupt: temporary files are removed on the way out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminated)  # a killed command leaves no half-written file behind
     args = _parser().parse_args(argv)
     if getattr(args, "no_cache", False):
         os.environ[NO_CACHE_ENV] = "1"  # for this process (and what it starts): nothing is read or written
     try:
         return COMMANDS[args.command](args)
     except VloraError as exc:
-        print(f"vlora {args.command}: error: {exc}", file=sys.stderr)
+        print(f"vlora {args.command}: error: {escape_lines(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("vlora: interrupted", file=sys.stderr)
@@ -77,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("VLORA_DEBUG"):
             traceback.print_exc()
         print(
-            f"vlora {args.command}: internal error: {type(exc).__name__}: {exc}\n"
+            f"vlora {args.command}: internal error: {type(exc).__name__}: {escape_lines(str(exc))}\n"
             "  this is a bug in vlora or a plugin; rerun with VLORA_DEBUG=1 for the traceback and report it",
             file=sys.stderr,
         )

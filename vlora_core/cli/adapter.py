@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..adapters import check_adapter, migrate_adapter, read_adapter, spec_for_adapter
+from ..boundary import escape, escape_lines
 from ..cache import tree_for
 from ..errors import UsageError
+from ..peft.files import adapter_files
 from ..plugins import default_registry
-from .common import MODEL_HELP, command, errors
+from .common import MODEL_HELP, command, errors, write
 
 
 def add(sub: Any) -> None:
@@ -74,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
         found = spec_for_adapter(adapter, tree_for(ref, registry, label=ref), registry, model=ref)
         text = found.to_yaml(adapter.path)
         if args.output:
-            Path(args.output).write_text(text, encoding="utf-8")
+            write(text, args.output, inputs=adapter_files(args.adapter))
             print(f"wrote {args.output}: {len(found.plan.targets)} targets, "
                   f"{len(found.plan.full_modules)} modules trained in full")
         else:
             sys.stdout.write(text)
         for name in found.unexpressed:
-            print(f"vlora adapter spec: note: {name} lies outside every component; no spec can target it",
+            print(f"vlora adapter spec: note: {escape(name)} lies outside every component; no spec can target it",
                   file=sys.stderr)
         return errors.EXIT_OK
     if args.adapter_command == "migrate":
@@ -90,19 +91,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {written}: {len(adapter.modules)} modules for the layout of {args.model}"
               + ("" if result.ok else "; but it still would not load completely:"))
         if not result.ok:
-            sys.stdout.write(result.report())
+            sys.stdout.write(escape_lines(result.report()))
         return errors.EXIT_OK if result.ok else errors.EXIT_ADAPTER_MISFIT
     if args.adapter_command == "check":
         result = check_adapter(adapter, tree_for(args.model, registry, label=args.model))
         if args.json:
             print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
         else:
-            sys.stdout.write(result.report())
+            sys.stdout.write(escape_lines(result.report()))
         return errors.EXIT_OK if result.ok else errors.EXIT_ADAPTER_MISFIT
     if args.json:
         print(json.dumps(adapter.to_dict(), indent=2, sort_keys=True))
     else:
-        sys.stdout.write(adapter.table())
+        sys.stdout.write(escape_lines(adapter.table()))
     return errors.EXIT_OK
 
 

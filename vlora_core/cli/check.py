@@ -11,7 +11,7 @@ from ..errors import UsageError
 from ..lock import check_lock_paths, lock_path_for, write_lock
 from ..resolve import resolve
 from ..spec import load_spec
-from ..validate import FORMATS, check_files, check_required_plugins, exit_code, expand, render
+from ..validate import FORMATS, check_files, check_required_plugins, exit_code, expand, plugin_failures, render
 from .common import command, errors, resolution_options
 
 
@@ -55,6 +55,7 @@ def run_validate(args: argparse.Namespace) -> int:
         raise UsageError(f"--lock names one lock file, but {len(files)} specs were given",
                          hint="validate one spec with --lock, or keep NAME.lock.json beside each spec")
     extra = [p for p in [check_required_plugins(args.require_plugins)] if p] if args.require_plugins else []
+    extra += [p for p in plugin_failures() if not any(p.message in e.message for e in extra)]
     results = check_files(files, model=args.model, lock=args.lock, require_lock=args.require_lock, sets=args.set)
     sys.stdout.write(render(results, args.format, quiet=args.quiet, extra=extra))
     return exit_code(results, extra)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .. import errors
+from ..boundary import write_text
 from ..cache import NO_CACHE_ENV, tree_for
 from ..errors import UsageError
 from ..modeltree import ModuleTree
@@ -77,15 +79,13 @@ def model_tree(args: argparse.Namespace, spec: VisionLoRASpec, registry: Registr
     return tree_for(ref, registry or default_registry(), label=args.model or spec.model)
 
 
-def write(text: str, output: str | None) -> None:
-    """``text`` to the file ``output``, or to standard output."""
+def write(text: str, output: str | None, inputs: Iterable[str | Path | None] = ()) -> None:
+    """``text`` to the file ``output`` (never onto one of the command's ``inputs``; atomically, through the
+    boundary), or to standard output."""
     if not output:
         sys.stdout.write(text)
         return
-    try:
-        Path(output).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {output}: {exc.strerror or exc}", hint="check the path") from None
+    write_text(output, text, inputs=[i for i in inputs if i])
 
 
 __all__ = [

@@ -80,7 +80,7 @@ def drawings(args: argparse.Namespace, plans: Any) -> None:
     """Write --svg and --html (a plan, or (label, plan) pairs side by side); say so on stderr."""
     for path, draw in ((args.svg, draw_svg), (args.html, draw_html)):
         if path:
-            write(draw(plans), path)
+            write(draw(plans), path, inputs=[args.spec, *args.compare])
             print(f"vlora plan: wrote {path}", file=sys.stderr)
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..boundary import escape
 from ..errors import UsageError
 from ..interop import EXPORTERS, IMPORTERS, export_plan, import_config
 from ..resolve import resolve
@@ -60,22 +61,22 @@ def run_export(args: argparse.Namespace) -> int:
     tree = model_tree(args, spec)
     plan = resolve(spec, tree)
     result = export_plan(plan, args.to, tree)
-    write(result.text, args.output)
+    write(result.text, args.output, inputs=[args.spec])
     if args.output:
-        print(f"wrote {args.output}: {args.to} config for {len(plan.targets)} targets on {plan.model}")
+        print(escape(f"wrote {args.output}: {args.to} config for {len(plan.targets)} targets on {plan.model}"))
     for line in result.lost:
-        print(f"vlora export: lost: {line}", file=sys.stderr)
+        print(f"vlora export: lost: {escape(line)}", file=sys.stderr)
     return errors.EXIT_OK
 
 
 def run_import(args: argparse.Namespace) -> int:
     imported = import_config(args.file, args.tool, args.model)
-    write(imported.to_yaml(), args.output)
+    write(imported.to_yaml(), args.output, inputs=[args.file])
     if args.output:
         print(f"wrote {args.output}: {len(imported.plan.targets)} targets, {imported.plan.lora_params:,} LoRA "
               f"parameters on {imported.model}")
         for line in imported.differences:
-            print(f"note: {line}")
+            print(f"note: {escape(line)}")
     return errors.EXIT_OK
 
 

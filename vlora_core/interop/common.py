@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..architecture import ArchitectureSpec
-from ..errors import SpecError, UnsupportedModelError, VloraError
+from ..boundary import escape, load_yaml, one_line, read_text
+from ..diagnostics import Location
+from ..errors import ResolutionErrors, SpecError, SpecValidationError, UnsupportedModelError, VloraError
 from ..infer import infer_architecture
 from ..modeltree import ModuleTree
 from ..peft.rules import pattern_value, saved_matches, target_matches
@@ -36,18 +38,18 @@ class Export:
     kwargs: dict[str, Any] = field(default_factory=dict, compare=False)  # the values, as data (for tests and code)
 
 
-def peft_matches(target_modules: str | Iterable[str] | None, names: Iterable[str]) -> list[str]:
-    """The names PEFT's ``target_modules`` selects (``vlora_core.peft.rules.target_matches``); a regex that does
-    not compile is an error naming the key."""
-    try:
-        return target_matches(target_modules, names)
-    except re.error as exc:
-        raise SpecError(f"target_modules is not a valid regular expression ({exc})", where="",
-                        hint="fix target_modules") from None
+def peft_matches(target_modules: str | Iterable[str] | None, names: Iterable[str], *, source: str = "",
+                 key: str = "target_modules") -> list[str]:
+    """The names PEFT's ``target_modules`` selects (``vlora_core.peft.rules.target_matches``, a regex run by the
+    time-bounded engine); a regex that does not compile or backtracks without end is an error naming the file
+    and the key."""
+    return target_matches(target_modules, names, where=source or None, error=SpecError, what=key)
 
 
 def header(lines: Iterable[str], comment: str = "#") -> str:
-    return "".join(f"{comment} {line}\n" if line else f"{comment}\n" for line in lines)
+    """Comment lines for a generated file; a control character in a line (a newline in a folder's name) is
+    escaped, so that no text ever leaves its comment."""
+    return "".join(f"{comment} {escape(line)}\n" if line else f"{comment}\n" for line in lines)
 
 
 def export_file(plan: TargetPlan, tool: str, body: str, *, lost: Iterable[str] = (), notes: Iterable[str] = (),
@@ -89,7 +91,7 @@ def lost_lines(plan: TargetPlan, tool: str, *, ranks: bool, parameters: bool, bi
 def model_id(plan: TargetPlan) -> str:
     """The Hub id of the plan's model where it is a bundled reference (what the other tools load), else its name."""
     found = default_registry().find_reference(plan.model)
-    return found[2].hub_id if found else plan.model
+    return one_line(found[2].hub_id if found else plan.model, "the model's name")
 
 
 def architecture_of(tree: ModuleTree, registry: Registry) -> ArchitectureSpec:
@@ -144,10 +146,22 @@ class Imported:
         return header(lines) + yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True)
 
 
+def _in_tool_words(exc: VloraError, tool: str, source: str, keys: dict[str, str]) -> VloraError:
+    """An error about the spec written from a tool's file, said about that file and the tool's own key."""
+    diag = exc.diagnostics[0]
+    field = diag.location.field if diag.location else None
+    key = keys.get(field.partition(".")[0], field) if field else None
+    kind = SpecError if isinstance(exc, SpecValidationError | ResolutionErrors) else type(exc)
+    hint = f"vlora writes its spec from this {tool} config's values" + (f"; {diag.hint}" if diag.hint else "")
+    return kind(diag.message, where=Location(file=source, field=key), hint=hint)
+
+
 def spec_for(trains: Trains, tree: ModuleTree, registry: Registry, *, tool: str, source: str, model: str,
-             flags_spec: dict[str, Any] | None) -> Imported:
+             flags_spec: dict[str, Any] | None, keys: dict[str, str] | None = None) -> Imported:
     """The spec whose plan on ``tree`` has exactly ``trains``'s modules (through the same search that writes the
-    spec of an adapter on disk), and where that differs from ``flags_spec``, the spec the flags suggest."""
+    spec of an adapter on disk), and where that differs from ``flags_spec``, the spec the flags suggest. ``keys``:
+    the tool's name for a spec field (``r`` -> ``lora_rank``), for messages about the tool's file."""
+    keys = keys or {}
     if not trains.lora and not trains.full:
         raise SpecError(f"{tool} would train nothing on {model} with this config",
                         where=source, hint="check the target and freeze settings against the model")
@@ -161,8 +175,11 @@ def spec_for(trains: Trains, tree: ModuleTree, registry: Registry, *, tool: str,
     settings = trains.settings
     config = {"r": settings.get("r"), "lora_alpha": settings.get("lora_alpha"),
               **{k: settings[k] for k in ("lora_dropout", "bias", "use_rslora", "use_dora") if k in settings}}
-    found = synthesize(dict(trains.lora), list(trains.full), tree, registry, arch, config, model=model,
-                       origin=source)
+    try:
+        found = synthesize(dict(trains.lora), list(trains.full), tree, registry, arch, config, model=model,
+                           origin=source)
+    except VloraError as exc:  # about a value the tool's file holds: name that file and key, not the spec's field
+        raise _in_tool_words(exc, tool, source, keys) from None
     differences = list(trains.notes)
     if flags_spec is not None:
         try:
@@ -208,21 +225,9 @@ def _differences(suggested: TargetPlan, actual: TargetPlan, tool: str) -> list[s
 
 
 def read_mapping(path: str | Path) -> dict[str, Any]:
-    """A YAML or JSON file holding one mapping (a tool's config)."""
-    import yaml
-
+    """A YAML or JSON file holding one mapping (a tool's config), read through the boundary."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read the file: {exc.strerror or exc}", where=str(p), hint="check the path") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
-        raise SpecError(f"not valid YAML or JSON ({getattr(exc, 'problem', exc)})", where=where,
-                        hint="fix the syntax at that line") from None
+    data = load_yaml(read_text(p, "tool config", SpecError), p, "tool config", SpecError)
     if not isinstance(data, dict):
         raise SpecError(f"expected a mapping of settings, found {type(data).__name__}", where=str(p),
                         hint="the file should hold key: value settings")

@@ -236,7 +236,8 @@ MODEL_KEY = "model_name_or_path"
 def import_config(config: dict[str, Any], source: str, tree: ModuleTree, registry: Registry, *,
                   model: str) -> Imported:
     found, suggested = trains(config, tree, source)
-    return _spec_for(found, tree, registry, tool="LLaMA-Factory", source=source, model=model, flags_spec=suggested)
+    return _spec_for(found, tree, registry, tool="LLaMA-Factory", source=source, model=model, flags_spec=suggested,
+                     keys={"r": "lora_rank"})
 
 
 __all__ = ["COMPOSITE_MODELS", "DEFAULTS", "MODEL_KEY", "TITLE", "VERSION_READ", "export", "import_config", "read",

@@ -17,6 +17,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ..boundary import read_text
 from ..errors import SpecError
 from ..modeltree import ModuleTree
 from ..plan import TargetPlan
@@ -82,10 +83,7 @@ def read(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.suffix not in (".sh", ".txt", ""):
         return read_mapping(p)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read the file: {exc.strerror or exc}", where=str(p), hint="check the path") from None
+    text = read_text(p, "tool config", SpecError)
     try:
         words = shlex.split(text.replace("\\\n", " "), comments=True)
     except ValueError as exc:
@@ -121,7 +119,7 @@ def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source:
             raise SpecError(f"target_regex must be a regular expression, got {known['target_regex']!r}",
                             where=source, hint="give one --target_regex")
         as_regex(known["target_regex"], "target_regex", source)
-        chosen = peft_matches(known["target_regex"], names)
+        chosen = peft_matches(known["target_regex"], names, source=source, key="target_regex")
     elif "all-linear" in modules:
         arch = architecture_of(tree, registry)
         open_parts = {c for k, cs in PARTS.items() if not flags[k] for c in cs}
@@ -137,7 +135,7 @@ def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source:
                 notes.append(f"--freeze_aligner false: the projector {bare[0]} is one Linear, and all-linear adapts "
                              "only Linear modules inside a part, so it gets no adapter")
     else:
-        chosen = peft_matches(modules, names)
+        chosen = peft_matches(modules, names, source=source)
         notes.append("an explicit --target_modules list goes to PEFT unscoped: --freeze_vit/--freeze_aligner/"
                      "--freeze_llm do not apply to it")
     odd = [n for n in chosen if tree.get(n).kind is None]
@@ -161,7 +159,8 @@ MODEL_KEY = "model"
 def import_config(config: dict[str, Any], source: str, tree: ModuleTree, registry: Registry, *,
                   model: str) -> Imported:
     found, suggested = trains(config, tree, registry, source)
-    return _spec_for(found, tree, registry, tool="ms-swift", source=source, model=model, flags_spec=suggested)
+    return _spec_for(found, tree, registry, tool="ms-swift", source=source, model=model, flags_spec=suggested,
+                     keys={"r": "lora_rank", "bias": "lora_bias"})
 
 
 __all__ = ["DEFAULTS", "MODEL_KEY", "TITLE", "VERSION_READ", "export", "import_config", "read", "trains"]

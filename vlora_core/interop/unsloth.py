@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..boundary import read_text
 from ..errors import SpecError
 from ..modeltree import ModuleTree
 from ..plan import TargetPlan
@@ -104,9 +105,10 @@ def read(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.suffix != ".py":
         return read_mapping(p)
+    text = read_text(p, "tool config", SpecError)
     try:
-        tree = ast.parse(p.read_text(encoding="utf-8"), filename=str(p))
-    except (OSError, SyntaxError) as exc:
+        tree = ast.parse(text, filename=str(p))
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         line = getattr(exc, "lineno", None)
         raise SpecError(f"cannot read the Python file ({exc.__class__.__name__}: {getattr(exc, 'msg', exc)})",
                         where=f"{p}:{line}" if line else str(p),
@@ -185,7 +187,7 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
         raise SpecError("layers_to_transform cannot be combined with a regex target_modules (PEFT refuses it)",
                         where=source, hint="select layers in vlora's spec instead")
     names = [e.name for e in tree.entries if e.name]
-    matched = peft_matches(target, names)
+    matched = peft_matches(target, names, source=source)
     wrappable = [n for n in matched if tree.get(n).kind is not None]
     skipped = [n for n in matched if tree.get(n).kind is None]
     if skipped:

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..diagnostics import Location, os_error_hint, short_path
+from ..boundary import decode, load_json, read_head, read_json, shown, write_folder
+from ..diagnostics import Location, short_path
 from ..errors import AdapterError
 from ..placement import Placement
 from ..vocabulary import ADAPTED, SAVED
-from .rules import LORA_TENSOR, PREFIX, pattern_value, saved_entry, saved_matches, wrapped_owner
+from .rules import LORA_TENSOR, PREFIX, pattern_values, saved_entry, saved_matches, wrapped_owner
 
 CONFIG_FILE = "adapter_config.json"
 SAFETENSORS_FILE = "adapter_model.safetensors"
@@ -79,46 +76,108 @@ class AdaptedModule:
 def read_config(folder: Path) -> dict[str, Any]:
     file = folder / CONFIG_FILE
     where = Location(file=short_path(str(file)))
-    if not file.is_file():
+    if not (file.exists() or file.is_symlink()):
         raise AdapterError(f"{short_path(str(folder))} is not a PEFT adapter: it has no {CONFIG_FILE}",
                            where=Location(file=short_path(str(folder))),
                            hint="give the folder save_pretrained wrote; a merged model is no adapter")
-    try:
-        if file.stat().st_size > MAX_ADAPTER_CONFIG_BYTES:
-            raise AdapterError(f"{CONFIG_FILE} is {file.stat().st_size:,} bytes, more than an adapter config",
-                               where=where)
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AdapterError(f"cannot read {CONFIG_FILE}: {exc.strerror or exc}", where=where,
-                           hint=os_error_hint(exc)) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AdapterError(f"{CONFIG_FILE} is not valid JSON: {exc}", where=where) from None
+    config = read_json(file, "adapter config", AdapterError)
     if not isinstance(config, dict):
         raise AdapterError(f"{CONFIG_FILE} holds a {type(config).__name__}, not a JSON object", where=where)
     if config.get("peft_type", "LORA") != "LORA":
-        raise AdapterError(f"this is a {config.get('peft_type')} adapter; vlora reads LoRA adapters", where=where)
+        raise AdapterError(f"this is a {shown(config.get('peft_type'), 60)} adapter; vlora reads LoRA adapters",
+                           where=where)
+    _check_types(config, where)
     return config
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+# each key of adapter_config.json that vlora reads, and what PEFT writes there
+_KEY_TYPES: dict[str, tuple[str, Any]] = {
+    "r": ("a positive whole number", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0),
+    "lora_alpha": ("a number", _is_number),
+    "lora_dropout": ("a number", _is_number),
+    "target_modules": ("a regular expression or a list of names", lambda v: v is None or isinstance(v, str)
+                       or _names(v)),
+    "target_parameters": ("a list of names", lambda v: v is None or _names(v)),
+    "modules_to_save": ("a list of names", lambda v: v is None or _names(v)),
+    "rank_pattern": ("a mapping of patterns to whole numbers", lambda v: v is None or (isinstance(v, dict) and all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in v.values()))),
+    "alpha_pattern": ("a mapping of patterns to numbers", lambda v: v is None or (isinstance(v, dict) and all(
+        _is_number(n) for n in v.values()))),
+    "base_model_name_or_path": ("a name", lambda v: v is None or isinstance(v, str)),
+    "bias": ("none, all or lora_only", lambda v: v is None or v in ("none", "all", "lora_only")),
+    "use_dora": ("true or false", lambda v: v is None or isinstance(v, bool)),
+    "use_rslora": ("true or false", lambda v: v is None or isinstance(v, bool)),
+    "auto_mapping": ("a mapping", lambda v: v is None or isinstance(v, dict)),
+}
+
+
+def _check_types(config: dict[str, Any], where: Location) -> None:
+    """Every key vlora reads holds what PEFT writes there; anything else is a damaged adapter naming the key."""
+    for key, (expected, ok) in _KEY_TYPES.items():
+        if key in config and not ok(config[key]):
+            raise AdapterError(f"{CONFIG_FILE}: {key} must be {expected}, got {shown(config[key], 80)}",
+                               where=Location(file=where.file, field=key),
+                               hint="the config is damaged or was not written by PEFT: save the adapter again")
+
+
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit for a header
+
+
+def _safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes of a safetensors file, read from its header alone (8 bytes of length, then
+    JSON), each entry checked and the data it points at checked to lie inside the file."""
+    where = Location(file=short_path(str(file)))
+    length = int.from_bytes(read_head(file, 8, "weights file", AdapterError), "little")
+    if length > MAX_HEADER_BYTES:
+        raise AdapterError(f"{SAFETENSORS_FILE} is damaged or truncated: its header claims {length:,} bytes",
+                           where=where, hint="save the adapter again, or copy the file again in full")
+    head = read_head(file, 8 + length, "weights file", AdapterError)[8:]
+    header = load_json(decode(head, file, "weights file", AdapterError), file, "weights file", AdapterError)
+    if not isinstance(header, dict):
+        raise AdapterError(f"{SAFETENSORS_FILE} is damaged or truncated: its header is no mapping", where=where)
+    size = file.stat().st_size - 8 - length
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                for d in shape)
+                and isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            raise AdapterError(f"{SAFETENSORS_FILE} is damaged or truncated: the header's entry for tensor "
+                               f"{shown(name, 120)} lacks a shape or data offsets", where=where,
+                               hint="save the adapter again, or copy the file again in full")
+        if offsets[1] > size:
+            raise AdapterError(f"{SAFETENSORS_FILE} is damaged or truncated: tensor {shown(name, 120)} ends at byte "
+                               f"{offsets[1]:,} of {size:,}", where=where,
+                               hint="save the adapter again, or copy the file again in full")
+        shapes[name] = tuple(shape)
+    return shapes
 
 
 def read_tensors(folder: Path) -> tuple[dict[str, tuple[int, ...]], str]:
     safetensors_file, bin_file = folder / SAFETENSORS_FILE, folder / BIN_FILE
-    if safetensors_file.is_file():
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(safetensors_file), framework="pt") as f:
-                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, SAFETENSORS_FILE
-        except Exception as exc:  # safetensors raises its own error types for damaged files
-            raise AdapterError(f"{SAFETENSORS_FILE} is damaged or truncated ({type(exc).__name__}: "
-                               f"{str(exc)[:200]})", where=Location(file=short_path(str(safetensors_file))),
-                               hint="save the adapter again, or copy the file again in full") from None
+    if safetensors_file.exists() or safetensors_file.is_symlink():
+        return _safetensors_shapes(safetensors_file), SAFETENSORS_FILE
     if bin_file.is_file():
         import torch
 
+        read_head(bin_file, 1, "weights file", AdapterError)  # a regular file, not a pipe or a device
         try:
             state = torch.load(bin_file, map_location="meta", weights_only=True)
-        except Exception as exc:
-            raise AdapterError(f"{BIN_FILE} cannot be read safely ({type(exc).__name__}: {str(exc)[:200]})",
+        except Exception as exc:  # torch's message advises weights_only=False, which vlora never does
+            raise AdapterError(f"{BIN_FILE} cannot be read safely ({type(exc).__name__}: "
+                               f"{shown(str(exc).split('.')[0], 160)})",
                                where=Location(file=short_path(str(bin_file))),
                                hint="vlora loads .bin files with weights_only=True only; convert the adapter to "
                                "safetensors") from None
@@ -127,15 +186,6 @@ def read_tensors(folder: Path) -> tuple[dict[str, tuple[int, ...]], str]:
         return {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}, BIN_FILE
     raise AdapterError(f"{short_path(str(folder))} has {CONFIG_FILE} but no weights ({SAFETENSORS_FILE} or {BIN_FILE})",
                        where=Location(file=short_path(str(folder))), hint="copy the adapter's weights file too")
-
-
-def _pattern(config: dict[str, Any], key: str, name: str, default: Any, where: Location) -> Any:
-    """PEFT's rank_pattern / alpha_pattern lookup for one module, a key that is no regex named."""
-    try:
-        return pattern_value(config.get(key), name, default)
-    except re.error as exc:
-        raise AdapterError(f"{CONFIG_FILE}: a {key} key is not a valid regular expression ({exc})", where=where,
-                           hint="PEFT cannot load this adapter either: fix the key") from None
 
 
 def adapted_modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder: Path) -> list[AdaptedModule]:
@@ -156,18 +206,29 @@ def adapted_modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]],
     for param in config.get("target_parameters") or []:
         if isinstance(param, str):
             params_of.setdefault(param.rpartition(".")[0], []).append(param)
-    for raw, got in parts.items():
+    named: dict[str, str] = {}  # the name each module's tensors are saved under -> the module (or parameter)
+    for raw in parts:
         owner, depth = wrapped_owner(raw)
         listed = params_of.get(owner, [])
-        name = listed[-1 - depth] if depth < len(listed) else raw
+        named[raw] = listed[-1 - depth] if depth < len(listed) else raw
+    ranks = pattern_values(config.get("rank_pattern"), named.values(), r_default, where=where,
+                           error=AdapterError, what=f"{CONFIG_FILE}: rank_pattern")
+    alphas = pattern_values(config.get("alpha_pattern"), named.values(), alpha_default, where=where,
+                            error=AdapterError, what=f"{CONFIG_FILE}: alpha_pattern")
+    for raw, got in parts.items():
+        name = named[raw]
         a, b = got.get("lora_A") or got.get("lora_embedding_A"), got.get("lora_B") or got.get("lora_embedding_B")
         if a is None or b is None:
-            raise AdapterError(f"the weights hold {'lora_A' if a else 'lora_B'} of {name} without its "
+            raise AdapterError(f"the weights hold {'lora_A' if a else 'lora_B'} of {shown(name)} without its "
                                f"{'lora_B' if a else 'lora_A'}", where=Location(file=short_path(str(folder))),
                                hint="the weights file is incomplete: save the adapter again")
         embedding = "lora_embedding_A" in got
+        if len(a) < 2 or len(b) < 2:
+            raise AdapterError(f"the weights are damaged: {shown(name)} has a lora_A of shape {list(a)} and a lora_B "
+                               f"of shape {list(b)}; LoRA weights have at least two dimensions", where=where,
+                               hint="save the adapter again, or copy the file again in full")
         r = a[1] if embedding else a[0]
-        expected = _pattern(config, "rank_pattern", name, r_default, where)
+        expected = ranks[name]
         experts = 1
         if name != raw and isinstance(expected, int) and expected and r % expected == 0:
             experts, r = r // expected, expected  # a stack of expert weights: one rank-r adapter per expert
@@ -179,7 +240,7 @@ def adapted_modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]],
         out_f = b[1] if embedding else b[0]
         params = sum(math.prod(s) for s in got.values())
         out.append(AdaptedModule(name=name, kind=ADAPTED, params=params, r=r,
-                                 lora_alpha=float(_pattern(config, "alpha_pattern", name, alpha_default, where)),
+                                 lora_alpha=float(alphas[name]),
                                  in_features=in_f, out_features=out_f, owner=raw if name != raw else "",
                                  experts=experts))
     saved = list(config.get("modules_to_save") or [])
@@ -220,25 +281,23 @@ def load_tensors(path: Path) -> dict[str, Any]:
 
 
 
-def write_adapter(out: Path, config: dict[str, Any], tensors: dict[str, Any]) -> Path:
-    """Write an adapter folder atomically: a temporary folder beside ``out``, renamed at the end (``out`` must
-    not exist, or be an empty folder)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        from safetensors.torch import save_file
+def adapter_files(folder: str | Path) -> list[Path]:
+    """The files of an adapter folder (what a command that reads the adapter must never write onto)."""
+    return [Path(folder) / name for name in (CONFIG_FILE, SAFETENSORS_FILE, BIN_FILE)]
 
-        (work / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(work / SAFETENSORS_FILE),
-                  metadata={"format": "pt"})
-        if out.exists():
-            out.rmdir()
-        os.replace(work, out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    return out
+
+def write_adapter(out: Path, config: dict[str, Any], tensors: dict[str, Any]) -> Path:
+    """Write an adapter folder atomically through the boundary (``out`` must not exist, or be an empty
+    folder)."""
+    from safetensors.torch import save_file
+
+    def weights(path: Path) -> None:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    return write_folder(out, {CONFIG_FILE: text.encode("utf-8"), SAFETENSORS_FILE: weights},
+                        what="the adapter folder")
 
 
 __all__ = ["BIN_FILE", "CONFIG_FILE", "MAX_ADAPTER_CONFIG_BYTES", "SAFETENSORS_FILE", "AdaptedModule",
-           "adapted_modules", "load_tensors", "read_config", "read_tensors", "write_adapter"]
+           "adapted_modules", "adapter_files", "load_tensors", "read_config", "read_tensors", "write_adapter"]

@@ -16,8 +16,12 @@ itself on real module trees). Pure string functions: no torch, no peft import.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from ..boundary import bounded_fullmatches
+from ..diagnostics import Location
+from ..errors import UserPatternError, VloraError
 
 PREFIX = "base_model.model."
 LORA_PARTS = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
@@ -32,16 +36,28 @@ _PEFT_PART = re.compile(r"(?:^|\.)(?:" + "|".join(LORA_PARTS) + r"|lora_dropout|
 _PEFT_LEVELS = re.compile(r"\.(?:base_layer|original_module)(?=\.|$)")
 
 
-def target_matches(target_modules: str | Iterable[str] | None, names: Iterable[str]) -> list[str]:
-    """The names ``target_modules`` selects (a string: a regex that must match the whole name; a list: names or
-    dotted suffixes). An invalid regex raises ``re.error``: the caller names the file and key."""
+def target_matches(target_modules: str | Iterable[str] | None, names: Iterable[str], *,
+                   where: Location | str | None = None, error: type[VloraError] = UserPatternError,
+                   what: str = "target_modules") -> list[str]:
+    """The names ``target_modules`` selects (a string: a regex that must match the whole name, run by the
+    time-bounded engine; a list: names or dotted suffixes, in time linear in the names). A regex that does not
+    compile or backtracks without end is one ``error`` naming ``what``."""
+    names = list(names)
     if target_modules is None:
         return []
     if isinstance(target_modules, str):
-        rx = re.compile(target_modules)
-        return [n for n in names if rx.fullmatch(n)]
+        found = bounded_fullmatches(target_modules, names, where=where, what=what, error=error)
+        return [n for n in names if n in found]
     keys = {k for k in target_modules if isinstance(k, str)}
-    return [n for n in names if n in keys or any(n.endswith("." + k) for k in keys)]
+    return [n for n in names if n in keys or any(suffix in keys for suffix in _dotted_suffixes(n))]
+
+
+def _dotted_suffixes(name: str) -> Iterator[str]:
+    """``a.b.c`` -> ``b.c``, ``c``: what a list entry of ``target_modules`` may be to match ``name``."""
+    start = name.find(".")
+    while start != -1:
+        yield name[start + 1:]
+        start = name.find(".", start + 1)
 
 
 def saved_matches(modules_to_save: Iterable[str] | None, names: Iterable[str]) -> list[str]:
@@ -62,6 +78,21 @@ def pattern_value(patterns: dict[str, Any] | None, name: str, default: Any) -> A
         if re.match(rf"(.*\.)?({key})$", name):
             return value
     return default
+
+
+def pattern_values(patterns: dict[str, Any] | None, names: Iterable[str], default: Any, *,
+                   where: Location | str | None = None, error: type[VloraError] = UserPatternError,
+                   what: str = "rank_pattern") -> dict[str, Any]:
+    """``pattern_value`` for many names at once, each key run once over all of them by the time-bounded engine
+    (a key that does not compile or backtracks without end is one ``error`` naming it)."""
+    out = dict.fromkeys(names, default)
+    left = set(out)
+    for key, value in (patterns or {}).items():
+        hit = bounded_fullmatches(key, sorted(left), where=where, what=f"{what} key", error=error, search=True)
+        for name in hit:
+            out[name] = value
+        left -= hit
+    return out
 
 
 def base_name(name: str) -> str:
@@ -103,4 +134,5 @@ def value_patterns(values: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["LORA_PARTS", "LORA_TENSOR", "PREFIX", "base_name", "exact_regex", "is_peft_part", "pattern_value",
-           "saved_entry", "saved_matches", "target_matches", "unwrapped", "value_patterns", "wrapped_owner"]
+           "pattern_values", "saved_entry", "saved_matches", "target_matches", "unwrapped", "value_patterns",
+           "wrapped_owner"]

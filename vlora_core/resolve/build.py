@@ -82,6 +82,13 @@ class PlanBuilder:
         """SVD- and QR-based inits (PiSSA, OLoRA) take the top r directions of each target's weight: r above
         the weight's smaller side fails inside PEFT after it has rewritten earlier weights, so refuse it here."""
         init = self.spec.init_lora_weights
+        odd = next((t for t in targets if t.kind != PARAMETER and t.r % 2), None)
+        if init == "orthogonal" and odd is not None:  # PEFT splits one orthogonal basis between A and B
+            raise SpecArchitectureMismatch(
+                f"orthogonal initialisation needs an even rank, and {odd.component} targets have r={odd.r}",
+                where=self.spec.location("init_lora_weights"),
+                hint=f"use an even r for {odd.component} (e.g. r={odd.r + 1}), or another init_lora_weights",
+            )
         if not (isinstance(init, str) and (init in ("pissa", "olora") or init.startswith("pissa_niter_"))):
             return
         for t in targets:

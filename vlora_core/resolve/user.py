@@ -5,8 +5,8 @@ engine."""
 from __future__ import annotations
 
 import re
-import time
 
+from ..boundary import bounded_fullmatches
 from ..decisions import Decision
 from ..diagnostics import Location
 from ..errors import ComponentOverlapError, UnsupportedModuleTypeError, UserPatternError
@@ -163,30 +163,10 @@ class UserRules:
         return tied
 
 
-PATTERN_SECONDS = 2.0  # the time a user pattern may take over all the names of a model
-
-
 def _user_matches(pattern: str, names: list[str], where: Location) -> set[str]:
-    """The names a user pattern fullmatches, with the ``regex`` engine and a time budget: a pattern that
-    backtracks catastrophically (``([a-z._0-9]+)+!``) is refused instead of running for minutes."""
-    import regex
-
-    rx = regex.compile(pattern)
-    deadline = time.monotonic() + PATTERN_SECONDS
-    found = set()
-    try:
-        for name in names:
-            if rx.fullmatch(name, timeout=max(deadline - time.monotonic(), 0.001)):
-                found.add(name)
-    except TimeoutError:
-        raise UserPatternError(
-            f"pattern {pattern[:80]!r} takes more than {PATTERN_SECONDS:g} s to match this model's module names "
-            "(it backtracks catastrophically)",
-            where=where,
-            hint="simplify it: no quantified group inside a quantified group, e.g. "
-            "'model\\.visual\\.blocks\\.\\d+\\.attn\\.qkv'",
-        ) from None
-    return found
+    """The names a user pattern fullmatches, by the boundary's time-bounded engine: a pattern that backtracks
+    catastrophically (``([a-z._0-9]+)+!``) is refused instead of running for minutes."""
+    return bounded_fullmatches(pattern, names, where=where, what="pattern", error=UserPatternError)
 
 
-__all__ = ["PATTERN_SECONDS", "UserRules"]
+__all__ = ["UserRules"]

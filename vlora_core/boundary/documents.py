@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-from .diagnostics import Location, os_error_hint
-from .errors import SpecFileError
+from ..diagnostics import Location
+from ..errors import SpecFileError, VloraError
+from .reading import CAPS, check_values, read_text
 
 Lines = dict[tuple[str | int, ...], int]  # a key's path in the document -> its line
 
@@ -87,11 +88,28 @@ def _toml_lines(text: str) -> dict[tuple[str | int, ...], int]:
     return out
 
 
-MAX_SPEC_BYTES = 1 << 20  # a spec is a few hundred bytes; anything above a mebibyte is not one
+MAX_SPEC_BYTES = CAPS["spec"]
+MAX_VALUES = 2_000_000  # another tool's file: a list of 150,000 module names is far below it
 MAX_SPEC_VALUES = 100_000  # values of a spec with every YAML alias expanded (a "billion laughs" file: 10**9)
 
 
-LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML was built with it: ~10x faster
+_BASE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML was built with it: ~10x faster
+# YAML 1.1's base-60 numbers (`16:00` is 960) are not numbers here: a file and `--set` read `r: 16:00` as the
+# text it looks like, which the spec then refuses where a number is expected (YAML 1.2 dropped them too)
+_INT = re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$")
+_FLOAT = re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+
+
+class LOADER(_BASE):
+    """The safe YAML loader (libyaml's where available) without YAML 1.1's base-60 numbers."""
+
+
+LOADER.yaml_implicit_resolvers = {
+    first: [(tag, _INT if tag == "tag:yaml.org,2002:int" else _FLOAT if tag == "tag:yaml.org,2002:float" else rx)
+            for tag, rx in resolvers]
+    for first, resolvers in _BASE.yaml_implicit_resolvers.items()
+}
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
@@ -109,6 +127,35 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
             size = 1
         memo[key] = size
     return memo[key]
+
+
+def load_yaml(text: str, path: str | Path, kind: str, error: type[VloraError] = SpecFileError) -> Any:
+    """YAML (or JSON) from outside: at most ``MAX_SPEC_VALUES`` values with every alias expanded, nested at most
+    ``MAX_DEPTH`` deep, finite numbers, no base-60; one ``error`` naming the file (and line) otherwise."""
+    p = Path(path)
+    most = MAX_SPEC_VALUES if kind == "spec" else MAX_VALUES
+    try:
+        node = yaml.compose(text, Loader=LOADER)
+        if node is not None and _expanded_size(node, {}) > most:
+            raise error(f"the YAML expands to more than {most:,} values", where=Location(file=str(p)),
+                        hint=f"a {kind} needs no nested aliases; write the values out")
+        data = yaml.load(text, Loader=LOADER)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        raise error(f"not valid YAML or JSON ({problem})", where=Location(file=str(p),
+                    line=mark.line + 1 if mark else None), hint="fix the syntax at that line") from None
+    except yaml.YAMLError as exc:
+        raise error(f"not valid YAML or JSON ({str(exc).splitlines()[0][:200]})", where=Location(file=str(p)),
+                    hint="remove control characters from the file") from None
+    except RecursionError:
+        raise error("the file nests too deeply, or has an alias that contains itself", where=Location(file=str(p)),
+                    hint=f"a {kind} nests a few levels at most") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise error(f"a value cannot be read: {str(exc).splitlines()[0][:200]}", where=Location(file=str(p)),
+                    hint=f"fix the {kind} file") from None
+    check_values(data, p, kind, error)
+    return data
 
 
 def _duplicate_key(node: yaml.Node, seen: set[int] | None = None) -> yaml.Node | None:
@@ -155,20 +202,7 @@ def read_document(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
 
 
 def _read_file(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
-    try:
-        if path.is_file() and path.stat().st_size > MAX_SPEC_BYTES:
-            raise SpecFileError(f"the file is {path.stat().st_size:,} bytes; a spec is at most {MAX_SPEC_BYTES:,}",
-                                where=Location(file=str(path)), hint="is this the spec file you meant?")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecFileError("no such file", where=Location(file=str(path)), hint="check the path") from None
-    except UnicodeDecodeError as exc:
-        raise SpecFileError(f"not a UTF-8 text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
-                            where=Location(file=str(path)),
-                            hint="a spec is a YAML, JSON or TOML text file in UTF-8; is this the file meant?") from None
-    except OSError as exc:
-        raise SpecFileError(f"cannot read the file: {exc.strerror or exc}", where=Location(file=str(path)),
-                            hint=os_error_hint(exc)) from None
+    text = read_text(path, "spec", SpecFileError)
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         try:
@@ -235,4 +269,5 @@ def _read_file(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     )
 
 
-__all__ = ["LOADER", "MAX_SPEC_BYTES", "MAX_SPEC_VALUES", "Lines", "field_path", "location_of", "read_document"]
+__all__ = ["LOADER", "MAX_SPEC_BYTES", "MAX_SPEC_VALUES", "Lines", "field_path", "load_yaml", "location_of",
+           "read_document"]
