@@ -381,3 +381,18 @@ def test_an_imported_value_is_named_by_the_tools_file_and_key(tmp_path, capsys):
     assert main(["import", str(config), "--from", "llamafactory", "--model", "Qwen2-VL-2B-Instruct"]) == 3
     err = capsys.readouterr().err
     assert f"{config}: lora_rank: Input should be less than or equal to 4096" in err
+
+
+class _Pickled:
+    """Something a .bin may hold that torch's weights_only loader refuses."""
+
+
+def test_a_bin_that_needs_unpickling_is_refused_without_torchs_unsafe_advice(tmp_path, capsys):
+    import torch
+
+    folder = adapter_copy(tmp_path)
+    (folder / "adapter_model.safetensors").unlink()
+    torch.save({"x": _Pickled()}, folder / "adapter_model.bin")
+    assert main(["adapter", "inspect", str(folder)]) == 7
+    err = capsys.readouterr().err
+    assert "cannot be read safely" in err and "weights_only=False" not in err and "trust" not in err
