@@ -308,13 +308,28 @@ def test_the_audio_tower_has_its_own_toggle_and_overrides(moe, registry):
     assert full.to_lora_config().modules_to_save == ["embed_vision"]
 
 
-@pytest.mark.parametrize("spec", [{"finetune_audio_layers": True}, {"finetune_audio_layers": False},
-                                  {"audio": {"r": 4}}])
-def test_audio_settings_on_a_model_without_audio_are_an_error(spec):
+def test_audio_switched_on_for_a_model_without_audio_is_an_error():
     from tinyvlm import FakePlugin, TinyVLM
 
-    with pytest.raises(SpecArchitectureMismatch, match="TinyVLM has no audio tower"):
-        resolve(spec, TinyVLM(), registry=Registry.from_plugins(FakePlugin(), names=["fake"]))
+    registry = Registry.from_plugins(FakePlugin(), names=["fake"])
+    with pytest.raises(SpecArchitectureMismatch, match="TinyVLM has no audio tower") as info:
+        resolve({"finetune_audio_layers": True}, TinyVLM(), registry=registry)
+    assert info.value.location.field == "finetune_audio_layers"
+
+
+@pytest.mark.parametrize(("spec", "field"), [({"finetune_audio_layers": False}, "finetune_audio_layers"),
+                                             ({"audio": {"r": 4}}, "audio"),
+                                             ({"finetune_cross_attention": False}, "finetune_cross_attention")])
+def test_a_part_the_model_lacks_left_off_asks_for_nothing(spec, field):
+    """One spec serves every size of a family (Gemma-4 with and without audio): off or unset, a toggle of an
+    absent part plans as if it were not there, with a note."""
+    from tinyvlm import FakePlugin, TinyVLM
+
+    registry = Registry.from_plugins(FakePlugin(), names=["fake"])
+    plan = resolve(spec, TinyVLM(), registry=registry)
+    assert [t.name for t in plan.targets] == [t.name for t in resolve({}, TinyVLM(), registry=registry).targets]
+    (note,) = [d for d in plan.diagnostics if d.code == "absent-part"]
+    assert note.location.field == field
 
 
 def test_a_lock_holds_expert_targets_by_logical_identity(moe, registry):

@@ -123,3 +123,47 @@ def test_bad_adapters_get_one_clear_error_and_exit_7(saved, tmp_path, capsys):
               lost_half / "adapter_model.safetensors")
     with pytest.raises(AdapterError, match="without its lora_B"):
         read_adapter(lost_half, default_registry())
+
+
+REAL = Path(__file__).resolve().parents[1] / "data" / "qwen2-vl-7b-nutrition"  # a published adapter's config
+
+
+def _real_adapter(folder: Path) -> Path:
+    """The published Qwen2-VL-7B adapter's config, with the tensors PEFT would save for it: the modules PEFT's own
+    list rule wraps on the bundled reference (built on the meta device), zeros of the shapes they have."""
+    import struct
+
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    from vlora_core import module_tree
+
+    config = json.loads((REAL / "adapter_config.json").read_text())
+    tree = module_tree("Qwen2-VL-7B-Instruct", default_registry())
+    peft_config = LoraConfig(target_modules=config["target_modules"], r=config["r"])
+    header, offset, r = {}, 0, config["r"]
+    for e in tree.entries:
+        if e.name and e.kind == "linear" and check_target_module_exists(peft_config, e.name):
+            for part, shape in (("lora_A", [r, e.in_features]), ("lora_B", [e.out_features, r])):
+                size = 2 * shape[0] * shape[1]
+                header[f"base_model.model.{e.name}.{part}.weight"] = {"dtype": "BF16", "shape": shape,
+                                                                    "data_offsets": [offset, offset + size]}
+                offset += size
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    raw = json.dumps(header).encode()
+    (folder / "adapter_model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
+    return folder
+
+
+def test_a_published_qwen2_vl_adapter_is_placed_by_its_base_model_and_its_dead_regex_is_named(tmp_path, capsys):
+    folder = _real_adapter(tmp_path / "nutrition")
+    adapter = read_adapter(folder, default_registry())
+    assert adapter.architecture == "qwen2_vl"  # base_model_name_or_path is Qwen/Qwen2-VL-7B-Instruct
+    assert {m.component for m in adapter.modules} == {"language"}  # the vision entry matched nothing
+    assert len(adapter.warnings) == 1 and "visual\\\\.blocks\\\\.\\\\d+\\\\.attn\\\\.qkv" in adapter.warnings[0]
+    assert main(["adapter", "inspect", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: adapter_config.json's target_modules lists" in out and "is not trained" in out
+    assert main(["adapter", "check", str(folder), "--model", "Qwen2-VL-7B-Instruct"]) == 0
+    assert "a regular expression inside a list" in capsys.readouterr().out

@@ -342,3 +342,27 @@ def test_an_exported_config_imports_back_as_the_same_plan(tool, spec, ref, tmp_p
     assert [m.name for m in back.full_modules] == [m.name for m in plan.full_modules]
     if not exported.lost:  # ranks and alphas too, where the tool kept them
         assert [(t.r, t.lora_alpha) for t in back.targets] == [(t.r, t.lora_alpha) for t in plan.targets]
+
+
+def test_an_unsloth_call_reads_module_level_constants_as_a_person_would(tmp_path):
+    notebook = tmp_path / "nb.py"
+    notebook.write_text("from unsloth import FastVisionModel\nlora_rank = 32\nscale = lora_rank * 2\n"
+                        "model = FastVisionModel.get_peft_model(model, finetune_vision_layers=False, r=lora_rank,\n"
+                        "                                       lora_alpha=lora_rank, lora_dropout=0)\n")
+    imported = import_config(notebook, "unsloth", "Qwen2-VL-2B-Instruct")
+    assert {t.r for t in imported.plan.targets} == {32} and imported.plan.spec.lora_alpha == 32
+    assert {t.component for t in imported.plan.targets} == {"language"}
+    # a name bound twice, or to an expression, is no constant: the value is refused, naming it
+    notebook.write_text(notebook.read_text().replace("lora_alpha=lora_rank", "lora_alpha=scale"))
+    with pytest.raises(Exception, match=r"lora_alpha=scale is not a literal value"):
+        import_config(notebook, "unsloth", "Qwen2-VL-2B-Instruct")
+
+
+def test_an_import_says_loudly_that_a_regex_inside_a_target_list_trains_nothing(tmp_path):
+    config = tmp_path / "unsloth.yaml"
+    config.write_text(yaml.safe_dump({"target_modules": [r"visual\.blocks\.\d+\.attn\.qkv", "q_proj", "v_proj"],
+                                      "r": 8, "lora_alpha": 16}))
+    imported = import_config(config, "unsloth", "Qwen2-VL-2B-Instruct")
+    assert {t.component for t in imported.plan.targets} == {"language"}
+    assert any("a regular expression inside a list" in d for d in imported.differences)
+    assert "a regular expression inside a list" in imported.to_yaml()

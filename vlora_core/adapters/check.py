@@ -56,7 +56,7 @@ class AdapterCheck:
         if self.migratable:
             lines.append(f"every one of the {len(self.unmatched)} has a counterpart in this model (the names are of "
                          "another layout): `vlora adapter migrate DIR --model REF -o OUT` rewrites the adapter for it")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + self.adapter.warnings) + "\n"
 
 
 def _grouped(modules: tuple[AdaptedModule, ...]) -> list[str]:

@@ -14,9 +14,10 @@ from typing import Any
 
 from ..architecture import ArchitectureSpec
 from ..diagnostics import Location, short_path
-from ..errors import AdapterError
+from ..errors import AdapterError, VloraError
 from ..patterns import layer_ranges
 from ..peft.files import AdaptedModule, adapted_modules, read_config, read_tensors
+from ..peft.rules import dead_entry_warnings
 from ..plugins import Registry
 from ..report import grid
 from ..vocabulary import ADAPTED, SAVED, group_order
@@ -68,6 +69,11 @@ class Adapter:
         return " or ".join(f"transformers {layout.versions}" for layout in fits) or None
 
     @property
+    def warnings(self) -> list[str]:
+        """What the config says that PEFT would not do (a regular expression inside a target_modules list)."""
+        return dead_entry_warnings(self.config.get("target_modules"), "adapter_config.json's target_modules")
+
+    @property
     def target_parameters(self) -> list[str]:
         return list(self.config.get("target_parameters") or [])
 
@@ -107,6 +113,7 @@ class Adapter:
             "unplaced": self.unplaced,
             "paths": self.paths,
             "layout": self.layout,
+            "warnings": self.warnings,
         }
 
     def table(self) -> str:
@@ -123,7 +130,7 @@ class Adapter:
                          ",".join(map(str, row["r"])) or "-", ",".join(f"{a:g}" for a in row["lora_alpha"]) or "-",
                          f"{row['params']:,}"))
         lines = grid(rows, right={2, 6}, rules={0})
-        tail = ["", f"total: {len(self.modules)} modules, {self.total_params:,} parameters"]
+        tail = ["", f"total: {len(self.modules)} modules, {self.total_params:,} parameters", *self.warnings]
         if self.paths:
             tail.append("module names: " + "; ".join(f"{c} {', '.join(ps)}" for c, ps in self.paths.items())
                         + (f" (the names of {self.layout})" if self.layout else ""))
@@ -146,7 +153,7 @@ def read_adapter(path: str | Path, registry: Registry) -> Adapter:
     config = read_config(folder)
     tensors, weights_file = read_tensors(folder)
     modules = adapted_modules(config, tensors, folder)
-    arch, plugin = _best_architecture([m.name for m in modules], registry, _model_type_of(config))
+    arch, plugin = _best_architecture([m.name for m in modules], registry, _model_types(config, registry))
     if arch is not None:
         modules = [placed(m, arch) for m in modules]
     modules.sort(key=lambda m: (group_order(m.component or "~", m.role or "~"), m.stack or "",
@@ -174,7 +181,22 @@ def _model_type_of(config: dict[str, Any]) -> str | None:
 _NUMBERS = re.compile(r"(?<=\.)\d+(?=\.|$)")
 
 
-def _best_architecture(names: list[str], registry: Registry, model_type: str | None
+def _model_types(config: dict[str, Any], registry: Registry) -> set[str]:
+    """The model_types the adapter says its base model has: from the base model class PEFT recorded, and from
+    ``base_model_name_or_path`` where that is a bundled reference (a Hub id like Qwen/Qwen2-VL-7B-Instruct)."""
+    types = {t for t in [_model_type_of(config)] if t}
+    base = config.get("base_model_name_or_path")
+    if isinstance(base, str) and base:
+        try:
+            found = registry.find_reference(base)
+        except VloraError:
+            found = None
+        if found is not None:
+            types.update(found[1].model_types)
+    return types
+
+
+def _best_architecture(names: list[str], registry: Registry, model_types: set[str]
                        ) -> tuple[ArchitectureSpec | None, str | None]:
     """The architecture whose patterns place the most modules; among equals, one that claims the base model
     class's model_type (several families share module names, so the names alone may not tell)."""
@@ -193,7 +215,7 @@ def _best_architecture(names: list[str], registry: Registry, model_type: str | N
     if top == (0, 0):
         return None, None
     best = [(info, arch) for s, info, arch in scored if s == top]
-    claiming = [(info, arch) for info, arch in best if model_type in arch.model_types]
+    claiming = [(info, arch) for info, arch in best if model_types & set(arch.model_types)]
     info, arch = (claiming or best)[0]
     return arch, info.distribution
 

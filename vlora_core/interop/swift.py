@@ -20,6 +20,7 @@ from typing import Any
 from ..boundary import read_text
 from ..errors import SpecError
 from ..modeltree import ModuleTree
+from ..peft.rules import dead_entry_warnings
 from ..plan import TargetPlan
 from ..plugins import Registry
 from ..vocabulary import LINEAR
@@ -136,6 +137,7 @@ def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source:
                              "only Linear modules inside a part, so it gets no adapter")
     else:
         chosen = peft_matches(modules, names, source=source)
+        notes += dead_entry_warnings(modules, "--target_modules")
         notes.append("an explicit --target_modules list goes to PEFT unscoped: --freeze_vit/--freeze_aligner/"
                      "--freeze_llm do not apply to it")
     odd = [n for n in chosen if tree.get(n).kind is None]

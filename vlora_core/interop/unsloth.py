@@ -27,6 +27,7 @@ from typing import Any
 from ..boundary import read_text
 from ..errors import SpecError
 from ..modeltree import ModuleTree
+from ..peft.rules import dead_entry_warnings
 from ..plan import TargetPlan
 from ..plugins import Registry
 from ..vocabulary import LINEAR
@@ -100,6 +101,37 @@ def export(plan: TargetPlan, tree: Any = None) -> Export:
 # --- import -------------------------------------------------------------------------------------------
 
 
+def _module_constants(tree: ast.Module) -> dict[str, ast.expr]:
+    """Names bound once, at module level, to a literal (``lora_rank = 32``), as a person reads a notebook:
+    ``r = lora_rank`` then means 32. A name bound twice, or to anything else, is not a constant."""
+    bound: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign | ast.AugAssign) else []
+        for target in targets:
+            if isinstance(target, ast.Name):
+                bound.setdefault(target.id, []).append(node.value if node in tree.body and not isinstance(
+                    node, ast.AugAssign) else None)  # type: ignore[arg-type]
+    out = {}
+    for name, values in bound.items():
+        if len(values) == 1 and values[0] is not None:
+            try:
+                ast.literal_eval(values[0])
+            except ValueError:
+                continue
+            out[name] = values[0]
+    return out
+
+
+def _substituted(value: ast.expr, constants: dict[str, ast.expr]) -> ast.expr:
+    """``value`` with each module-level constant name replaced by its literal."""
+    class Substitute(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            return constants.get(node.id, node)
+
+    return Substitute().visit(ast.parse(ast.unparse(value), mode="eval").body)
+
+
 def read(path: str | Path) -> dict[str, Any]:
     """The keywords of the ``get_peft_model`` call in a Python file, or a YAML/JSON mapping of them."""
     p = Path(path)
@@ -118,13 +150,14 @@ def read(path: str | Path) -> dict[str, Any]:
     if len(calls) != 1:
         raise SpecError(f"expected one get_peft_model(...) call, found {len(calls)}", where=str(p),
                         hint="keep the one call to import, or give its keywords as a YAML mapping")
+    constants = _module_constants(tree)
     out: dict[str, Any] = {}
     for kw in calls[0].keywords:
         if kw.arg is None:
             raise SpecError("get_peft_model(**kwargs) cannot be read without running the file",
                             where=f"{p}:{kw.value.lineno}", hint="write the keywords out")
         try:
-            out[kw.arg] = ast.literal_eval(kw.value)
+            out[kw.arg] = ast.literal_eval(_substituted(kw.value, constants))
         except ValueError:
             if kw.arg in DEFAULTS or kw.arg in ("target_parameters", "modules_to_save", "rank_pattern",
                                                 "alpha_pattern"):
@@ -188,6 +221,7 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
                         where=source, hint="select layers in vlora's spec instead")
     names = [e.name for e in tree.entries if e.name]
     matched = peft_matches(target, names, source=source)
+    notes += dead_entry_warnings(target)
     wrappable = [n for n in matched if tree.get(n).kind is not None]
     skipped = [n for n in matched if tree.get(n).kind is None]
     if skipped:

@@ -60,6 +60,26 @@ def _dotted_suffixes(name: str) -> Iterator[str]:
         start = name.find(".", start + 1)
 
 
+_REGEX_SYNTAX = re.compile(r"[\\*+?()\[\]{}^$|]")
+
+
+def literal_patterns(target_modules: Any) -> list[str]:
+    r"""Entries of a ``target_modules`` *list* written as regular expressions (``visual\.blocks\.\d+\.attn\.qkv``):
+    PEFT matches a list entry as a module name or a dotted name ending, never as a pattern, so such an entry
+    matches nothing and the part its author meant to train was never trained."""
+    if not isinstance(target_modules, list):
+        return []
+    return [t for t in target_modules if isinstance(t, str) and _REGEX_SYNTAX.search(t)]
+
+
+def dead_entry_warnings(target_modules: Any, where: str = "target_modules") -> list[str]:
+    """What to say, loudly, about each ``literal_patterns`` entry."""
+    return [f"WARNING: {where} lists {t!r}, a regular expression inside a list: PEFT matches list entries as module "
+            "names or name endings, never as patterns, so it matches nothing: that part of the model is not "
+            "trained (write target_modules as one regex string, or list the module names)"
+            for t in literal_patterns(target_modules)]
+
+
 def saved_matches(modules_to_save: Iterable[str] | None, names: Iterable[str]) -> list[str]:
     """The modules PEFT trains in full for ``modules_to_save``: every (non-empty) name that ends with an entry."""
     keys = list(modules_to_save or [])
@@ -133,6 +153,6 @@ def value_patterns(values: dict[str, Any]) -> dict[str, Any]:
     return {"(?:" + "|".join(re.escape(n) for n in sorted(ns)) + ")": v for v, ns in by_value.items()}
 
 
-__all__ = ["LORA_PARTS", "LORA_TENSOR", "PREFIX", "base_name", "exact_regex", "is_peft_part", "pattern_value",
-           "pattern_values", "saved_entry", "saved_matches", "target_matches", "unwrapped", "value_patterns",
-           "wrapped_owner"]
+__all__ = ["LORA_PARTS", "LORA_TENSOR", "PREFIX", "base_name", "dead_entry_warnings", "exact_regex", "is_peft_part",
+           "literal_patterns", "pattern_value", "pattern_values", "saved_entry", "saved_matches", "target_matches",
+           "unwrapped", "value_patterns", "wrapped_owner"]

@@ -147,14 +147,11 @@ class Resolution(HolderRules, LayerRules, UserRules, PlanBuilder):
         return self.build(chosen, full_names, saved, tied)
 
     def check_spec_fits(self) -> None:
+        """The spec against the parts this model has. One rule for a toggle of a part a model may lack (the
+        audio tower, cross-attention, a vision tower, a projector): left at its default or set off, it asks for
+        nothing (a note where it was written); set on explicitly, it is an error naming the part."""
         spec, arch = self.spec, self.arch
         roles = {role for comp in arch.components for role in comp.roles}
-        if spec.finetune_cross_attention is not None and "cross_attention" not in roles:
-            raise SpecArchitectureMismatch(
-                f"{arch.display_name} has no cross-attention layers",
-                where=spec.location("finetune_cross_attention"),
-                hint="remove finetune_cross_attention from the spec",
-            )
         present = {c.name for c in self.present} | ({"cross_attention"} if "cross_attention" in roles else set())
         for part in sorted(spec.lr_scale.model_fields_set - present):
             if getattr(spec.lr_scale, part) is not None:
@@ -164,24 +161,29 @@ class Resolution(HolderRules, LayerRules, UserRules, PlanBuilder):
                     where=spec.location("lr_scale", part),
                     hint=f"remove lr_scale.{part} from the spec",
                 )
-        if all(c.name != "audio" for c in self.present):
-            field = next((f for f in ("finetune_audio_layers", "audio") if f in spec.model_fields_set), None)
-            if field is not None:
-                model = arch.display_name if arch.component("audio") is None else (
-                    f"{self.tree.source} ({arch.display_name})")
-                raise SpecArchitectureMismatch(
-                    f"{model} has no audio tower ({self.who.render()})",
-                    where=spec.location(field),
-                    hint=f"remove {field} from the spec",
-                )
-        for name in ("vision", "projector", "language"):
-            if arch.component(name) is None and spec.component_enabled(name):
-                toggle = spec.component_toggle(name)
-                raise SpecArchitectureMismatch(
-                    f"{arch.display_name} has no {name} component ({self.who.render()})",
-                    where=spec.location(toggle),
-                    hint=f"set {toggle} to {'frozen' if name == 'projector' else 'false'}",
-                )
+        model = (f"{self.tree.source} ({arch.display_name})" if any(c.name == "audio" for c in arch.components)
+                 else arch.display_name)
+        absent = [("finetune_cross_attention", "cross_attention", f"{arch.display_name} has no cross-attention "
+                   "layers")]
+        absent += [(spec.component_toggle(name), name, f"{model if name == 'audio' else arch.display_name} has no "
+                    f"{'audio tower' if name == 'audio' else name + ' component'} ({self.who.render()})")
+                   for name in ("audio", "vision", "projector") if name not in present]
+        for toggle, part, lacks in absent:
+            if part not in present and toggle in spec.model_fields_set:
+                on = (spec.finetune_cross_attention if part == "cross_attention"
+                      else spec.component_enabled(part))
+                if on:
+                    raise SpecArchitectureMismatch(
+                        lacks, where=spec.location(toggle),
+                        hint=f"set {toggle} to {'frozen' if part == 'projector' else 'false'}, or leave it out: a "
+                        "toggle of a part the model lacks asks for nothing",
+                    )
+                self.warn("absent-part", f"{toggle} is set, but {lacks}: it asks for nothing here",
+                          spec.location(toggle))
+        for part in ("audio", "vision", "projector"):
+            if part not in present and part in spec.model_fields_set:
+                self.warn("absent-part", f"{part}: its settings are ignored: {model} has no "
+                          f"{'audio tower' if part == 'audio' else part + ' component'}", spec.location(part))
 
     def follows_off(self, comp: Component, holder: Placement) -> str | None:
         """The other component a prefix module's part of an enabled component also follows, when that one is
