@@ -81,10 +81,12 @@ def swift_args(text: str) -> dict[str, list[str]]:
 
 
 def peft_config_of_swift(text: str, model) -> LoraConfig:
-    # ms-swift: --target_regex replaces target_modules and goes to PEFT as a string
+    # ms-swift: --target_regex replaces target_modules and goes to PEFT as a string; 4.x passes
+    # --target_parameters on as PEFT's target_parameters
     args = swift_args(text)
     return LoraConfig(r=int(args["lora_rank"][0]), lora_alpha=float(args["lora_alpha"][0]),
-                      target_modules=args["target_regex"][0], modules_to_save=args.get("modules_to_save"))
+                      target_modules=args["target_regex"][0], modules_to_save=args.get("modules_to_save"),
+                      target_parameters=args.get("target_parameters"))
 
 
 def peft_config_of_axolotl(text: str, model) -> LoraConfig:
@@ -152,7 +154,7 @@ def test_peft_wraps_exactly_the_plan_from_each_exported_config(tool, ref):
     lora, full = wrapped(model, config)
     expected = {t.name: t.r for t in plan.module_targets}
     params = [t for t in plan.parameter_targets]
-    if tool in ("peft", "unsloth", "axolotl"):  # target_parameters passed on: PEFT wraps the owning module
+    if tool in ("peft", "unsloth", "axolotl", "swift"):  # target_parameters passed on: PEFT wraps the owner
         expected |= {t.name.rpartition(".")[0]: t.r for t in params}
     elif params:
         assert any("parameter targets" in line for line in result.lost)
@@ -366,3 +368,44 @@ def test_an_import_says_loudly_that_a_regex_inside_a_target_list_trains_nothing(
     assert {t.component for t in imported.plan.targets} == {"language"}
     assert any("a regular expression inside a list" in d for d in imported.differences)
     assert "a regular expression inside a list" in imported.to_yaml()
+
+
+def test_the_swift_export_spells_the_tuner_switch_of_the_version_asked(capsys):
+    registry = default_registry()
+    plan = resolve(str(ROOT / "examples" / "gemma3_projector.yaml"))
+    newest = export_plan(plan, "swift")
+    assert "--tuner_type lora" in newest.text and "--train_type" not in newest.text
+    assert "# for ms-swift 4.x" in newest.text
+    assert "--target_parameters model.multi_modal_projector.mm_input_projection_weight" in newest.text
+    assert not any("parameter targets" in line for line in newest.lost)
+    older = export_plan(plan, "swift", tool_version="3")
+    assert "--train_type lora" in older.text and "--tuner_type" not in older.text
+    assert any("parameter targets" in line for line in older.lost) and "--target_parameters" not in older.text
+    assert main(["export", str(ROOT / "examples" / "qwen2_vl_ocr.yaml"), "--to", "swift", "--tool-version", "9"]) == 2
+    assert "vlora knows ms-swift 4.x, 3.x" in capsys.readouterr().err
+    for flag in ("--tuner_type", "--train_type"):  # import reads every spelling
+        script = f"swift sft --model Qwen/Qwen2-VL-2B-Instruct {flag} lora --target_modules all-linear\n"
+        assert import_config_text(script, registry).plan.targets
+
+
+def import_config_text(script: str, registry):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.sh"
+        path.write_text(script)
+        return import_config(path, "swift", "Qwen2-VL-2B-Instruct", registry=registry)
+
+
+def test_swift_4_adapts_a_single_linear_aligner_when_it_is_not_frozen():
+    registry = default_registry()
+    script = ("swift sft --model meta-llama/Llama-3.2-11B-Vision --tuner_type lora --target_modules all-linear "
+              "--freeze_aligner false\n")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.sh"
+        path.write_text(script)
+        imported = import_config(path, "swift", "Llama-3.2-11B-Vision", registry=registry)
+    projector = [t.name for t in imported.plan.targets if t.component == "projector"]
+    assert projector == ["model.multi_modal_projector"]

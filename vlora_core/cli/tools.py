@@ -35,6 +35,8 @@ def add_export(sub: Any) -> None:
     ex.add_argument("--to", required=True, choices=list(EXPORTERS), help="the tool to write for")
     resolution_options(ex)
     ex.add_argument("--output", "-o", metavar="FILE", help="file to write (default: standard output)")
+    ex.add_argument("--tool-version", metavar="V", help="the tool's version to write for (default: the newest vlora "
+                    "knows; e.g. --tool-version 3 for ms-swift 3.x, which spells --tuner_type --train_type)")
 
 
 def add_import(sub: Any) -> None:
@@ -60,7 +62,7 @@ def run_export(args: argparse.Namespace) -> int:
     spec = spec_of(args)
     tree = model_tree(args, spec)
     plan = resolve(spec, tree)
-    result = export_plan(plan, args.to, tree)
+    result = export_plan(plan, args.to, tree, tool_version=args.tool_version)
     write(result.text, args.output, inputs=[args.spec])
     if args.output:
         print(escape(f"wrote {args.output}: {args.to} config for {len(plan.targets)} targets on {plan.model}"))

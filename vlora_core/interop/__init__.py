@@ -13,21 +13,22 @@ from ..errors import UsageError
 from ..modeltree import ModuleTree
 from ..plan import TargetPlan
 from ..plugins import Registry, default_registry
-from . import axolotl, llamafactory, peft, swift, unsloth
+from . import axolotl, llamafactory, peft, swift, unsloth, versions
 from .common import Export, Imported
 
 EXPORTERS = {"peft": peft, "unsloth": unsloth, "llamafactory": llamafactory, "swift": swift, "axolotl": axolotl}
 IMPORTERS = {"unsloth": unsloth, "llamafactory": llamafactory, "swift": swift}
 
 
-def export_plan(plan: TargetPlan, tool: str, tree: ModuleTree | None = None) -> Export:
+def export_plan(plan: TargetPlan, tool: str, tree: ModuleTree | None = None, *,
+                tool_version: str | None = None) -> Export:
     """``plan`` in ``tool``'s format (the nearest config, with what it loses). ``tree``: the plan's module tree
     (LLaMA-Factory's export checks its substring rule on it; built from ``plan.model`` when not given)."""
     if tool not in EXPORTERS:
         raise UsageError(f"unknown tool {tool!r}", hint=f"export to one of: {', '.join(EXPORTERS)}")
     if tree is None and tool == "llamafactory":
         tree = tree_for(plan.model, default_registry())
-    return EXPORTERS[tool].export(plan, tree)
+    return EXPORTERS[tool].export(plan, tree, version=versions.tool_version(tool, tool_version))
 
 
 def import_config(path: str | Path, tool: str, model: str | None = None, *, tree: ModuleTree | None = None,

@@ -12,11 +12,12 @@ from typing import Any
 
 from ..plan import TargetPlan
 from .common import Export, export_file, lost_lines, model_id
+from .versions import ToolVersion
 
 TITLE = "axolotl (training YAML keys)"
 
 
-def export(plan: TargetPlan, tree: Any = None) -> Export:
+def export(plan: TargetPlan, tree: Any = None, version: ToolVersion | None = None) -> Export:
     import yaml
 
     spec = plan.spec
@@ -33,7 +34,7 @@ def export(plan: TargetPlan, tree: Any = None) -> Export:
         data["peft_use_rslora"] = True
     notes = ("lora_target_linear must stay unset: it would add every Linear's name to the targets",)
     return export_file(plan, "axolotl", yaml.safe_dump(data, sort_keys=False, width=1 << 20), lost=lost,
-                       notes=notes, kwargs=data)
+                       notes=notes, kwargs=data, version=version)
 
 
 __all__ = ["TITLE", "export"]

@@ -25,6 +25,7 @@ from ..plan import TargetPlan
 from ..plugins import Registry, default_registry
 from ..resolve import resolve
 from ..synthesis import synthesize
+from .versions import ToolVersion, tool_version
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,13 @@ def header(lines: Iterable[str], comment: str = "#") -> str:
 
 
 def export_file(plan: TargetPlan, tool: str, body: str, *, lost: Iterable[str] = (), notes: Iterable[str] = (),
-                kwargs: dict[str, Any], extra: Iterable[str] = ()) -> Export:
-    """An ``Export`` whose text is a comment header (what, counts, ``extra``, what is lost, notes) and ``body``."""
+                kwargs: dict[str, Any], extra: Iterable[str] = (), version: ToolVersion | None = None) -> Export:
+    """An ``Export`` whose text is a comment header (what, for which versions of the tool, counts, ``extra``, what
+    is lost, notes) and ``body``."""
     lost, notes = tuple(lost), tuple(notes)
+    version = version or tool_version(tool)
     lines = [f"vlora export --to {tool}: {plan.model}, spec {plan.spec.source or '(in memory)'}",
+             f"for {version.describe()}",
              f"{len(plan.targets)} LoRA targets, {plan.lora_params:,} LoRA parameters"
              + ("; nothing is lost" if not lost else ""), *extra]
     lines += [f"lost: {x}" for x in lost] + [f"note: {x}" for x in notes]

@@ -43,6 +43,7 @@ from .common import (
     read_mapping,
 )
 from .common import spec_for as _spec_for
+from .versions import ToolVersion
 
 TITLE = "LLaMA-Factory (training YAML keys)"
 VERSION_READ = "LLaMA-Factory mainline 2025-2026, model/model_utils/visual.py (COMPOSITE_MODELS)"
@@ -138,7 +139,7 @@ def _holders(plan: TargetPlan, tree: ModuleTree) -> list[str]:
     return out
 
 
-def export(plan: TargetPlan, tree: ModuleTree) -> Export:
+def export(plan: TargetPlan, tree: ModuleTree, version: ToolVersion | None = None) -> Export:
     spec = plan.spec
     want = {t.name for t in plan.module_targets}
     candidates = ["all", ",".join(sorted({t.name.rpartition(".")[2] for t in plan.module_targets})),
@@ -171,7 +172,7 @@ def export(plan: TargetPlan, tree: ModuleTree) -> Export:
     import yaml
 
     body = yaml.safe_dump(data, sort_keys=False, width=1 << 20)
-    return export_file(plan, "llamafactory", body, lost=lost, notes=notes, kwargs=data,
+    return export_file(plan, "llamafactory", body, lost=lost, notes=notes, kwargs=data, version=version,
                        extra=[f"rule assumed: {VERSION_READ}"])
 
 

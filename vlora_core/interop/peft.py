@@ -23,7 +23,7 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def export(plan: TargetPlan, tree: Any = None) -> Export:
+def export(plan: TargetPlan, tree: Any = None, version: Any = None) -> Export:
     config = plan.to_lora_config()
     data = config.to_dict()
     data["base_model_name_or_path"] = model_id(plan)

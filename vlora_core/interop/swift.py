@@ -7,8 +7,10 @@ The rule, read from ms-swift 3.x-4.x (swift/llm/argument/tuner_args.py, swift/ll
 explicit ``--target_modules`` list goes to PEFT as its suffix list, the freeze flags ignored. Defaults:
 ``--lora_rank 8 --lora_alpha 32 --lora_dropout 0.05``. ``--modules_to_save`` becomes PEFT's.
 
-Export writes ``--target_regex`` with the plan's regex: the targets are exact. ms-swift has one rank and one
-alpha and no ``target_parameters``: per-component ranks and parameter targets are lost, and said so.
+Export writes ``--target_regex`` with the plan's regex: the targets are exact; parameter targets go to
+``--target_parameters`` (ms-swift 4.x; lost for 3.x). ms-swift has one rank and one alpha: per-component ranks
+are lost, and said so. ms-swift 4 renamed ``--train_type`` to ``--tuner_type`` with no alias: the default writes
+the 4.x spelling, ``--tool-version 3`` the 3.x one (``versions.VERSIONS``), and import reads both.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .common import (
     saved_matches,
 )
 from .common import spec_for as _spec_for
+from .versions import ToolVersion, spellings, tool_version
 
 TITLE = "ms-swift (swift sft arguments)"
 VERSION_READ = "ms-swift 3.x-4.x, swift/llm/train/tuner.py (get_multimodal_target_regex)"
@@ -52,12 +55,17 @@ LISTS = {"target_modules", "modules_to_save"}
 PARTS = {"freeze_vit": ("vision", "audio"), "freeze_aligner": ("projector",), "freeze_llm": ("language",)}
 
 
-def export(plan: TargetPlan, tree: Any = None) -> Export:
+def export(plan: TargetPlan, tree: Any = None, version: ToolVersion | None = None) -> Export:
     spec = plan.spec
-    lost = lost_lines(plan, "ms-swift", ranks=False, parameters=False, bias=("none", "all"), init=True)
-    args: dict[str, Any] = {"model": model_id(plan), "train_type": "lora", "lora_rank": spec.r,
-                            "lora_alpha": plan.alpha, "lora_dropout": spec.lora_dropout,
-                            "target_regex": plan.target_regex}
+    version = version or tool_version("swift")
+    parameters = bool(version.facts.get("target_parameters"))
+    lost = lost_lines(plan, "ms-swift", ranks=False, parameters=parameters, bias=("none", "all"), init=True)
+    args: dict[str, Any] = {"model": model_id(plan), version.facts["tuner_flag"]: "lora", "lora_rank": spec.r,
+                            "lora_alpha": plan.alpha, "lora_dropout": spec.lora_dropout}
+    if plan.target_regex is not None:
+        args["target_regex"] = plan.target_regex
+    if parameters and plan.parameter_targets:
+        args["target_parameters"] = [t.name for t in plan.parameter_targets]
     if plan.full_modules:
         args["modules_to_save"] = [m.name for m in plan.full_modules]
     if spec.bias == "all":
@@ -73,7 +81,8 @@ def export(plan: TargetPlan, tree: Any = None) -> Export:
     for key, value in args.items():
         values = value if isinstance(value, list) else [value]
         parts.append(f"--{key} " + " ".join(shlex.quote(str(v)) for v in values))
-    return export_file(plan, "swift", " \\\n    ".join(parts) + "\n", lost=lost, notes=notes, kwargs=args)
+    return export_file(plan, "swift", " \\\n    ".join(parts) + "\n", lost=lost, notes=notes, kwargs=args,
+                       version=version)
 
 
 # --- import -------------------------------------------------------------------------------------------
@@ -105,10 +114,11 @@ def read(path: str | Path) -> dict[str, Any]:
 def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source: str
            ) -> tuple[Trains, dict[str, Any] | None]:
     known = {**DEFAULTS, **config}
-    kind = str(known.get("train_type", known.get("tuner_type", "lora")))
+    flag = next((f for f in sorted(spellings("swift", "tuner_flag")) if f in known), None)
+    kind = str(known[flag]) if flag else "lora"
     if kind != "lora":
         raise SpecError(f"train_type is {kind!r}: only LoRA configs can be imported", where=source,
-                        hint="use --train_type lora")
+                        hint="use --tuner_type lora (ms-swift 4; --train_type in 3.x)")
     flags = {k: as_bool(known[k], k, source) for k in PARTS}
     r = as_number(known["lora_rank"], "lora_rank", source)
     alpha = as_number(known["lora_alpha"], "lora_alpha", source, float)
@@ -132,9 +142,8 @@ def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source:
         if not flags["freeze_aligner"]:
             bare = [e.name for e in tree.entries if e.kind == LINEAR and e.name
                     and (w := arch.place(e.name)) and w.component == "projector" and not w.leaf]
-            if bare:
-                notes.append(f"--freeze_aligner false: the projector {bare[0]} is one Linear, and all-linear adapts "
-                             "only Linear modules inside a part, so it gets no adapter")
+            if bare:  # ms-swift 4.6.0's get_multimodal_target_regex adds a single-Linear aligner itself
+                chosen += [n for n in bare if n not in chosen]
     else:
         chosen = peft_matches(modules, names, source=source)
         notes += dead_entry_warnings(modules, "--target_modules")

@@ -47,6 +47,7 @@ from .common import (
     saved_matches,
 )
 from .common import spec_for as _spec_for
+from .versions import ToolVersion
 
 TITLE = "Unsloth (FastVisionModel.get_peft_model keyword arguments)"
 VERSION_READ = "unsloth 2025.9-2026.11, unsloth_zoo.peft_utils.get_peft_regex"
@@ -57,7 +58,7 @@ TAGS = {"vision": ("vision", "image", "visual", "patch"), "language": ("language
         "attention": ("self_attn", "attention", "attn"), "mlp": ("mlp", "feed_forward", "ffn", "dense")}
 
 
-def export(plan: TargetPlan, tree: Any = None) -> Export:
+def export(plan: TargetPlan, tree: Any = None, version: ToolVersion | None = None) -> Export:
     spec = plan.spec
     config = plan.to_lora_config()
     components = {t.component for t in plan.targets} | {m.component for m in plan.full_modules}
@@ -95,7 +96,7 @@ def export(plan: TargetPlan, tree: Any = None) -> Export:
                      "vision tower")
     body = "\nfrom unsloth import FastVisionModel\n\nmodel = FastVisionModel.get_peft_model(\n    model,\n"
     body += "".join(f"    {k}={v!r},\n" for k, v in kwargs.items()) + ")\n"
-    return export_file(plan, "unsloth", body, notes=notes, kwargs=kwargs)
+    return export_file(plan, "unsloth", body, notes=notes, kwargs=kwargs, version=version)
 
 
 # --- import -------------------------------------------------------------------------------------------

@@ -139,3 +139,43 @@ def test_full_size_reference_plans_and_counts():
     meta = reference_model(NAME)
     tied = meta.lm_head.weight is meta.get_input_embeddings().weight
     assert plan.total_params == full - (embed if tied else 0)
+
+
+PIXTRAL_REF = "pixtral-12b"
+# PixtralVisionConfig's defaults, for the keys the published config leaves out (the model card's 400M Pixtral-ViT)
+PIXTRAL_VISION_DEFAULTS = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+                           "num_attention_heads": 16, "num_channels": 3}
+
+
+def test_pixtral_12b_reference_plans_and_counts():
+    _, arch, ref = default_registry().require_reference(PIXTRAL_REF)
+    assert arch.name == "pixtral_llava" and ref.hub_id == "mistral-community/pixtral-12b"
+    config = json.loads(ref.config_path.read_text())
+    v = PIXTRAL_VISION_DEFAULTS | config["vision_config"]
+    t = config["text_config"]
+    r = 8
+    plan = resolve({"finetune_projector": "lora", "r": r}, PIXTRAL_REF)
+    vd, vi, vh = v["hidden_size"], v["intermediate_size"], v["num_attention_heads"] * v["head_dim"]
+    h, inter, hd, heads = t["hidden_size"], t["intermediate_size"], t["head_dim"], 32  # Mistral's default heads
+    q, kv = heads * hd, t["num_key_value_heads"] * hd
+    want = {
+        "vision": r * v["num_hidden_layers"] * (3 * (vd + vh) + (vh + vd) + 2 * (vd + vi) + (vi + vd)),
+        "projector": r * ((vd + h) + (h + h)),
+        "language": r * t["num_hidden_layers"] * ((h + q) + 2 * (h + kv) + (q + h) + 3 * (h + inter)),
+    }
+    assert {c: sum(x.lora_params for x in plan.targets if x.component == c) for c in want} == want
+    assert plan.layer_counts == {"vision": v["num_hidden_layers"], "language": t["num_hidden_layers"]}
+    # parameters from the config's dimensions: the patch convolution without bias, RMSNorms, no attention biases;
+    # the projector's two Linears with biases (multimodal_projector_bias defaults to true)
+    vision = vd * v["num_channels"] * v["patch_size"] ** 2 + vd + v["num_hidden_layers"] * (
+        4 * vd * vh + 3 * vd * vi + 2 * vd)
+    projector = vd * h + h + h * h + h
+    embed = t["vocab_size"] * h
+    language = embed + t["num_hidden_layers"] * (2 * h * q + 2 * h * kv + 3 * h * inter + 2 * h) + h
+    full = vision + projector + language + embed  # its own LM head (text_config leaves tying off)
+    assert round(full / 1e9, 1) == 12.7  # the model card's "12B decoder + 400M vision encoder"
+    from vlora_core.testing import reference_model
+
+    meta = reference_model(PIXTRAL_REF)
+    tied = meta.lm_head.weight is meta.get_input_embeddings().weight
+    assert plan.total_params == full - (embed if tied else 0)

@@ -67,6 +67,9 @@ PIXTRAL_LLAVA = ArchitectureSpec(
     model_types=("llava",),
     when={"vision_config.model_type": "pixtral"},
     components=(VISION, _projector("linear_1", "linear_2"), LANGUAGE),
+    # mistral-community/pixtral-12b's published config.json (provenance: configs/pixtral-12b.provenance.txt)
+    references=(ReferenceModel(name="pixtral-12b", hub_id="mistral-community/pixtral-12b",
+                               config_path=CONFIGS / "pixtral-12b.json"),),
 )
 
 

@@ -1,0 +1,72 @@
+"""Which versions of each tool a format targets, as data: one ``ToolVersion`` per range of releases that behave
+alike, newest first, each fact with the file it was read from. The next rename is one entry (and one failing
+test), not a code change; the serving engines' rules are the same kind of data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class ToolVersion:
+    """What one range of a tool's releases does."""
+
+    tool: str
+    versions: str  # the range, as users say it: "4.x", "3.x"
+    read_from: str  # the file(s) the facts were read from
+    proven: str | None = None  # the release vlora's output was handed to and checked against; None: read only
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """``ms-swift 4.x (proven on 4.6.0)`` or ``... (read from X, not run)``, for file headers."""
+        how = f"proven on {self.proven}" if self.proven else f"read from {self.read_from}, not run"
+        return f"{NAMES.get(self.tool, self.tool)} {self.versions} ({how})"
+
+    def matches(self, requested: str) -> bool:
+        """Whether ``requested`` ("3", "3.x", "3.5.1") falls in this range."""
+        major = requested.strip().removesuffix(".x").split(".")[0]
+        return self.versions.split(".")[0] == major
+
+
+NAMES = {"peft": "PEFT", "unsloth": "Unsloth", "llamafactory": "LLaMA-Factory", "swift": "ms-swift",
+         "axolotl": "axolotl"}
+
+VERSIONS: dict[str, tuple[ToolVersion, ...]] = {
+    "peft": (ToolVersion("peft", "0.21", "peft/tuners/lora/config.py", proven="0.21.2"),),
+    "unsloth": (ToolVersion("unsloth", "2025", "unsloth-zoo peft_utils.py (get_peft_regex), 2025-09"),),
+    "llamafactory": (ToolVersion("llamafactory", "0.9", "model/model_utils/visual.py (COMPOSITE_MODELS), mainline "
+                                 "2025-2026"),),
+    "swift": (
+        ToolVersion("swift", "4.x", "swift/arguments (ms-swift 4.6.0: --tuner_type, --target_parameters)",
+                    facts={"tuner_flag": "tuner_type", "target_parameters": True}),
+        ToolVersion("swift", "3.x", "swift/llm/argument/tuner_args.py (ms-swift 3.x)",
+                    facts={"tuner_flag": "train_type", "target_parameters": False}),
+    ),
+    "axolotl": (ToolVersion("axolotl", "0.x", "axolotl/utils/config (lora_target_modules, lora_target_parameters)"),),
+}
+
+
+def tool_version(tool: str, requested: str | None = None) -> ToolVersion:
+    """The newest range of ``tool`` (the default), or the one ``requested`` falls in."""
+    known = VERSIONS[tool]
+    if requested is None:
+        return known[0]
+    found = next((v for v in known if v.matches(requested)), None)
+    if found is None:
+        raise UsageError(f"--tool-version {requested!r}: vlora knows {NAMES.get(tool, tool)} "
+                         + ", ".join(v.versions for v in known),
+                         hint="leave --tool-version out for the newest, or give one of those")
+    return found
+
+
+def spellings(tool: str, fact: str) -> set[Any]:
+    """Every value a fact has had in any known range (an import reads every spelling)."""
+    return {v.facts[fact] for v in VERSIONS[tool] if fact in v.facts}
+
+
+__all__ = ["NAMES", "VERSIONS", "ToolVersion", "spellings", "tool_version"]
