@@ -37,6 +37,9 @@ class AdapterSpec:
         return "\n".join(head) + "\n" + yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True)
 
 
+_NEUTRAL = {"lora_dropout": 0.0, "use_dora": False}
+
+
 def _layers_value(layers: list[int], count: int) -> Any:
     """A layer selection in the spec's words: None (all), {first: N}, {last: N} or the list."""
     chosen = sorted(set(layers))
@@ -107,11 +110,16 @@ def synthesize(lora: dict[str, tuple[int, float]], full: list[str], tree: Any, r
             data[component] = block
     if saved:
         data["modules_to_save"] = [re.escape(n) for n in saved]
-    plan = resolve(data, tree, registry=registry)
+    def search(spec: dict[str, Any]) -> Any:
+        """The plan of a spec on the way to the answer: without dropout and DoRA, which PEFT refuses on expert
+        weights the intermediate spec may still plan (the final spec has them back, and leaves those out)."""
+        return resolve({**spec, **{k: v for k, v in _NEUTRAL.items() if k in spec}}, tree, registry=registry)
+
+    plan = search(data)
     left = set(lora) - {t.name for t in plan.targets}
     if left:  # modules on layers the model never uses: the adapter trained them, so the spec includes them
         trial = {**data, "include_unused_layers": True}
-        again = resolve(trial, tree, registry=registry)
+        again = search(trial)
         if len(set(lora) - {t.name for t in again.targets}) < len(left):
             data, plan = trial, again
     # a layer where the adapter has only a few of the planned modules is better said as extra targets than
@@ -133,7 +141,7 @@ def synthesize(lora: dict[str, tuple[int, float]], full: list[str], tree: Any, r
             data[component] = {**block, "layers": value if value is not None else complete}
             changed = True
     if changed:
-        plan = resolve(data, tree, registry=registry)
+        plan = search(data)
     planned = {t.name: t for t in plan.targets}
     extras = sorted(set(lora) - set(planned))
     missing = [planned[n] for n in planned if n not in lora]
@@ -143,8 +151,7 @@ def synthesize(lora: dict[str, tuple[int, float]], full: list[str], tree: Any, r
         data["target_modules_extra"] = [re.escape(n) for n in inside]
     if missing:
         data["exclude_modules"] = names_regex((t.path, t.layer, t.leaf) for t in missing)
-    if inside or missing:
-        plan = resolve(data, tree, registry=registry)
+    plan = resolve(data, tree, registry=registry)
     got = {t.name for t in plan.targets}
     if got != set(lora) - set(unexpressed):
         raise VloraError(f"internal error: the spec written for {origin} does not reproduce its targets",

@@ -409,3 +409,11 @@ def test_swift_4_adapts_a_single_linear_aligner_when_it_is_not_frozen():
         imported = import_config(path, "swift", "Llama-3.2-11B-Vision", registry=registry)
     projector = [t.name for t in imported.plan.targets if t.component == "projector"]
     assert projector == ["model.multi_modal_projector"]
+
+
+def test_a_moe_config_with_dropout_imports_when_no_expert_is_adapted(tmp_path):
+    config = tmp_path / "unsloth.yaml"
+    config.write_text("r: 16\nlora_alpha: 16\nlora_dropout: 0.05\nfinetune_vision_layers: false\n")
+    imported = import_config(config, "unsloth", "Qwen3.5-35B-A3B")
+    assert imported.plan.spec.lora_dropout == 0.05 and imported.data["lora_dropout"] == 0.05
+    assert imported.plan.targets and not imported.plan.parameter_targets  # the experts are not adapted
