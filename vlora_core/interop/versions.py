@@ -40,10 +40,10 @@ VERSIONS: dict[str, tuple[ToolVersion, ...]] = {
     "peft": (ToolVersion("peft", "0.21", "peft/tuners/lora/config.py", proven="0.21.2"),),
     "unsloth": (ToolVersion("unsloth", "2025", "unsloth-zoo peft_utils.py (get_peft_regex), 2025-09"),),
     "llamafactory": (ToolVersion("llamafactory", "0.9", "model/model_utils/visual.py (COMPOSITE_MODELS), mainline "
-                                 "2025-2026"),),
+                                 "2025-2026", proven="0.9.5"),),  # .ci/real_llamafactory.py
     "swift": (
         ToolVersion("swift", "4.x", "swift/arguments (ms-swift 4.6.0: --tuner_type, --target_parameters)",
-                    facts={"tuner_flag": "tuner_type", "target_parameters": True}),
+                    proven="4.6.0", facts={"tuner_flag": "tuner_type", "target_parameters": True}),  # .ci/real_swift.py
         ToolVersion("swift", "3.x", "swift/llm/argument/tuner_args.py (ms-swift 3.x)",
                     facts={"tuner_flag": "train_type", "target_parameters": False}),
     ),
