@@ -396,3 +396,11 @@ def test_a_bin_that_needs_unpickling_is_refused_without_torchs_unsafe_advice(tmp
     assert main(["adapter", "inspect", str(folder)]) == 7
     err = capsys.readouterr().err
     assert "cannot be read safely" in err and "weights_only=False" not in err and "trust" not in err
+
+
+def test_an_unsloth_rank_pattern_runs_on_the_bounded_engine(tmp_path):
+    # with Python's re this key backtracks for minutes on every module name; the boundary's engine ends it
+    config = tmp_path / "unsloth.yaml"
+    config.write_text("r: 8\nlora_alpha: 16\nrank_pattern:\n  '([a-z._0-9]+)+!': 4\n")
+    result = run("import", str(config), "--from", "unsloth", "--model", "Qwen2-VL-2B-Instruct", timeout=60)
+    assert result.returncode == 0, result.stderr

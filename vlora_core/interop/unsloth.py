@@ -27,7 +27,7 @@ from typing import Any
 from ..boundary import read_text
 from ..errors import SpecError
 from ..modeltree import ModuleTree
-from ..peft.rules import dead_entry_warnings
+from ..peft.rules import dead_entry_warnings, pattern_values
 from ..plan import TargetPlan
 from ..plugins import Registry
 from ..vocabulary import LINEAR
@@ -41,7 +41,6 @@ from .common import (
     as_number,
     as_regex,
     export_file,
-    pattern_value,
     peft_matches,
     read_mapping,
     saved_matches,
@@ -238,8 +237,10 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
             as_regex(k, key, source)
         kind = int if key == "rank_pattern" else float
         patterns[key] = {k: as_number(v, key, source, kind) for k, v in value.items()}
-    lora = {n: (pattern_value(patterns["rank_pattern"], n, r), pattern_value(patterns["alpha_pattern"], n, alpha))
-            for n in wrappable}
+    ranks = pattern_values(patterns["rank_pattern"], wrappable, r, where=source, error=SpecError, what="rank_pattern")
+    alphas = pattern_values(patterns["alpha_pattern"], wrappable, alpha, where=source, error=SpecError,
+                            what="alpha_pattern")
+    lora = {n: (ranks[n], alphas[n]) for n in wrappable}
     params = as_names(known.get("target_parameters"), "target_parameters", source)
     if params:
         notes.append(f"target_parameters ({', '.join(params)}) are not imported: the spec below leaves those "
