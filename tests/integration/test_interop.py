@@ -413,7 +413,9 @@ def test_swift_4_adapts_a_single_linear_aligner_when_it_is_not_frozen():
 
 def test_a_moe_config_with_dropout_imports_when_no_expert_is_adapted(tmp_path):
     config = tmp_path / "unsloth.yaml"
-    config.write_text("r: 16\nlora_alpha: 16\nlora_dropout: 0.05\nfinetune_vision_layers: false\n")
+    # target_parameters: [] keeps Unsloth from adding the expert weights by itself
+    config.write_text("r: 16\nlora_alpha: 16\nlora_dropout: 0.05\nfinetune_vision_layers: false\n"
+                      "target_parameters: []\n")
     imported = import_config(config, "unsloth", "Qwen3.5-35B-A3B")
     assert imported.plan.spec.lora_dropout == 0.05 and imported.data["lora_dropout"] == 0.05
     assert imported.plan.targets and not imported.plan.parameter_targets  # the experts are not adapted

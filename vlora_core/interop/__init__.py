@@ -15,9 +15,14 @@ from ..plan import TargetPlan
 from ..plugins import Registry, default_registry
 from . import axolotl, llamafactory, peft, swift, unsloth, versions
 from .common import Export, Imported
+from .contract import Exporter, Importer, Tool
 
-EXPORTERS = {"peft": peft, "unsloth": unsloth, "llamafactory": llamafactory, "swift": swift, "axolotl": axolotl}
-IMPORTERS = {"unsloth": unsloth, "llamafactory": llamafactory, "swift": swift}
+# the one registry of formats (tests/integration/test_interop_contract.py checks each against the contract)
+TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
+    Tool("peft", peft), Tool("unsloth", unsloth, unsloth), Tool("llamafactory", llamafactory, llamafactory),
+    Tool("swift", swift, swift), Tool("axolotl", axolotl))}
+EXPORTERS: dict[str, Exporter] = {name: tool.exporter for name, tool in TOOLS.items()}
+IMPORTERS: dict[str, Importer] = {name: tool.importer for name, tool in TOOLS.items() if tool.importer is not None}
 
 
 def export_plan(plan: TargetPlan, tool: str, tree: ModuleTree | None = None, *,
@@ -49,4 +54,5 @@ def import_config(path: str | Path, tool: str, model: str | None = None, *, tree
     return importer.import_config(config, str(path), tree, registry, model=model)
 
 
-__all__ = ["EXPORTERS", "IMPORTERS", "Export", "Imported", "export_plan", "import_config"]
+__all__ = ["EXPORTERS", "IMPORTERS", "TOOLS", "Export", "Exporter", "Imported", "Importer", "Tool", "export_plan",
+           "import_config"]

@@ -37,6 +37,7 @@ class Export:
     lost: tuple[str, ...] = ()  # what the plan asks and the tool cannot do (the config is the nearest one)
     notes: tuple[str, ...] = ()  # how the tool reads this config, where that is not what its flags suggest
     kwargs: dict[str, Any] = field(default_factory=dict, compare=False)  # the values, as data (for tests and code)
+    version: ToolVersion | None = None  # the releases of the tool it is written for (also in the text's header)
 
 
 def peft_matches(target_modules: str | Iterable[str] | None, names: Iterable[str], *, source: str = "",
@@ -64,7 +65,7 @@ def export_file(plan: TargetPlan, tool: str, body: str, *, lost: Iterable[str] =
              f"{len(plan.targets)} LoRA targets, {plan.lora_params:,} LoRA parameters"
              + ("; nothing is lost" if not lost else ""), *extra]
     lines += [f"lost: {x}" for x in lost] + [f"note: {x}" for x in notes]
-    return Export(tool=tool, text=header(lines) + body, lost=lost, notes=notes, kwargs=kwargs)
+    return Export(tool=tool, text=header(lines) + body, lost=lost, notes=notes, kwargs=kwargs, version=version)
 
 
 def lost_lines(plan: TargetPlan, tool: str, *, ranks: bool, parameters: bool, bias: tuple[str, ...],
@@ -144,8 +145,9 @@ class Imported:
             lines += ["", f"where {self.tool} does not do what its flags suggest:"]
             lines += [f"- {d}" for d in self.differences]
         if self.unexpressed:
-            lines += ["", f"{self.tool} also adapts {len(self.unexpressed)} modules outside every component, which "
-                      "no spec can target: " + ", ".join(self.unexpressed[:4])
+            count = len(self.unexpressed)
+            lines += ["", f"{self.tool} also adapts {count} module{'s' if count != 1 else ''} outside every "
+                      "component, which no spec can target: " + ", ".join(self.unexpressed[:4])
                       + (" ..." if len(self.unexpressed) > 4 else "")]
         return header(lines) + yaml.safe_dump(self.data, sort_keys=False, allow_unicode=True)
 

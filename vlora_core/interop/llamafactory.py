@@ -46,29 +46,40 @@ from .common import spec_for as _spec_for
 from .versions import ToolVersion
 
 TITLE = "LLaMA-Factory (training YAML keys)"
-VERSION_READ = "LLaMA-Factory mainline 2025-2026, model/model_utils/visual.py (COMPOSITE_MODELS)"
+VERSION_READ = "LLaMA-Factory 0.9.5, model/model_utils/visual.py (COMPOSITE_MODELS) and misc.py"
 
 
 @dataclass(frozen=True)
 class Composite:
-    projector: str = "multi_modal_projector"
+    """One entry of LLaMA-Factory's composite-model table: substrings of module names."""
+
+    projectors: tuple[str, ...] = ("multi_modal_projector",)
     vision: tuple[str, ...] = ("vision_tower",)
     language: tuple[str, ...] = ("language_model", "lm_head")
     conflict: tuple[str, ...] = ()
 
 
-_QWEN2_VL = Composite(projector="visual.merger", vision=("visual.patch_embed", "visual.blocks"),
-                      conflict=("patch_embed",))
-_QWEN3_VL = Composite(projector="visual.merger",
-                      vision=("visual.patch_embed", "visual.blocks", "visual.deepstack_merger_list"),
-                      conflict=("patch_embed",))
+_QWEN_VL = dict(projectors=("visual.merger",), vision=("visual.patch_embed", "visual.blocks"),
+                conflict=("patch_embed",))
+_QWEN3_VL = dict(projectors=("visual.merger",), conflict=("patch_embed",),
+                 vision=("visual.pos_embed", "visual.patch_embed", "visual.blocks", "visual.deepstack_merger_list"))
+_QWEN3_5 = dict(projectors=("model.visual.merger",), conflict=("patch_embed",),
+                vision=("visual.pos_embed", "visual.patch_embed", "visual.blocks"))
+# LLaMA-Factory 0.9.5, src/llamafactory/model/model_utils/visual.py (_register_composite_model), the model types of
+# transformers' image-text-to-text registry (Keye, MiniCPM-V, dots.ocr and the audio/omni thinkers are remote code)
 COMPOSITE_MODELS: dict[str, Composite] = {
     "gemma3": Composite(), "paligemma": Composite(), "llava": Composite(), "llava_next": Composite(),
-    "llava_next_video": Composite(), "video_llava": Composite(), "internvl": Composite(), "kimi_vl": Composite(),
-    "gemma3n": Composite(vision=("vision_tower", "audio_tower")),
+    "llava_next_video": Composite(), "video_llava": Composite(), "internvl": Composite(), "interns1": Composite(),
+    "kimi_vl": Composite(),
+    "gemma3n": Composite(vision=("vision_tower", "audio_tower"), conflict=("timm_model", "subsample_conv_projection")),
+    "gemma4": Composite(projectors=("model.embed_vision", "model.embed_audio"), vision=("vision_tower", "audio_tower"),
+                        conflict=("per_layer_projection_norm",)),
     "mllama": Composite(vision=("vision_model",)), "llama4": Composite(vision=("vision_model",)),
-    "mistral3": Composite(projector="model.multi_modal_projector"),
-    "qwen2_vl": _QWEN2_VL, "qwen2_5_vl": _QWEN2_VL, "qwen3_vl": _QWEN3_VL, "qwen3_vl_moe": _QWEN3_VL,
+    "mistral3": Composite(projectors=("model.multi_modal_projector",)),
+    "glm4v": Composite(**_QWEN_VL), "glm4v_moe": Composite(**_QWEN_VL), "glm_ocr": Composite(**_QWEN_VL),
+    "qwen2_vl": Composite(**_QWEN_VL), "qwen2_5_vl": Composite(**_QWEN_VL),
+    "qwen3_vl": Composite(**_QWEN3_VL), "qwen3_vl_moe": Composite(**_QWEN3_VL),
+    "qwen3_5": Composite(**_QWEN3_5), "qwen3_5_moe": Composite(**_QWEN3_5),
 }
 DEFAULTS: dict[str, Any] = {"lora_rank": 8, "lora_alpha": None, "lora_dropout": 0.0, "lora_target": "all",
                             "freeze_vision_tower": True, "freeze_multi_modal_projector": True,
@@ -98,7 +109,7 @@ def targets(settings: dict[str, Any], tree: ModuleTree) -> tuple[list[str], list
     if wanted == ["all"]:
         skip = {"lm_head"}
         if composite:
-            skip.add(composite.projector)
+            skip.update(composite.projectors)
             if settings["freeze_vision_tower"]:
                 skip.update(composite.vision)
         wanted = sorted({e.name.rpartition(".")[2] for e in tree.entries if e.name
@@ -109,7 +120,7 @@ def targets(settings: dict[str, Any], tree: ModuleTree) -> tuple[list[str], list
         if settings["freeze_vision_tower"]:
             forbidden.update(composite.vision)
         if settings["freeze_multi_modal_projector"]:
-            forbidden.add(composite.projector)
+            forbidden.update(composite.projectors)
         if settings["freeze_language_model"]:
             forbidden.update(composite.language)
         lora = [n for n in names if any(t in n for t in wanted) and not any(f in n for f in forbidden)]
@@ -144,8 +155,13 @@ def export(plan: TargetPlan, tree: ModuleTree, version: ToolVersion | None = Non
     want = {t.name for t in plan.module_targets}
     candidates = ["all", ",".join(sorted({t.name.rpartition(".")[2] for t in plan.module_targets})),
                   ",".join(_holders(plan, tree)), ",".join(t.name for t in plan.module_targets)]
-    for lora_target in candidates:
+    tries = [(lora_target, unfreeze) for lora_target in candidates for unfreeze in (False, True)]
+    for lora_target, unfreeze in tries:  # unfreeze: LLaMA-Factory files some of the plan under its vision keys
         settings = _settings(plan, lora_target)
+        if unfreeze:
+            if not settings["freeze_vision_tower"]:
+                continue
+            settings["freeze_vision_tower"] = False
         got, _ = targets(settings, tree)
         wrapped = {n for n in got if tree.get(n) is not None and tree.get(n).kind is not None}
         if wrapped == want and len(got) == len(wrapped):
@@ -155,10 +171,18 @@ def export(plan: TargetPlan, tree: ModuleTree, version: ToolVersion | None = Non
     if extra:  # children of a full name (a wrapper's inner Linear): PEFT gets them too
         lost.append(f"{len(extra)} modules inside the targets match too (e.g. {extra[0]}): LLaMA-Factory matches "
                     "by substring, so a target's children go to PEFT with it")
+    missing = sorted(want - wrapped)
+    if missing:
+        lost.append(f"{len(missing)} planned targets LLaMA-Factory does not adapt with any lora_target (e.g. "
+                    f"{missing[0]})")
     notes = []
     if (tree.model_type or "") not in COMPOSITE_MODELS:
         notes.append(f"model_type {tree.model_type} is not in LLaMA-Factory's composite-model table: its freeze_* "
                      "keys do nothing and lora_target is a list of name ends for PEFT")
+    if settings["freeze_vision_tower"] is False and not {t.component for t in plan.targets} & {"vision", "audio"}:
+        notes.append("freeze_vision_tower: false only lets the explicit lora_target reach modules LLaMA-Factory files "
+                     "under its vision keys (" + ", ".join(COMPOSITE_MODELS[tree.model_type or ""].vision)
+                     + "); no vision layer is adapted")
     if "projector" in {t.component for t in plan.targets}:
         notes.append("the projector's LoRA needs the explicit lora_target below with freeze_multi_modal_projector: "
                      "false; lora_target: all never adapts the projector")

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..plan import TargetPlan
 from .common import Export, model_id
+from .versions import tool_version
 
 TITLE = "PEFT (adapter_config.json)"
 
@@ -28,7 +29,8 @@ def export(plan: TargetPlan, tree: Any = None, version: Any = None) -> Export:
     data = config.to_dict()
     data["base_model_name_or_path"] = model_id(plan)
     text = json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n"
-    return Export(tool="peft", text=text, kwargs=json.loads(text))
+    # JSON holds no comment: the version it is written for is the Export's (PEFT's own keys, as the installed one has)
+    return Export(tool="peft", text=text, kwargs=json.loads(text), version=version or tool_version("peft"))
 
 
 __all__ = ["TITLE", "export"]

@@ -53,6 +53,52 @@ DEFAULTS: dict[str, Any] = {"lora_rank": 8, "lora_alpha": 32, "lora_dropout": 0.
                             "modules_to_save": []}
 LISTS = {"target_modules", "modules_to_save"}
 PARTS = {"freeze_vit": ("vision", "audio"), "freeze_aligner": ("projector",), "freeze_llm": ("language",)}
+_QWEN = {"freeze_llm": ("model.language_model",), "freeze_vit": ("model.visual",),
+         "freeze_aligner": ("model.visual.merger",)}
+_LLAVA = {"freeze_llm": ("model.language_model",), "freeze_vit": ("model.vision_tower",),
+          "freeze_aligner": ("model.multi_modal_projector",)}
+# ms-swift 4.6.0's model_arch (swift/model/model_arch.py) of the bundled families, by transformers model type: the
+# module roots each freeze flag covers. all-linear takes the Linears under the unfrozen roots (a model type not
+# listed here: vlora's components stand for the roots).
+MODEL_ARCH: dict[str, dict[str, tuple[str, ...]]] = {
+    "qwen2_vl": _QWEN, "qwen2_5_vl": _QWEN, "qwen3_5": _QWEN, "qwen3_5_moe": _QWEN,
+    "qwen3_vl": {**_QWEN, "freeze_aligner": ("model.visual.merger", "model.visual.deepstack_merger_list")},
+    "qwen3_vl_moe": {**_QWEN, "freeze_aligner": ("model.visual.merger", "model.visual.deepstack_merger_list")},
+    "llava": _LLAVA, "llava_next": _LLAVA, "gemma3": _LLAVA, "paligemma": _LLAVA,
+    "mllama": {**_LLAVA, "freeze_vit": ("model.vision_model",)},
+    "gemma4": {"freeze_llm": ("model.language_model",), "freeze_vit": ("model.vision_tower", "model.audio_tower"),
+               "freeze_aligner": ("model.embed_vision", "model.embed_audio")},
+    "llama4": {"freeze_llm": ("language_model",), "freeze_vit": ("vision_model",),
+               "freeze_aligner": ("multi_modal_projector",)},
+    "idefics3": {"freeze_llm": ("model.text_model",), "freeze_vit": ("model.vision_model",),
+                 "freeze_aligner": ("model.connector",)},
+}
+# find_all_linears: a module whose class name contains "linear" (not these wrappers), outside heads and PEFT's own
+NOT_LINEAR = ("glulinear", "gemma4clippablelinear")
+IGNORED = ("lm_head", "score", "v_head", "classifier", "lora_A", "lora_B", "base_layer")
+
+
+def all_linear(tree: ModuleTree, flags: dict[str, bool]) -> list[str] | None:
+    """What ``--target_modules all-linear`` adapts under ms-swift's model_arch roots (None: type not known)."""
+    roots = MODEL_ARCH.get(tree.model_type or "")
+    if roots is None:
+        return None
+    aligners = roots["freeze_aligner"]
+    chosen = []
+    for flag in ("freeze_llm", "freeze_vit", "freeze_aligner"):
+        if flags[flag]:
+            continue
+        for root in roots[flag]:
+            rejected = [a for a in aligners if a.startswith(root + ".")] if flag != "freeze_aligner" else []
+            for e in tree.entries:
+                kind = e.type_name.lower()
+                if not (e.name == root or e.name.startswith(root + ".")) or "linear" not in kind or any(
+                        c in kind for c in NOT_LINEAR) or any(i in e.name for i in IGNORED):
+                    continue
+                if any(e.name == a or e.name.startswith(a + ".") for a in rejected) or e.name in chosen:
+                    continue
+                chosen.append(e.name)
+    return chosen
 
 
 def export(plan: TargetPlan, tree: Any = None, version: ToolVersion | None = None) -> Export:
@@ -131,6 +177,8 @@ def trains(config: dict[str, Any], tree: ModuleTree, registry: Registry, source:
                             where=source, hint="give one --target_regex")
         as_regex(known["target_regex"], "target_regex", source)
         chosen = peft_matches(known["target_regex"], names, source=source, key="target_regex")
+    elif "all-linear" in modules and (known_roots := all_linear(tree, flags)) is not None:
+        chosen = known_roots
     elif "all-linear" in modules:
         arch = architecture_of(tree, registry)
         open_parts = {c for k, cs in PARTS.items() if not flags[k] for c in cs}

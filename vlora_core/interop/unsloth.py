@@ -7,13 +7,25 @@ regex, rank and alpha patterns, ``modules_to_save`` and ``target_parameters`` pa
 expert parameters themselves when it is left out. The four toggles are written for the reader and for the
 vLLM check (``fast_inference`` refuses ``finetune_vision_layers=True``); with a regex Unsloth does not read them.
 
-Import. The keywords of a ``get_peft_model`` call (a Python file holding the call, or a YAML/JSON mapping).
-Without ``target_modules`` (or with "all-linear", which turns the four toggles on) Unsloth builds its regex from
-substring tags (``get_peft_regex``, unsloth_zoo/peft_utils.py, unchanged 2025-09 to 2026-11): Linear leaf
-names that occur more than once, under a name part that contains a tower tag (``vision|image|visual|patch``,
-``language|text``) and then a role tag (``self_attn|attention|attn``, ``mlp|feed_forward|ffn|dense``), or
-``model.layers.N.<role tag>.<leaf>``; when that matches nothing, the tower tags are dropped. A string goes to
-PEFT as a regex; a list as PEFT's suffix list.
+Import. The keywords of a ``get_peft_model`` call (a Python file holding the call, read and never run, with
+module-level constants read as a person would; or a YAML/JSON mapping). What Unsloth 2026.10.9 then does
+(unsloth/models/vision.py ``FastBaseModel.get_peft_model`` around unsloth-zoo's ``get_peft_regex``; CI checks this
+emulation against that real function, .ci/real_unsloth.py):
+
+- ``target_modules`` left out, or "all-linear" (which turns all five toggles on, ``finetune_audio_layers`` too):
+  one regex from name tags. Leaves: the names of ``nn.Linear`` modules seen more than once or inside a numbered
+  stack, less MoE ``router`` leaves. A module matches when a name part holds a tower tag
+  (``vision|image|visual|patch``, ``language|text``), then a role tag (``self_attn|attention|attn|mixer``,
+  ``mlp|feed_forward|ffn|dense|mixer``), then ``.<leaf>``; or ``model.layers.N.<role tag>...<leaf>`` outside
+  routed experts. Gemma-4/3n add branches for the audio tower and the vision/audio embedders. When nothing
+  matches, the tower tags are dropped. Parameter-free placeholders and MoE router gates are left out.
+- An explicit list with any toggle off (or audio on) is narrowed by the same regex: a module is adapted where
+  both select it. Otherwise a list goes to PEFT as its suffix list, and a string as a regex.
+- ``embed_tokens``/``lm_head`` in a list move to ``modules_to_save``.
+- A Gemma-4 clippable wrapper a target names is adapted through its inner ``.linear`` (Unsloth patches PEFT).
+- On a mixture-of-experts model, when ``target_parameters`` is left out, the fused expert weights whose leaves the
+  targets name (``mlp.experts.gate_up_proj``/``down_proj``, or ``experts.*``) join ``target_parameters`` by
+  themselves (its detection reads the regex, so this happens even with the language MLP toggled off).
 """
 
 from __future__ import annotations
@@ -49,12 +61,18 @@ from .common import spec_for as _spec_for
 from .versions import ToolVersion
 
 TITLE = "Unsloth (FastVisionModel.get_peft_model keyword arguments)"
-VERSION_READ = "unsloth 2025.9-2026.11, unsloth_zoo.peft_utils.get_peft_regex"
+VERSION_READ = "unsloth 2026.10.9 (FastBaseModel.get_peft_model), unsloth-zoo 2026.10.9 (get_peft_regex)"
 DEFAULTS: dict[str, Any] = {"r": 16, "lora_alpha": 16, "lora_dropout": 0.0, "bias": "none",
                             "finetune_vision_layers": True, "finetune_language_layers": True,
-                            "finetune_attention_modules": True, "finetune_mlp_modules": True, "target_modules": None}
+                            "finetune_attention_modules": True, "finetune_mlp_modules": True,
+                            "finetune_audio_layers": False, "target_modules": None}
 TAGS = {"vision": ("vision", "image", "visual", "patch"), "language": ("language", "text"),
-        "attention": ("self_attn", "attention", "attn"), "mlp": ("mlp", "feed_forward", "ffn", "dense")}
+        "attention": ("self_attn", "attention", "attn", "mixer"),
+        "mlp": ("mlp", "feed_forward", "ffn", "dense", "mixer")}
+TOGGLES = ("finetune_vision_layers", "finetune_language_layers", "finetune_attention_modules",
+           "finetune_mlp_modules", "finetune_audio_layers")
+ROUTERS = frozenset({"router"})  # MoE router leaves, never chosen by the automatic regex
+MOE_MLP = frozenset({"gate_proj", "up_proj", "down_proj", "gate_up_proj"})
 
 
 def export(plan: TargetPlan, tree: Any = None, version: ToolVersion | None = None) -> Export:
@@ -167,34 +185,164 @@ def read(path: str | Path) -> dict[str, Any]:
     return out
 
 
-def regex_for(tree: ModuleTree, vision: bool, language: bool, attention: bool, mlp: bool, source: str = "") -> str:
-    """The regex ``get_peft_regex`` builds for this model and these toggles (see the module's docstring)."""
-    if not (vision or language):
-        raise SpecError("Unsloth refuses finetune_vision_layers=False with finetune_language_layers=False "
-                        "(\"No layers to finetune\")", where=source or None,
+def _linears(tree: ModuleTree) -> list[str]:
+    """The Linear modules ``get_peft_regex`` lists: every ``nn.Linear`` (Conv1D is not one), each named once."""
+    return [e.name for e in tree.entries if e.kind == LINEAR and e.type_name != "Conv1D" and e.name]
+
+
+def _full(rx: str, name: str) -> bool:
+    return re.fullmatch(rx, name, flags=re.DOTALL) is not None
+
+
+def regex_for(tree: ModuleTree, vision: bool, language: bool, attention: bool, mlp: bool, audio: bool = False,
+              target_modules: list[str] | None = None, source: str = "") -> str:
+    """The regex ``get_peft_regex`` builds for this model, these toggles and (when given) an explicit list of
+    leaf names; see the module's docstring. Its own regex, built from the tree's leaf names (all escaped), so
+    Python's engine runs it."""
+    if not (vision or language or audio):
+        raise SpecError("Unsloth refuses finetune_vision_layers, finetune_language_layers and "
+                        "finetune_audio_layers all False (\"No layers to finetune\")", where=source or None,
                         hint="turn one of them on")
     if not (attention or mlp):
         raise SpecError("Unsloth refuses finetune_attention_modules=False with finetune_mlp_modules=False "
                         "(\"No modules to finetune\")", where=source or None,
                         hint="turn one of them on")
-    linear = [e.name for e in tree.entries if e.kind == LINEAR and e.type_name != "Conv1D"]
+    linear = _linears(tree)
     counts = Counter(n.rpartition(".")[2] for n in linear)
-    leaves = "(?:" + "|".join(re.escape(k) for k, c in counts.items() if c != 1) + ")"
-    parts = "|".join((TAGS["vision"] if vision else ()) + (TAGS["language"] if language else ()))
+    in_stack = {n.rpartition(".")[2] for n in linear if re.search(r"\.\d+\.", n)}
+    if target_modules is None:  # a leaf seen once is a head (lm_head) unless it sits in a numbered stack
+        leaves = [k for k, c in counts.items() if k not in ROUTERS and (c != 1 or k in in_stack)]
+    else:
+        leaves = list(target_modules)
+    parts = (TAGS["vision"] if vision else ()) + (TAGS["language"] if language else ())
     roles = "|".join((TAGS["attention"] if attention else ()) + (TAGS["mlp"] if mlp else ()))
-    rx = rf".*?(?:{parts}).*?(?:{roles}).*?{leaves}.*?"
-    if language:
-        rx = rf"(?:{rx})|(?:\bmodel\.layers\.[\d]{{1,}}\.(?:{roles})\.(?:{leaves}))"
+    leaf_rx = "(?:" + "|".join(re.escape(k) for k in leaves) + ")"
+    if not parts:
+        rx = r"(?!x)x"  # audio only: the tower branches below are all there is
+    else:
+        rx = rf".*?(?:{'|'.join(parts)}).*?(?:{roles}).*?\.{leaf_rx}"
+        if language:
+            rx = rf"(?:{rx})|(?:\bmodel\.layers\.[\d]{{1,}}(?!.*\.experts\.\d)\..*?(?:{roles}).*?\.(?:{leaf_rx}))"
+
+    def scoped(names: list[str]) -> list[str]:
+        return names if target_modules is None else [n for n in names if n in leaves]
+
+    gemma = any(t in (tree.model_type or "").lower() for t in ("gemma4", "gemma3n", "embedding_gemma2"))
+    cores = []
+    if audio and gemma:
+        audio_leaves = (["q_proj", "k_proj", "v_proj", "relative_k_proj", "pos_proj", "post"] if attention else []) + (
+            ["ffw_layer_1", "ffw_layer_2", "linear_start", "linear_end", "input_proj_linear", "output_proj"]
+            if mlp else [])
+        cores += [r"\baudio_tower\.(?:.*\.)?" + re.escape(x) for x in scoped(audio_leaves)]
+        if mlp and scoped(["embedding_projection"]):
+            cores.append(r"\bembed_audio\.embedding_projection")
+    if vision and mlp and gemma:
+        cores += [core for leaf, core in (("embedding_projection", r"\bembed_vision\.embedding_projection"),
+                                          ("patch_dense", r"\bvision_embedder\.patch_dense"),
+                                          ("input_proj", r"\bvision_tower\.patch_embedder\.input_proj"))
+                  if scoped([leaf])]
+    branches = []
+    for core in cores:  # the branch for a Clippable wrapper's inner .linear, or for the Linear itself
+        for form in (rf"(?:.*?{core}\.linear)", rf"(?:.*?{core})"):
+            if any(_full(form, n) for n in linear):
+                branches.append(form)
+    if branches:
+        rx = rf"(?:{rx})|" + "|".join(branches)
+    if parts and not any(_full(rx, n) for n in linear):  # no tower tag in the names: drop the tower requirement
+        rx = (r"(?!(?:.*\.)?(?:codec_model|audio_tokenizer|acoustic_tokenizer|semantic_tokenizer)\.)"
+              rf".*?(?:{roles}).*?\.{leaf_rx}")
+    parents = {n.rpartition(".")[0] for n in (e.name for e in tree.entries) if n}
+    excluded = [e.name for e in tree.entries  # parameter-free leaves (placeholders) it matches
+                if e.name and not e.own_params and e.name not in parents and _full(rx, e.name)]
+    if target_modules is None:  # router gates: a `gate` Linear beside `experts` or inside a router module
+        for name in linear:
+            holder, _, leaf = name.rpartition(".")
+            owner = tree.get(holder)
+            if leaf == "gate" and owner is not None and (
+                    tree.get(f"{holder}.experts") is not None or "router" in owner.type_name.lower()
+                    or any(p == f"{holder}.experts" or p.startswith(f"{holder}.experts.") for p, _ in tree.params)
+            ) and _full(rx, name):
+                excluded.append(name)
+    if excluded:
+        rx = r"(?!(?:" + "|".join(re.escape(x) for x in excluded) + r")$)(?:" + rx + ")"
     if not any(re.search(rx, n, flags=re.DOTALL) for n in linear):
-        rx = rf".*?(?:{roles}).*?{leaves}.*?"
+        raise SpecError("Unsloth finds nothing to finetune on this model with these settings (\"No layers to "
+                        "finetune\")" + (f": target_modules={target_modules} names no Linear it keeps"
+                                         if target_modules is not None else ""),
+                        where=source or None, hint="check the finetune_* toggles and target_modules against the model")
     return rx
 
 
+def _clipped(tree: ModuleTree, names: list[str]) -> list[str]:
+    """PEFT under Unsloth's patch adapts a Gemma-4 clippable wrapper through its inner ``.linear``."""
+    out = []
+    for n in names:
+        entry = tree.get(n)
+        inner = tree.get(f"{n}.linear")
+        if entry is not None and entry.kind is None and "ClippableLinear" in entry.type_name and inner is not None \
+                and inner.kind == LINEAR:
+            n = f"{n}.linear"
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def _moe_leaves(detect: Any) -> set[str]:
+    """The expert leaves Unsloth's MoE detection reads from its targets (``_moe_target_set_from_string``)."""
+    if isinstance(detect, list | tuple):
+        return {t for t in detect if isinstance(t, str) and "." not in t and t in MOE_MLP}
+    if not isinstance(detect, str):
+        return set()
+    if detect in MOE_MLP:
+        return {detect}
+    if re.search(r"[*+?()[\]{}|\\^$]", detect) is None or not any(
+            t in detect for t in ("mlp", "ffn", "feed_forward", "experts")):
+        return set()
+    named = {t for t in MOE_MLP if t in detect}
+    if named:
+        return named
+    if re.search(r"(?<![qkvo]_)(?<!out_)(?<!in_)proj", detect) or "mlp|feed_forward|ffn|dense" in detect:
+        return set(MOE_MLP)
+    return set()
+
+
+def moe_parameters(tree: ModuleTree, detect: Any) -> list[str]:
+    """The ``target_parameters`` Unsloth adds by itself on a mixture-of-experts model when the call gives none:
+    the fused expert weights (``mlp.experts.gate_up_proj`` / ``down_proj``, or ``experts.*`` where that is the
+    layout) whose leaves its targets name."""
+    names = [p for p, _ in tree.params]
+
+    def exists(suffix: str) -> bool:
+        return any(p == suffix or p.endswith("." + suffix) for p in names)
+
+    def resolved(leaf: str) -> str:
+        for p in names:
+            if p == f"mlp.experts.{leaf}" or p.endswith(f".mlp.experts.{leaf}"):
+                return f"mlp.experts.{leaf}"
+            if p == f"experts.{leaf}" or p.endswith(f".experts.{leaf}"):
+                return f"experts.{leaf}"
+        return f"experts.{leaf}" if "gemma4" in (tree.model_type or "") else f"mlp.experts.{leaf}"
+
+    if not any(".experts." in p for p in names):
+        return []
+    wanted = _moe_leaves(detect)
+    out = []
+    if wanted & {"gate_proj", "up_proj", "gate_up_proj"}:
+        if exists(resolved("gate_up_proj")):
+            out.append(resolved("gate_up_proj"))
+        else:
+            out += [resolved(leaf) for leaf in ("gate_proj", "up_proj")
+                    if (leaf in wanted or "gate_up_proj" in wanted) and exists(resolved(leaf))]
+    if "down_proj" in wanted and exists(resolved("down_proj")):
+        out.append(resolved("down_proj"))
+    return out
+
+
 def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Trains, dict[str, Any]]:
-    """What Unsloth trains with these keywords, and the spec its four toggles suggest."""
+    """What Unsloth trains with these keywords (``get_peft_model``'s path to PEFT, as read from the pinned
+    version), and the spec its four toggles suggest."""
     known = {**DEFAULTS, **kwargs}
-    flags = {k: as_bool(known[k], k, source) for k in ("finetune_vision_layers", "finetune_language_layers",
-                                                        "finetune_attention_modules", "finetune_mlp_modules")}
+    flags = {k: as_bool(known[k], k, source) for k in TOGGLES}
     r = as_number(known["r"], "r", source)
     alpha = as_number(known["lora_alpha"], "lora_alpha", source, float)
     target = known["target_modules"]
@@ -206,27 +354,52 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
         raise SpecError(f"bias must be none, all or lora_only, got {known['bias']!r}", where=source,
                         hint='set bias = "none"')
     dropout = as_dropout(known["lora_dropout"], "lora_dropout", source)
+    saved_names = as_names(known.get("modules_to_save"), "modules_to_save", source)
     notes = []
+    if target == "all-linear":
+        flags = dict.fromkeys(flags, True)
+        notes.append('target_modules="all-linear" turns all five finetune_* toggles on (the audio tower too)')
+    vision, language, attention, mlp, audio = (flags[k] for k in TOGGLES)
+    if isinstance(target, list) and language:  # LoRA on embeddings never trains under Unsloth: it saves them
+        moved = [t for t in target if t.rpartition(".")[2] in ("embed_tokens", "lm_head")]
+        if moved:
+            target = [t for t in target if t not in moved]
+            saved_names += [m for m in moved if m not in saved_names]
+            notes.append(f"Unsloth moves {', '.join(moved)} from target_modules to modules_to_save (trained in full)")
+    detect = target if isinstance(target, list) and mlp and language else None
+    scoping = not all((vision, language, attention, mlp))
     if target in (None, "all-linear"):
-        if target == "all-linear":
-            flags = dict.fromkeys(flags, True)
-            notes.append('target_modules="all-linear" turns all four finetune_* toggles on')
-        target = regex_for(tree, flags["finetune_vision_layers"], flags["finetune_language_layers"],
-                           flags["finetune_attention_modules"], flags["finetune_mlp_modules"], source)
+        target = regex_for(tree, vision, language, attention, mlp, audio, source=source)
         notes.append("no flag of Unsloth trains the projector: its regex needs a tower tag and a role tag in the name")
+    elif isinstance(target, list) and (scoping or audio):
+        target = regex_for(tree, vision, language, attention, mlp, audio, target_modules=target, source=source)
+        notes.append("Unsloth narrows an explicit target_modules list by the finetune_* toggles: a module is "
+                     "adapted only where both select it")
     else:
-        notes.append("an explicit target_modules goes to PEFT as given: the four finetune_* toggles are not read")
+        notes.append("an explicit target_modules goes to PEFT as given: the finetune_* toggles do not narrow it")
+    if detect is None:
+        detect = target
     if known.get("layers_to_transform") is not None and isinstance(target, str):
         raise SpecError("layers_to_transform cannot be combined with a regex target_modules (PEFT refuses it)",
                         where=source, hint="select layers in vlora's spec instead")
     names = [e.name for e in tree.entries if e.name]
-    matched = peft_matches(target, names, source=source)
+    matched = _clipped(tree, peft_matches(target, names, source=source))
     notes += dead_entry_warnings(target)
     wrappable = [n for n in matched if tree.get(n).kind is not None]
     skipped = [n for n in matched if tree.get(n).kind is None]
     if skipped:
         notes.append(f"the regex also matches {len(skipped)} modules PEFT cannot wrap (e.g. {skipped[0]}): PEFT "
                      "would fail on them")
+    params = known.get("target_parameters")
+    if params is None:
+        params = moe_parameters(tree, detect)
+        if params:
+            notes.append("Unsloth adds the expert weights (" + ", ".join(params) + ") to target_parameters by "
+                         "itself on a mixture-of-experts model" + ("" if mlp and language else
+                                                                   ", even where the toggles leave the language "
+                                                                   "MLP out"))
+    params = as_names(params, "target_parameters", source)
+    adapted_params = [p for p, _ in tree.params if any(p == t or p.endswith("." + t) for t in params)]
     patterns = {}
     for key in ("rank_pattern", "alpha_pattern"):
         value = known.get(key) or {}
@@ -237,21 +410,18 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
             as_regex(k, key, source)
         kind = int if key == "rank_pattern" else float
         patterns[key] = {k: as_number(v, key, source, kind) for k, v in value.items()}
-    ranks = pattern_values(patterns["rank_pattern"], wrappable, r, where=source, error=SpecError, what="rank_pattern")
-    alphas = pattern_values(patterns["alpha_pattern"], wrappable, alpha, where=source, error=SpecError,
+    everything = wrappable + adapted_params
+    ranks = pattern_values(patterns["rank_pattern"], everything, r, where=source, error=SpecError,
+                           what="rank_pattern")
+    alphas = pattern_values(patterns["alpha_pattern"], everything, alpha, where=source, error=SpecError,
                             what="alpha_pattern")
-    lora = {n: (ranks[n], alphas[n]) for n in wrappable}
-    params = as_names(known.get("target_parameters"), "target_parameters", source)
-    if params:
-        notes.append(f"target_parameters ({', '.join(params)}) are not imported: the spec below leaves those "
-                     "parameters out")
-    full = saved_matches(as_names(known.get("modules_to_save"), "modules_to_save", source), names)
+    lora = {n: (ranks[n], alphas[n]) for n in everything}
+    full = saved_matches(saved_names, names)
     settings = {"r": r, "lora_alpha": alpha, "lora_dropout": dropout, "bias": known["bias"],
                 **{k: as_bool(known[k], k, source) for k in ("use_rslora", "use_dora") if k in known}}
-    suggested = {"finetune_vision_layers": flags["finetune_vision_layers"],
-                 "finetune_language_layers": flags["finetune_language_layers"],
-                 "finetune_attention_modules": flags["finetune_attention_modules"],
-                 "finetune_mlp_modules": flags["finetune_mlp_modules"], "r": r, "lora_alpha": alpha}
+    suggested = {**{k: flags[k] for k in TOGGLES if k != "finetune_audio_layers"}, "r": r, "lora_alpha": alpha}
+    if flags["finetune_audio_layers"] and any(".audio_tower." in f".{n}." for n in names):
+        suggested["finetune_audio_layers"] = True
     return Trains(lora=lora, full=tuple(full), notes=tuple(notes), settings=settings), suggested
 
 
@@ -264,4 +434,5 @@ def import_config(config: dict[str, Any], source: str, tree: ModuleTree, registr
     return _spec_for(found, tree, registry, tool="Unsloth", source=source, model=model, flags_spec=suggested)
 
 
-__all__ = ["DEFAULTS", "MODEL_KEY", "TITLE", "VERSION_READ", "export", "import_config", "read", "regex_for", "trains"]
+__all__ = ["DEFAULTS", "MODEL_KEY", "TITLE", "VERSION_READ", "export", "import_config", "moe_parameters", "read",
+           "regex_for", "trains"]

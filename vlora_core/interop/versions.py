@@ -38,11 +38,18 @@ NAMES = {"peft": "PEFT", "unsloth": "Unsloth", "llamafactory": "LLaMA-Factory", 
 
 VERSIONS: dict[str, tuple[ToolVersion, ...]] = {
     "peft": (ToolVersion("peft", "0.21", "peft/tuners/lora/config.py", proven="0.21.2"),),
-    "unsloth": (ToolVersion("unsloth", "2025", "unsloth-zoo peft_utils.py (get_peft_regex), 2025-09"),),
-    "llamafactory": (ToolVersion("llamafactory", "0.9", "model/model_utils/visual.py (COMPOSITE_MODELS), mainline "
-                                 "2025-2026", proven="0.9.5"),),  # .ci/real_llamafactory.py
+    "unsloth": (ToolVersion("unsloth", "2026", "unsloth 2026.10.9 models/vision.py (get_peft_model) with unsloth-zoo "
+                            "2026.10.9 peft_utils.py (get_peft_regex)",
+                            proven="unsloth-zoo 2026.10.9's get_peft_regex"),
+                # .ci/real_unsloth.py
+                # an export's regex reads alike in 2025 (its import follows 2026: audio, narrowed lists, MoE experts)
+                ToolVersion("unsloth", "2025", "unsloth-zoo peft_utils.py (get_peft_regex), 2025-09")),
+    "llamafactory": (ToolVersion("llamafactory", "0.9", "model/model_utils/visual.py (COMPOSITE_MODELS) and "
+                                 "misc.py (find_all_linear_modules), 0.9.5",
+                                 proven="0.9.5"),),  # .ci/real_llamafactory.py
     "swift": (
-        ToolVersion("swift", "4.x", "swift/arguments (ms-swift 4.6.0: --tuner_type, --target_parameters)",
+        ToolVersion("swift", "4.x", "swift/arguments and swift/model/model_arch.py (ms-swift 4.6.0: --tuner_type, "
+                    "--target_parameters)",
                     proven="4.6.0", facts={"tuner_flag": "tuner_type", "target_parameters": True}),  # .ci/real_swift.py
         ToolVersion("swift", "3.x", "swift/llm/argument/tuner_args.py (ms-swift 3.x)",
                     facts={"tuner_flag": "train_type", "target_parameters": False}),
