@@ -1,5 +1,6 @@
-"""Run by .ci/run in a fresh environment that has vlora and its built-in plugins installed from their built
-wheels (no checkout on the path; run from an empty folder): what a user who ran `pip install` gets."""
+"""Run by .ci/run in a fresh environment where README's user install command ran as written (vlora-core with its
+built-in plugins and the train extra, not editable; no checkout on the path; run from an empty folder): what a
+user who ran that command gets."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 from transformers import AutoConfig
@@ -41,6 +43,14 @@ def main_check() -> None:
     if "site-packages" not in source.parts:
         raise SystemExit(f"vlora_core comes from {source}, not from an installed wheel")
     print(f"vlora_core from {source.parent} (run in {here})")
+    for name in ("trl", "accelerate", "bitsandbytes", "datasets"):  # the train extra came with the one command
+        metadata.version(name)
+    try:
+        other = metadata.version("vlora")
+    except metadata.PackageNotFoundError:
+        other = None
+    if other is not None:
+        raise SystemExit(f"the unrelated distribution `vlora` {other} was installed beside vlora-core")
     print(run("--version"), end="")
     models = json.loads(run("models", "--json"))
     names = [m["name"] for m in models]
@@ -58,6 +68,12 @@ def main_check() -> None:
     for tool in ("peft", "unsloth", "llamafactory", "swift", "axolotl"):  # the interop package ships
         run("export", "--model", names[0], "--to", tool)
     print("vlora export to all five tools: ok")
+    for key in ("install", "spec", "cli"):  # the pages hints name come with the package
+        if not run("docs", key).startswith("# "):
+            raise SystemExit(f"vlora docs {key} printed no page")
+    if "site-packages" not in run("docs", "spec", "--path"):
+        raise SystemExit("vlora docs reads a page from outside the installed package")
+    print("vlora docs: the pages ship with the package")
     schema = json.loads(run("schema"))
     assert schema["title"] == "vlora spec", schema.get("title")
     registry = default_registry()
@@ -70,8 +86,8 @@ def main_check() -> None:
             model = reference_model(refs[0].name, registry)
         else:
             model = build_meta_model(AutoConfig.for_model(info.architectures[0].model_types[0]))
-        check_plugin(info.distribution, model, registry=registry)
-        checked.append(info.distribution)
+        check_plugin(info.name, model, registry=registry)
+        checked.append(info.name)
     print(f"conformance kit on {len(checked)} installed plugins: ok ({', '.join(checked)})")
 
 

@@ -20,33 +20,20 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+from _process import PROBE, cache_env, timed
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "examples" / "qwen2_vl_ocr.yaml"
-PROBE = ("import sys; from vlora_core.cli import main; rc = main(sys.argv[1:]); "
-         "print('IMPORTED', sorted(m for m in ('torch', 'transformers') if m in sys.modules)); sys.exit(rc)")
-
-
-def run(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    took = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stderr}")
-    return took, proc.stdout
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    env = {k: v for k, v in os.environ.items() if k != "VLORA_NO_CACHE"}
-    env["VLORA_CACHE_DIR"] = tempfile.mkdtemp(prefix="vlora-cache-bench-")
+    env = cache_env()
     os.environ.update(env)
     os.environ.pop("VLORA_NO_CACHE", None)
 
@@ -64,15 +51,15 @@ def main() -> None:
     print("-" * len(header))
     for name in (largest, "Qwen2-VL-7B-Instruct"):
         plan = [sys.executable, "-c", PROBE, "plan", str(SPEC), "--model", name]
-        run(plan, env)  # fills the cache (and warms the disk cache for every side)
+        timed(plan, env)  # fills the cache (and warms the disk cache for every side)
         times: dict[str, list[float]] = {"cold": [], "warm": [], "torch": []}
         outputs = {}
         for _ in range(args.repeat):
-            t, outputs["cold"] = run([*plan, "--no-cache"], env)
+            t, outputs["cold"] = timed([*plan, "--no-cache"], env)
             times["cold"].append(t)
-            t, outputs["warm"] = run(plan, env)
+            t, outputs["warm"] = timed(plan, env)
             times["warm"].append(t)
-            times["torch"].append(run([sys.executable, "-c", "import torch"], env)[0])
+            times["torch"].append(timed([sys.executable, "-c", "import torch"], env)[0])
         cold, warm, floor = (statistics.median(times[k]) for k in ("cold", "warm", "torch"))
         imported = outputs["warm"].rpartition("IMPORTED ")[2].strip()
         same = "same" if outputs["warm"].split("IMPORTED")[0] == outputs["cold"].split("IMPORTED")[0] else "DIFFERS"

@@ -1,6 +1,6 @@
-"""The plugins this repository ships (plugins/* and the tutorial plugin), for tests whose expected output
-is a page generated from them (docs/memory.md, docs/coverage.md): a third-party plugin installed beside
-them must not make those pages look stale."""
+"""The plugins this repository ships (the built-in ones inside vlora-core, and the tutorial plugin), for tests
+whose expected output is a page generated from them (docs/memory.md, docs/coverage.md): a third-party plugin
+installed beside them must not make those pages look stale."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _norm(name: str) -> str:
 
 
 def project_distributions() -> set[str]:
-    files = [*ROOT.glob("plugins/*/pyproject.toml"), ROOT / "examples" / "tutorial_plugin" / "pyproject.toml"]
+    files = [ROOT / "pyproject.toml", ROOT / "examples" / "tutorial_plugin" / "pyproject.toml"]
     return {_norm(tomllib.loads(f.read_text())["project"]["name"]) for f in files}
 
 

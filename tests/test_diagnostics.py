@@ -108,11 +108,13 @@ def test_with_task_replaces_the_tower_toggles_and_keeps_the_rest():
 
 
 @pytest.mark.parametrize(("requires", "problem"), [
-    (["vlora>=0.1,<0.2", "torch"], None),
-    (["vlora>=0.2"], "needs vlora>=0.2, but vlora 0.1.0 is installed"),
-    (["vlora<0.1"], "needs vlora<0.1, but vlora 0.1.0 is installed"),
-    (["vlora"], None),
-    (["vlora>=9; extra == 'dev'"], None),
+    (["vlora-core>=0.1,<0.2", "torch"], None),
+    (["vlora-core>=0.2"], "needs vlora-core>=0.2, but vlora-core 0.1.0 is installed"),
+    (["vlora-core<0.1"], "needs vlora-core<0.1, but vlora-core 0.1.0 is installed"),
+    (["vlora-core"], None),
+    (["vlora-core>=9; extra == 'dev'"], None),
+    (["vlora>=0.2"], "needs vlora>=0.2, but vlora-core 0.1.0 is installed"),  # the old name, read the same way
+    (["vlora>=0.1,<0.2"], None),
     (None, None),
 ])
 def test_core_range(requires, problem):
@@ -123,10 +125,10 @@ def test_core_range(requires, problem):
 def test_a_plugin_for_another_core_is_reported_and_never_imported(tmp_path, monkeypatch):
     install_plugin(tmp_path, monkeypatch, "vlora-future", "vlora_future", "raise SystemExit('imported!')\n")
     metadata = next(tmp_path.glob("*.dist-info")) / "METADATA"
-    metadata.write_text(metadata.read_text() + "Requires-Dist: vlora>=99\n")
+    metadata.write_text(metadata.read_text() + "Requires-Dist: vlora-core>=99\n")
     registry = Registry.discover()
     (failure,) = [f for f in registry.failures if f.distribution == "vlora-future"]
-    assert failure.reason.startswith("needs vlora>=99, but vlora ") and "vlora_future" not in sys.modules
+    assert failure.reason.startswith("needs vlora-core>=99, but vlora-core ") and "vlora_future" not in sys.modules
     assert all(p.distribution != "vlora-future" for p in registry.plugins)
 
 

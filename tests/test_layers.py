@@ -174,6 +174,8 @@ def test_every_doc_page_the_package_names_exists():
     for path, title in DOC_PAGES.values():
         assert (ROOT / path).read_text().splitlines()[0] == f"# {title}", f"{path}: its title is not {title!r}"
     named = {path for path, _ in DOC_PAGES.values()}
+    # every page ships and `vlora docs` knows it: DOC_PAGES holds each page of docs/
+    assert named == {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
     for path in PACKAGE.rglob("*.py"):
         named |= set(DOC_REF.findall(path.read_text()))
     missing = sorted(p for p in named if not (ROOT / p).is_file())

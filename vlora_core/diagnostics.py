@@ -5,8 +5,9 @@ report), so ``vlora validate``, its JSON and GitHub formats, the conformance kit
 needs the line or the field reads a field instead of parsing prose.
 
 A hint tells the user how to fix the problem. When the answer is in the documentation, it names the page
-with ``see_docs`` (its title, never a repository path an installed user may not have) or the command that
-prints the answer (``vlora schema``, ``vlora plugins``, ``vlora models``).
+with ``see_docs``: its title and ``vlora docs PAGE``, which prints the page the package ships (never a
+repository path an installed user does not have), or the command that prints the answer (``vlora schema``,
+``vlora plugins``, ``vlora models``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any, Literal
 
 Severity = Literal["error", "warning"]
 
-# The documentation pages the package refers to: key -> (path in the documentation, title).
+# The documentation pages the package ships and refers to: key (``vlora docs KEY``) -> (path in the repository's
+# documentation, title). Every page of docs/ is here (tests/test_layers.py checks both ways).
 DOC_PAGES: dict[str, tuple[str, str]] = {
+    "install": ("docs/install.md", "Installing vlora"),
     "guide": ("docs/guide.md", "Guide: from a spec to a PEFT model"),
     "spec": ("docs/spec.md", "Spec reference"),
     "how-it-works": ("docs/how-it-works.md", "How vlora resolves a spec, and what it hands to PEFT"),
@@ -27,12 +30,15 @@ DOC_PAGES: dict[str, tuple[str, str]] = {
     "cli": ("docs/cli.md", "The `vlora` command"),
     "memory": ("docs/memory.md", "Memory and parameter shares"),
     "coverage": ("docs/coverage.md", "Coverage of transformers' image-text-to-text models"),
+    "interop": ("docs/interop.md", "Other tools' configs"),
+    "training": ("docs/training.md", "Training with vlora: QLoRA, TRL and the HF Trainer, learning rates, sharding"),
+    "benchmarks": ("docs/benchmarks.md", "Benchmarks"),
 }
 
 
 def see_docs(page: str) -> str:
-    """``see "<title>" in the vlora documentation``, for a hint; ``page`` is a key of ``DOC_PAGES``."""
-    return f'see "{DOC_PAGES[page][1]}" in the vlora documentation'
+    """``see "<title>" (vlora docs <page>)``, for a hint; ``page`` is a key of ``DOC_PAGES``."""
+    return f'see "{DOC_PAGES[page][1]}" (`vlora docs {page}`)'
 
 
 @dataclass(frozen=True)
@@ -45,13 +51,15 @@ class Location:
     file: str | None = None
     line: int | None = None
     field: str | None = None
-    subject: str | None = None  # e.g. "plugin vlora-llava (llava)"
+    subject: str | None = None  # e.g. "plugin vlora-core (llava)"
 
     def render(self) -> str:
         if self.file is not None:
             file = short_path(self.file)
             head = f"{file}:{self.line}" if self.line is not None else file
             return f"{head}: {self.field}" if self.field else head
+        if self.subject and self.field:  # a value given on the command line: `--set r=0: r`
+            return f"{self.subject}: {self.field}"
         return self.field or self.subject or ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def read_lock(path: str | Path) -> dict[str, Any]:
     if version > LOCK_FORMAT:
         raise LockMismatchError(f"the lock has format {version}, written by a newer vlora; this one reads "
                                 f"format {LOCK_FORMAT}", where=where,
-                                hint="upgrade vlora (pip install -U vlora), or write the lock again with this one")
+                                hint="upgrade vlora (pip install -U vlora-core), or write the lock again with this one")
     if version not in READS_FORMATS:
         raise LockMismatchError(f"the lock has format {version}, which this vlora no longer reads (it writes "
                                 f"format {LOCK_FORMAT})", where=where,

@@ -409,7 +409,9 @@ def _config_from_path(ref: str, path: Path, registry: Registry) -> tuple[Pretrai
         return config_from_file(path / "config.json"), str(path)
     if path.is_file() or path.exists() or (path / "config.json").exists():  # a pipe or a device: refused there
         return config_from_file(path / "config.json" if path.is_dir() else path), str(path)
-    bundled = ", ".join(r.name for _, _, r in registry.references()) or "none"
+    close = registry.close_references(ref)
+    bundled = (f"did you mean {' or '.join(close)}? " if close else "") + "use a bundled reference (`vlora models` " \
+        "lists them)"
     if path.parent != Path(".") and path.parent.is_dir():  # a folder here: a mistyped path, not a Hub id
         import difflib
 
@@ -424,7 +426,7 @@ def _config_from_path(ref: str, path: Path, registry: Registry) -> tuple[Pretrai
         return _config_from_hub(ref, bundled), ref
     raise ModelLoadError(
         f"model {ref!r} is not a bundled reference, an existing path, or a Hub id (owner/name)",
-        hint=f"bundled references: {bundled} (see `vlora models`)",
+        hint=f"{bundled}, a local directory / config.json, or a Hub id (owner/name)",
     )
 
 
@@ -444,7 +446,7 @@ def _config_from_hub(ref: str, bundled: str) -> PretrainedConfig:
     """A Hub config: from the local cache if there, else fetched (config.json only, never weights)."""
     from transformers import AutoConfig
 
-    hint = f"use a bundled reference ({bundled}), or a local directory / config.json"
+    hint = f"{bundled}, or a local directory / config.json"
     with quiet_transformers():
         try:
             return AutoConfig.from_pretrained(ref, local_files_only=True)

@@ -19,7 +19,7 @@ from .peft import config as peft_config
 from .placement import Placement
 from .report import render_table
 from .spec import VisionLoRASpec
-from .versions import package_version
+from .versions import core_version, package_version
 from .vocabulary import PARAMETER, TargetKey, group_order
 
 if TYPE_CHECKING:
@@ -297,7 +297,7 @@ class TargetPlan:
 
     def versions(self) -> dict[str, str]:
         return {
-            "vlora": package_version("vlora"),
+            "vlora": core_version(),
             "plugin": f"{self.plugin} {self.plugin_version}",
             "transformers": self.transformers_version,
             "peft": package_version("peft"),

@@ -7,11 +7,13 @@ that model_type is looked up (and shown by ``vlora plugins``).
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -21,7 +23,7 @@ from . import hookspecs
 from .architecture import ArchitectureSpec, ReferenceModel, UnusedLayers, claim_text
 from .diagnostics import see_docs
 from .errors import ModelLoadError, PluginConflictError, PluginError, UnsupportedModelError
-from .versions import CORE_DISTRIBUTION, core_version
+from .versions import CORE_DISTRIBUTION, LEGACY_DISTRIBUTION, core_version
 
 DISABLE_ENV = "VLORA_DISABLE_PLUGINS"
 SLOW_PLUGIN_SECONDS = 1.0  # a plugin that takes longer to load is named on every command (it slows each one)
@@ -237,10 +239,15 @@ class Registry:
         return [(p, a, r) for p, a in self.architectures() for r in a.references]
 
     def find_reference(self, ref: str) -> tuple[PluginInfo, ArchitectureSpec, ReferenceModel] | None:
-        """The bundled reference named (or Hub id) ``ref``; two plugins bundling it is a conflict, not a
-        silent take-over."""
+        """The bundled reference named (or Hub id) ``ref``, or one a re-upload under another owner stands for
+        (``unsloth/Qwen2-VL-7B-Instruct``, its ``-bnb-4bit`` variants: the same config.json); two plugins
+        bundling it is a conflict, not a silent take-over."""
         key = ref.lower()
         found = [item for item in self.references() if key in (item[2].name.lower(), item[2].hub_id.lower())]
+        if not found and "/" in key and not Path(ref).exists():
+            tail = _without_variant(key.rpartition("/")[2])
+            found = [item for item in self.references()
+                     if tail in (item[2].name.lower(), item[2].hub_id.lower().rpartition("/")[2])]
         owners = {item[0].distribution for item in found}
         if len(owners) > 1:
             names = sorted({item[0].name for item in found})
@@ -252,15 +259,38 @@ class Registry:
         found = self.find_reference(ref)
         if found is None:
             names = ", ".join(r.name for _, _, r in self.references()) or "none installed"
-            raise ModelLoadError(f"no bundled reference config named {ref!r} (bundled: {names})")
+            close = self.close_references(ref)
+            raise ModelLoadError(f"no bundled reference config named {ref!r}"
+                                 + (f" (did you mean {' or '.join(close)}?)" if close else f" (bundled: {names})"),
+                                 hint="`vlora models` lists them")
         return found
+
+    def close_references(self, ref: str) -> list[str]:
+        """Bundled reference names close to ``ref`` (its part after the owner), for "did you mean"."""
+        names = {r.name.lower(): r.name for _, _, r in self.references()}
+        tail = _without_variant(ref.lower().rpartition("/")[2])
+        close = [n for n in names if n.startswith(tail) or tail.startswith(n)] if len(tail) >= 4 else []
+        close += difflib.get_close_matches(tail, list(names), n=3, cutoff=0.75)
+        return [names[n] for n in dict.fromkeys(close)][:3]
+
+
+# suffixes of re-uploads of a published checkpoint under another owner (quantized copies keep the config)
+_VARIANTS = ("-unsloth-bnb-4bit", "-bnb-4bit", "-bnb-8bit", "-unsloth")
+
+
+def _without_variant(name: str) -> str:
+    for suffix in _VARIANTS:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def core_mismatch(requires: Iterable[str] | None, version: str | None = None) -> str | None:
     """Why a plugin whose distribution requires ``requires`` cannot run on this core (None when it can).
 
-    The version policy: a plugin declares the core range it works with as a dependency on the ``vlora``
-    distribution (e.g. ``vlora>=0.1,<0.2``); a plugin that declares none is taken to work with any."""
+    The version policy: a plugin declares the core range it works with as a dependency on the ``vlora-core``
+    distribution (e.g. ``vlora-core>=0.1,<0.2``; the old name ``vlora`` is read the same way); a plugin that
+    declares none is taken to work with any."""
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.version import InvalidVersion, Version
 
@@ -274,11 +304,12 @@ def core_mismatch(requires: Iterable[str] | None, version: str | None = None) ->
             req = Requirement(text)
         except InvalidRequirement:
             continue
-        if req.name.lower() != CORE_DISTRIBUTION or (req.marker and not req.marker.evaluate({"extra": ""})):
+        if req.name.lower() not in (CORE_DISTRIBUTION, LEGACY_DISTRIBUTION) or (
+                req.marker and not req.marker.evaluate({"extra": ""})):
             continue
         if req.specifier and not req.specifier.contains(version, prereleases=True):
-            return (f"needs {CORE_DISTRIBUTION}{req.specifier}, but {CORE_DISTRIBUTION} {version} is installed; "
-                    "install a version of the plugin made for this vlora, or a vlora in that range")
+            return (f"needs {req.name}{req.specifier}, but {CORE_DISTRIBUTION} {version} is installed; "
+                    "install a version of the plugin made for this vlora, or a vlora-core in that range")
     return None
 
 

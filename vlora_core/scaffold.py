@@ -29,7 +29,7 @@ from .errors import ModelLoadError, UsageError
 from .infer import infer_architecture
 from .modeltree import config_from_ref, tree_from_config
 from .plugins import Registry
-from .versions import core_version
+from .versions import CORE_DISTRIBUTION, core_version
 
 
 def package_name(model_type: str) -> str:
@@ -185,7 +185,7 @@ def _core_range() -> str:
         return "vlora"
     major, minor = int(parts[0]), int(parts[1])
     upper = f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
-    return f"vlora>={major}.{minor},<{upper}"
+    return f"{CORE_DISTRIBUTION}>={major}.{minor},<{upper}"
 
 
 __all__ = ["package_name", "scaffold"]

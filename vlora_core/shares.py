@@ -1,4 +1,4 @@
-"""The source document's claim, measured: language-only and vision-only LoRA as shares of full LoRA, for
+"""A rule of thumb LoRA guides repeat, measured: language-only and vision-only LoRA as shares of full LoRA, for
 every bundled reference config (``vlora shares``; docs/memory.md is its output)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from .cache import tree_for
 from .plugins import Registry
 from .resolve import resolve
 
-# --- the source document's claim: language-only ~50-70 %, vision-only ~30-50 % of full LoRA ------------
+# --- the rule of thumb: language-only ~50-70 %, vision-only ~30-50 % of full LoRA ------------------------
 
 CLAIM = {"language": (0.50, 0.70), "vision": (0.30, 0.50)}
 
@@ -49,8 +49,8 @@ def _verdict(share: float, component: str) -> str:
 def render_share_table(rows: list[dict[str, Any]]) -> str:
     """The rows of ``share_rows`` as a Markdown table."""
     lines = [
-        "| model | family | full LoRA params (r=16) | language-only share | claim 50–70 % | vision-only share "
-        "| claim 30–50 % | audio-only share |",
+        "| model | family | full LoRA params (r=16) | language-only share | vs 50–70 % | vision-only share "
+        "| vs 30–50 % | audio-only share |",
         "|---|---|---:|---:|---|---:|---|---:|",
     ]
     for row in rows:

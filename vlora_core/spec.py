@@ -519,9 +519,11 @@ def load_spec(path: str | Path, *, sets: Sequence[str] = ()) -> VisionLoRASpec:
     data, lines = read_document(path)
     if sets:
         data = apply_sets(data, sets)
-        changed = {tuple(item.partition("=")[0].strip().split(".")) for item in sets}
-        # a field set on the command line has no line in the file (nor does the document start for it)
+        changed = {tuple(item.partition("=")[0].strip().split(".")): item for item in sets}
+        # a field set on the command line has no line in the file (nor does the document start for it): its
+        # problems name the option that set it
         lines = {k: v for k, v in lines.items() if k and not any(k[:len(c)] == c for c in changed)}
+        lines.update({c: f"--set {item}" for c, item in changed.items()})
     return spec_from_data(data, source=str(path), lines=lines)
 
 

@@ -115,19 +115,23 @@ def plugin_failures() -> list[Problem]:
 
 
 def check_required_plugins(requirements: list[str]) -> Problem | None:
-    """Every requirement (``'vlora-llava>=0.2'``) installed, loaded, and at a matching version."""
+    """Every requirement installed, loaded, and at a matching version: a plugin distribution
+    (``'vlora-vipllava>=0.2'``) or an entry point (``llava``: a built-in plugin, at vlora-core's version)."""
     registry = default_registry()
     loaded = {p.distribution.lower(): p.version for p in registry.plugins}
+    loaded.update({p.name.lower(): p.version for p in registry.plugins})
     failed = {f.distribution.lower(): f.reason for f in registry.failures}
+    failed.update({f.name.lower(): f.reason for f in registry.failures})
     bad: list[str] = []
     for text in requirements:
         try:
             req = Requirement(text)
         except InvalidRequirement as exc:
-            raise UsageError(f"--require-plugins {text!r}: {exc}", hint="write it like 'vlora-llava>=0.2'") from None
+            raise UsageError(f"--require-plugins {text!r}: {exc}",
+                             hint="write it like 'llava' or 'vlora-vipllava>=0.2'") from None
         name = req.name.lower()
         try:
-            version = loaded.get(name) or metadata.version(req.name)
+            version = loaded.get(name) or (failed.get(name) and "?") or metadata.version(req.name)
         except metadata.PackageNotFoundError:
             bad.append(f"{text}: missing")
             continue

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from importlib import metadata
 
-CORE_DISTRIBUTION = "vlora"
+CORE_DISTRIBUTION = "vlora-core"
+# the name this project's distribution had before 0.1 shipped under its own: ``vlora`` on PyPI is an unrelated
+# project. A third-party plugin that still requires ``vlora>=...`` is checked against this core's version
+LEGACY_DISTRIBUTION = "vlora"
 
 
 def package_version(dist: str) -> str:
@@ -20,4 +23,4 @@ def core_version() -> str:
     return package_version(CORE_DISTRIBUTION)
 
 
-__all__ = ["CORE_DISTRIBUTION", "core_version", "package_version"]
+__all__ = ["CORE_DISTRIBUTION", "LEGACY_DISTRIBUTION", "core_version", "package_version"]

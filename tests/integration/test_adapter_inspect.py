@@ -34,7 +34,7 @@ def saved(tmp_path_factory):
 def test_inspect_gives_back_the_plan(saved):
     folder, plan = saved
     adapter = read_adapter(folder, default_registry())
-    assert adapter.architecture == "qwen2_vl" and adapter.plugin == "vlora-qwen2-vl"
+    assert adapter.architecture == "qwen2_vl" and adapter.plugin == "vlora-core"
     assert adapter.total_params == plan.trainable_params
     lora = {m.name: m for m in adapter.modules if m.kind == "lora"}
     assert set(lora) == {t.name for t in plan.targets}
@@ -57,7 +57,7 @@ def test_the_command_prints_the_table_and_the_json(saved, capsys):
     folder, plan = saved
     assert main(["adapter", "inspect", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert "qwen2_vl (plugin vlora-qwen2-vl)" in out
+    assert "qwen2_vl (plugin vlora-core)" in out
     assert f"total: {len(plan.targets) + 1} modules, {plan.trainable_params:,} parameters" in out
     assert main(["adapter", "inspect", str(folder), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -80,6 +80,10 @@ def _run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.C
     ["plan", "--model", "Qwen2-VL-7B-Instruct", "--json"],
     ["validate", str(SPEC), "--model", "Qwen2-VL-7B-Instruct"],
     ["lock", str(SPEC), "-o", "{tmp}/x.lock.json"],
+    ["export", str(SPEC), "--to", "peft"],  # PEFT's format written from the plan's data, not from a LoraConfig
+    ["export", str(SPEC), "--to", "unsloth"],
+    ["import", str(ROOT / "tests/data/interop/unsloth/u01_qwen2_vl_7b_vision.py"), "--from", "unsloth", "--model",
+     "Qwen2-VL-7B-Instruct"],
 ])
 def test_a_warm_command_imports_neither_torch_nor_transformers(cache, tmp_path, args):
     env = {k: v for k, v in os.environ.items() if k != "VLORA_NO_CACHE"} | {"VLORA_CACHE_DIR": str(cache)}
@@ -215,9 +219,17 @@ def test_cache_info_and_clear(cache, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["folder"] == str(cache) and data["enabled"] and len(data["entries"]) == 3
     assert {e["versions"].get("plugin") for e in data["entries"] if e["model"]} == {
-        f"vlora-qwen2-vl {cache_module.package_version('vlora-qwen2-vl')}",
-        f"vlora-paligemma {cache_module.package_version('vlora-paligemma')}"}
+        f"vlora-core {cache_module.package_version('vlora-core')}"}  # the built-in plugins ship with the core
     assert main(["cache", "clear"]) == 0
     assert capsys.readouterr().out.startswith("removed 2 entries (")  # vlora's own; the foreign file stays
     assert [e.file for e in cache_entries(cache)] == ["0123.tree.json"]
     assert (cache / "0123.tree.json").read_text() == "junk"
+
+
+def test_adapter_inspect_reads_files_alone_without_torch(tmp_path):
+    """`vlora adapter inspect` places an adapter from its files and the plugins' patterns: the base model class
+    PEFT recorded is looked up in the bundled configs, not in transformers' auto mappings (which import torch)."""
+    env = {k: v for k, v in os.environ.items() if k != "VLORA_NO_CACHE"} | {"VLORA_CACHE_DIR": str(tmp_path)}
+    run = _run(["adapter", "inspect", str(ROOT / "examples" / "adapters" / "llava-q-v")], env)
+    assert run.returncode == 0, run.stderr
+    assert "llava (plugin vlora-core)" in run.stdout and "IMPORTED []" in run.stdout

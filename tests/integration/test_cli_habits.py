@@ -41,7 +41,11 @@ def test_set_overrides_fields_as_yaml_scalars(capsys):
 def test_set_errors_name_the_field_and_exit_as_their_kind(capsys):
     assert main(["plan", str(OCR), "--set", "r=abc"]) == 3
     err = capsys.readouterr().err
-    assert "r: Input should be a valid integer (got 'abc')" in err and ":5:" not in err  # no stale line
+    assert "--set r=abc: r: Input should be a valid integer (got 'abc')" in err and ":5:" not in err  # no stale line
+    assert main(["plan", str(OCR), "--set", "language.layers=[30]"]) == 4  # a resolution problem, named the same way
+    err = capsys.readouterr().err
+    assert "error: --set language.layers=[30]: language.layers: layer 30 does not exist" in err
+    assert str(OCR.name) not in err  # the file holds nothing wrong
     assert main(["plan", str(OCR), "--set", "nothing"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
     assert main(["plan", str(OCR), "--set", "r.x=1"]) == 2
@@ -148,9 +152,40 @@ def test_version_lists_the_installed_plugins(capsys, tmp_path, monkeypatch):
             main(["--version"])
         assert info.value.code == 0
         out = capsys.readouterr().out.splitlines()
-        assert out[0].startswith("vlora ")
-        assert "  vlora-qwen2-vl 0.1.0 (plugin qwen2_vl)" in out and "  vlora-idefics3 0.1.0 (plugin idefics3)" in out
+        assert out[0] == "vlora 0.1.0 (vlora-core)"
+        built_in = next(line for line in out if line.startswith("  built-in plugins: "))
+        assert {"qwen2_vl", "idefics3", "llava"} <= set(built_in.split(": ")[1].split(", "))
+        assert "  vlora-vipllava 0.1.0 (plugin vipllava)" in out  # a third-party plugin: its own distribution
         assert any(line.startswith("  vlora-broken-one: failed to load") for line in out)
     finally:
         monkeypatch.undo()
         default_registry(reload=True)
+
+
+def test_vlora_alone_prints_its_help(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("usage: vlora") and "plan" in out and "docs" in out
+
+
+def test_a_model_name_close_to_a_bundled_one_gets_a_did_you_mean(capsys):
+    for ref in ("Qwen2-VL-7B", "someone/Qwen2-VL-7B"):
+        assert main(["plan", "--model", ref]) != 0
+        err = capsys.readouterr().err
+        assert "did you mean Qwen2-VL-7B-Instruct?" in err and "gemma-3-27b-it" not in err  # short, not the list
+
+
+def test_a_reupload_of_a_bundled_checkpoint_plans_on_its_config(capsys):
+    for ref in ("unsloth/Qwen2-VL-7B-Instruct", "unsloth/Qwen2-VL-7B-Instruct-bnb-4bit",
+                "unsloth/Qwen2-VL-7B-Instruct-unsloth-bnb-4bit"):
+        assert main(["plan", "--model", ref, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["totals"]["targets"] == 324  # the bundled Qwen2-VL-7B plan
+
+
+def test_the_documentation_pages_come_with_the_package(capsys):
+    assert main(["docs"]) == 0
+    assert "spec             Spec reference" in capsys.readouterr().out
+    assert main(["docs", "spec"]) == 0
+    assert capsys.readouterr().out == (Path(__file__).resolve().parents[2] / "docs" / "spec.md").read_text()
+    assert main(["docs", "nowhere"]) == 2
+    assert "no documentation page 'nowhere'" in capsys.readouterr().err

@@ -76,5 +76,6 @@ def test_a_third_party_plugin_installed_beside_ours_does_not_make_the_pages_stal
               "name='language', prefix=r'language\\.layers\\.(?P<layer>\\d+)', roles={'mlp': ('mlp.up',)}),))]\n")
     install_plugin(tmp_path, monkeypatch, "vlora-someone-elses", "vt_elsewhere", source)
     assert "vlora-someone-elses" in {p.distribution for p in Registry.discover(disabled=[]).plugins}
-    ours = {p.distribution for p in project_registry().plugins}
-    assert "vlora-someone-elses" not in ours and {"vlora-qwen2-vl", "vlora-idefics3"} <= ours
+    ours = {(p.distribution, p.name) for p in project_registry().plugins}
+    assert not any(d == "vlora-someone-elses" for d, _ in ours)
+    assert {("vlora-core", "qwen2_vl"), ("vlora-core", "idefics3")} <= ours

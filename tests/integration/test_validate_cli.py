@@ -132,12 +132,12 @@ BAD = {  # name: (text, exit code, line)
 def test_formats_and_exit_codes(tmp_path, capsys, fmt):
     for name, (text, _, _) in BAD.items():
         (tmp_path / name).write_text(text)
-    code, out, _ = run(capsys, "validate", tmp_path, "--format", fmt, "--require-plugins", "vlora-llava>=99")
+    code, out, _ = run(capsys, "validate", tmp_path, "--format", fmt, "--require-plugins", "llava>=99")
     assert code == 5  # the highest of 3, 4 and 5
     if fmt == "json":
         data = json.loads(out)
         assert data["exit_code"] == 5 and data["ok"] is False
-        assert data["problems"][0]["exit_code"] == 5 and "expected: vlora-llava>=99" in data["problems"][0]["details"]
+        assert data["problems"][0]["exit_code"] == 5 and "expected: llava>=99" in data["problems"][0]["details"]
         by_file = {Path(f["file"]).name: f for f in data["files"]}
         for name, (_, exit_code, line) in BAD.items():
             (problem,) = by_file[name]["problems"]
@@ -150,7 +150,7 @@ def test_formats_and_exit_codes(tmp_path, capsys, fmt):
     else:
         assert f"{tmp_path / 'schema.yaml'}:2: r: Input should be greater than or equal to 1" in out
         assert f"{tmp_path / 'resolution.yaml'}:3: vision.layers: layer 30 does not exist" in out
-        assert "missing or mismatched: vlora-llava>=99: installed 0.1.0" in out
+        assert "missing or mismatched: llava>=99: installed 0.1.0" in out
 
 
 def test_each_exit_code_alone(tmp_path, capsys, locked):
@@ -158,7 +158,7 @@ def test_each_exit_code_alone(tmp_path, capsys, locked):
         (tmp_path / name).write_text(text)
         assert run(capsys, "validate", tmp_path / name)[0] == exit_code
     assert run(capsys, "validate", locked, "--model", "llava-1.5-13b-hf")[0] == 6
-    assert run(capsys, "validate", locked, "--require-plugins", "vlora-llava", "vlora-gemma3")[0] == 0
+    assert run(capsys, "validate", locked, "--require-plugins", "llava", "gemma3", "vlora-core>=0.1")[0] == 0
     assert run(capsys, "validate", locked, "--require-plugins", "not a requirement!")[0] == 2
 
 

@@ -38,7 +38,7 @@ def test_a_third_party_plugin_specialises_the_built_in_one_by_config(tmp_path, m
     on_llama = resolve({}, llava("llama"), registry=registry)
     assert (on_llama.architecture, on_llama.plugin) == ("llava_llama", "vlora-someone-llama")
     on_mistral = resolve({}, llava("mistral"), registry=registry)  # the condition does not hold: built-in
-    assert (on_mistral.architecture, on_mistral.plugin) == ("llava", "vlora-llava")
+    assert (on_mistral.architecture, on_mistral.plugin) == ("llava", "vlora-core")
     # its own patterns (the same as the built-in's here; it has no vlora_unused_layers hook of its own, so the
     # last vision layer, which LLaVA's vision_feature_layer -2 never uses, is a target)
     built_in = resolve({"include_unused_layers": True}, llava("llama"), registry=Registry.discover(

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..architecture import ArchitectureSpec
+from ..boundary import read_json
 from ..diagnostics import Location, short_path
-from ..errors import AdapterError, VloraError
+from ..errors import AdapterError, ModelLoadError, VloraError
 from ..patterns import layer_ranges
 from ..peft.files import AdaptedModule, adapted_modules, read_config, read_tensors
 from ..peft.rules import dead_entry_warnings
@@ -162,12 +163,21 @@ def read_adapter(path: str | Path, registry: Registry) -> Adapter:
                    modules=tuple(modules), architecture=arch.name if arch else None, plugin=plugin, spec=arch)
 
 
-def _model_type_of(config: dict[str, Any]) -> str | None:
-    """The model_type of the base model class PEFT recorded (``auto_mapping.base_model_class``), if known."""
+def _model_type_of(config: dict[str, Any], registry: Registry) -> str | None:
+    """The model_type of the base model class PEFT recorded (``auto_mapping.base_model_class``), if known: from
+    the bundled references' configs (their ``architectures``), which needs no import of transformers (and so of
+    torch), else from transformers' auto mappings."""
     cls = (config.get("auto_mapping") or {}).get("base_model_class") if isinstance(config.get("auto_mapping"),
                                                                                       dict) else None
     if not isinstance(cls, str):
         return None
+    for _, arch, reference in registry.references():
+        try:
+            data = read_json(reference.config_path, "config.json", ModelLoadError)
+        except VloraError:
+            continue
+        if cls in (data.get("architectures") or ()) and data.get("model_type") in arch.model_types:
+            return data["model_type"]
     from transformers.models.auto import modeling_auto
 
     for table in ("MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES", "MODEL_FOR_VISION_2_SEQ_MAPPING_NAMES",
@@ -184,7 +194,7 @@ _NUMBERS = re.compile(r"(?<=\.)\d+(?=\.|$)")
 def _model_types(config: dict[str, Any], registry: Registry) -> set[str]:
     """The model_types the adapter says its base model has: from the base model class PEFT recorded, and from
     ``base_model_name_or_path`` where that is a bundled reference (a Hub id like Qwen/Qwen2-VL-7B-Instruct)."""
-    types = {t for t in [_model_type_of(config)] if t}
+    types = {t for t in [_model_type_of(config, registry)] if t}
     base = config.get("base_model_name_or_path")
     if isinstance(base, str) and base:
         try:

@@ -29,15 +29,19 @@ def field_path(path: tuple[str | int, ...]) -> str:
 
 
 def location_of(
-    source: str | None, lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]
+    source: str | None, lines: Mapping[tuple[str | int, ...], int | str], path: tuple[str | int, ...]
 ) -> Location:
+    """Where field ``path`` of a document is: its file and line, or (a value ``lines`` holds as text) the
+    command-line option that set it (``--set r=0``)."""
     field = field_path(path) or None
-    if source is None:
-        return Location(field=field or "spec")
     for cut in range(len(path), -1, -1):
         line = lines.get(tuple(path[:cut]))
-        if line is not None:
+        if isinstance(line, str):
+            return Location(subject=line, field=field)
+        if line is not None and source is not None:
             return Location(file=source, line=line, field=field)
+    if source is None:
+        return Location(field=field or "spec")
     return Location(file=source, field=field)
 
 

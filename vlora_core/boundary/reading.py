@@ -23,6 +23,7 @@ CAPS: dict[str, int] = {
     "adapter config": 8 << 20,  # adapter_config.json
     "tool config": 16 << 20,  # another tool's YAML / JSON / Python / shell file (a list of 150,000 names fits)
     "cache entry": 256 << 20,
+    "documentation page": 1 << 20,  # a page the package ships
 }
 # what a file of each kind is, for the hint when it is not UTF-8 text
 TEXT_OF: dict[str, str] = {"spec": "a YAML, JSON or TOML text file in UTF-8"}

@@ -38,11 +38,12 @@ COMMANDS = {
     "cache": info.run_cache,
     "export": tools.run_export,
     "import": tools.run_import,
+    "docs": info.run_docs,
 }
 # the order `vlora --help` lists the commands in
 ADDERS = (plan.add, check.add_validate, check.add_lock, info.add_plugins, info.add_shares, info.add_scaffold,
           info.add_coverage, info.add_cache, info.add_schema, adapter.add, tools.add_export, tools.add_import,
-          info.add_models)
+          info.add_models, info.add_docs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,7 +70,12 @@ def _terminated(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _terminated)  # a killed command leaves no half-written file behind
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:  # `vlora` alone: what it does and its commands, as `vlora --help` says it
+        parser.print_help()
+        return errors.EXIT_USAGE
+    args = parser.parse_args(argv)
     if getattr(args, "no_cache", False):
         os.environ[NO_CACHE_ENV] = "1"  # for this process (and what it starts): nothing is read or written
     try:

@@ -30,7 +30,8 @@ def add_validate(sub: Any) -> None:
                    "NAME.lock.json beside each spec, when it exists")
     v.add_argument("--require-lock", action="store_true", help="a spec without a lock file is a problem")
     v.add_argument("--require-plugins", metavar="REQ", nargs="+", default=[],
-                   help="plugin distributions that must be installed and load, e.g. 'vlora-llava>=0.2'")
+                   help="plugins that must be installed and load: an entry point ('llava', built in) or a "
+                   "distribution with a version range ('vlora-vipllava>=0.2')")
     v.add_argument("--format", choices=FORMATS, default="text",
                    help="text (file:line: message), json, or github (::error annotations for GitHub Actions)")
     v.add_argument("--quiet", "-q", action="store_true", help="text format: print problems and warnings only")

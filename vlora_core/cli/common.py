@@ -16,7 +16,7 @@ from ..errors import UsageError
 from ..modeltree import ModuleTree
 from ..plugins import Registry, default_registry
 from ..spec import VisionLoRASpec, apply_sets, load_spec, spec_from_data
-from ..versions import core_version
+from ..versions import CORE_DISTRIBUTION, core_version
 
 EXIT_CODES = "exit codes:\n" + "".join(f"  {code}  {meaning}\n" for code, meaning in errors.EXIT_MEANINGS.items())
 
@@ -43,8 +43,12 @@ class Version(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option: str | None = None):
         registry = default_registry()
-        lines = [f"vlora {core_version()}"]
-        lines += [f"  {p.distribution} {p.version} (plugin {p.name})" for p in registry.plugins]
+        lines = [f"vlora {core_version()} ({CORE_DISTRIBUTION})"]
+        built_in = [p.name for p in registry.plugins if p.distribution == CORE_DISTRIBUTION]
+        if built_in:
+            lines.append(f"  built-in plugins: {', '.join(built_in)}")
+        lines += [f"  {p.distribution} {p.version} (plugin {p.name})" for p in registry.plugins
+                  if p.distribution != CORE_DISTRIBUTION]
         lines += [f"  {f.distribution or f.name}: failed to load ({f.reason})" for f in registry.failures]
         print("\n".join(lines))
         parser.exit()

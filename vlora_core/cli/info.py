@@ -1,5 +1,5 @@
 """The commands that report what is installed and known: plugins, models, schema, shares, coverage, the cache,
-and scaffold (a plugin written from an inferred layout)."""
+the documentation pages, and scaffold (a plugin written from an inferred layout)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from ..cache import CACHE_ENV, NO_CACHE_ENV, cache_dir, cache_enabled, cache_entries, clear_cache
 from ..coverage import coverage_rows, render_coverage
 from ..diagnostics import DOC_PAGES
+from ..pages import page_file, page_text
 from ..plugins import default_registry
 from ..scaffold import scaffold
 from ..shares import render_share_table, share_rows
@@ -73,6 +74,14 @@ def add_models(sub: Any) -> None:
     mo.add_argument("--json", action="store_true", help="print as JSON")
 
 
+def add_docs(sub: Any) -> None:
+    do = sub.add_parser("docs", help="print a documentation page (they come with the package)",
+                        description="Print one of the documentation pages installed with vlora (Markdown), or list "
+                        "them. Hints name a page as `vlora docs PAGE`.")
+    do.add_argument("page", nargs="?", metavar="PAGE", help="the page: " + ", ".join(DOC_PAGES))
+    do.add_argument("--path", action="store_true", help="print where the page is instead of its text")
+
+
 def add_coverage(sub: Any) -> None:
     sub.add_parser("coverage", help="what vlora makes of every model type in transformers' image-text-to-text registry",
                    description="For every model type of transformers' image-text-to-text registry, built from its "
@@ -114,7 +123,8 @@ def run_plugins(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2, sort_keys=True))
     else:
         if not registry.plugins:
-            print("no plugins installed (install the one for your model family, e.g. `pip install vlora-qwen2-vl`)")
+            print("no plugins loaded (the built-in ones come with vlora-core: `pip install --force-reinstall "
+                  "vlora-core`, and check VLORA_DISABLE_PLUGINS)")
         archs = [a for p in registry.plugins for a in p.architectures]
         name_w = max([14, *(len(a.name) for a in archs)])  # columns widen for long names, never overflow
         title_w = max([18, *(len(a.display_name) for a in archs)])
@@ -177,6 +187,17 @@ def run_cache(args: argparse.Namespace) -> int:
 
 def run_schema(args: argparse.Namespace) -> int:
     print(json.dumps(spec_json_schema(), indent=2, sort_keys=True))
+    return errors.EXIT_OK
+
+
+def run_docs(args: argparse.Namespace) -> int:
+    if args.page is None:
+        width = max(map(len, DOC_PAGES))
+        for key, (_, title) in DOC_PAGES.items():
+            print(f"{key:<{width}}  {title}")
+        print("\nvlora docs PAGE prints one (Markdown); --path says where it is")
+        return errors.EXIT_OK
+    print(page_file(args.page) if args.path else page_text(args.page), end="" if not args.path else "\n")
     return errors.EXIT_OK
 
 

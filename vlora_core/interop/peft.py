@@ -1,7 +1,8 @@
-"""PEFT's own format: the plan's ``LoraConfig`` as the JSON ``save_pretrained`` writes to adapter_config.json.
+"""PEFT's own format: the plan's ``LoraConfig`` as adapter_config.json holds it.
 
-Nothing is lost: this is the config ``TargetPlan.to_lora_config()`` builds, read back by
-``LoraConfig.from_pretrained`` or ``LoraConfig(**json.load(f))``.
+Nothing is lost: the keys are the ones ``TargetPlan.to_lora_config()`` passes (PEFT gives every other key its
+default when it reads the file back with ``LoraConfig.from_pretrained`` or ``LoraConfig(**json.load(f))``), plus
+``peft_type`` and ``base_model_name_or_path``. Written from the plan's data, without importing torch or PEFT.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ def _plain(value: Any) -> Any:
 
 
 def export(plan: TargetPlan, tree: Any = None, version: Any = None) -> Export:
-    config = plan.to_lora_config()
-    data = config.to_dict()
-    data["base_model_name_or_path"] = model_id(plan)
+    data = {**plan.lora_config_data(), "peft_type": "LORA", "task_type": None,
+            "base_model_name_or_path": model_id(plan)}
     text = json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n"
     # JSON holds no comment: the version it is written for is the Export's (PEFT's own keys, as the installed one has)
     return Export(tool="peft", text=text, kwargs=json.loads(text), version=version or tool_version("peft"))

@@ -77,7 +77,7 @@ MOE_MLP = frozenset({"gate_proj", "up_proj", "down_proj", "gate_up_proj"})
 
 def export(plan: TargetPlan, tree: Any = None, version: ToolVersion | None = None) -> Export:
     spec = plan.spec
-    config = plan.to_lora_config()
+    config = plan.lora_config_data()  # plain data: the export imports neither torch nor PEFT
     components = {t.component for t in plan.targets} | {m.component for m in plan.full_modules}
     roles = {t.role for t in plan.targets}
     kwargs: dict[str, Any] = {
@@ -90,21 +90,21 @@ def export(plan: TargetPlan, tree: Any = None, version: ToolVersion | None = Non
         "lora_dropout": spec.lora_dropout,
         "bias": spec.bias,
         "target_modules": plan.target_regex,
-        "target_parameters": list(config.target_parameters or []),
+        "target_parameters": list(config["target_parameters"] or []),
     }
-    if config.rank_pattern:
-        kwargs["rank_pattern"] = dict(config.rank_pattern)
-    if config.alpha_pattern:
-        kwargs["alpha_pattern"] = dict(config.alpha_pattern)
-    if config.modules_to_save:
-        kwargs["modules_to_save"] = list(config.modules_to_save)
+    if config["rank_pattern"]:
+        kwargs["rank_pattern"] = dict(config["rank_pattern"])
+    if config["alpha_pattern"]:
+        kwargs["alpha_pattern"] = dict(config["alpha_pattern"])
+    if config["modules_to_save"]:
+        kwargs["modules_to_save"] = list(config["modules_to_save"])
     if spec.use_rslora:
         kwargs["use_rslora"] = True
     if spec.use_dora:
         kwargs["use_dora"] = True
     if spec.init_lora_weights is not True:
         kwargs["init_lora_weights"] = spec.init_lora_weights
-    if getattr(config, "ensure_weight_tying", False):
+    if config.get("ensure_weight_tying"):
         kwargs["ensure_weight_tying"] = True
     notes = ["with a regex in target_modules Unsloth does not read the four finetune_* toggles; they are set to "
              "what the plan trains, for the reader and for fast_inference's check"]

@@ -109,6 +109,6 @@ def test_full_size_reference_plans(name):
 def test_conformance(vlora_conformance, kind):
     """apply trains exactly the plan (experts included) and a forward + backward pass reaches every adapter."""
     report = vlora_conformance("gemma4", tiny_model(kind), inputs=batch(kind))
-    assert report.plugin.distribution == "vlora-gemma4"
+    assert report.plugin.distribution == "vlora-core"
     towers = {"vision", "audio", "projector", "language"} if kind == "audio" else {"vision", "projector", "language"}
     assert {t.component for t in report.plans["lora"].targets} == towers

@@ -63,7 +63,7 @@ def expected(spec: dict, vision_layers: int = 3, language_layers: int = 2) -> se
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_conformance(vlora_conformance, family):
-    report = vlora_conformance("vlora-idefics3", tiny(family), inputs=inputs())
+    report = vlora_conformance("idefics3", tiny(family), inputs=inputs())
     assert report.plans["lora"].architecture == "idefics3"
 
 

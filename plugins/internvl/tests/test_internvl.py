@@ -51,7 +51,7 @@ def expected(spec: dict, vision_layers: int = 3, language_layers: int = 2) -> se
 
 @pytest.mark.parametrize("text_type", ["qwen2", "qwen3", "llama"])
 def test_conformance(vlora_conformance, text_type):
-    report = vlora_conformance("vlora-internvl", tiny(text_type), inputs=inputs())
+    report = vlora_conformance("internvl", tiny(text_type), inputs=inputs())
     assert report.plans["lora"].architecture == "internvl"
 
 

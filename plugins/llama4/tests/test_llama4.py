@@ -102,5 +102,5 @@ def test_full_size_reference_plans(name):
 def test_conformance(vlora_conformance, kind):
     """apply trains exactly the plan (experts included) and a forward + backward pass reaches every adapter."""
     report = vlora_conformance("llama4", tiny_model(kind), inputs=batch())
-    assert report.plugin.distribution == "vlora-llama4"
+    assert report.plugin.distribution == "vlora-core"
     assert {t.component for t in report.plans["lora"].targets} == {"vision", "projector", "language"}

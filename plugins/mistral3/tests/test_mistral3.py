@@ -73,7 +73,7 @@ def expected(spec: dict, family: str, layout: str, vision_layers: int = 3, langu
 @pytest.mark.parametrize("family", ["mistral3", "pixtral_llava"])
 def test_conformance(vlora_conformance, family):
     model = tiny(family)
-    report = vlora_conformance("vlora-mistral3", model, inputs=inputs(family), layouts={"4.50": OLD})
+    report = vlora_conformance("mistral3", model, inputs=inputs(family), layouts={"4.50": OLD})
     assert report.plans["lora"].architecture == family
 
 
@@ -92,7 +92,7 @@ def test_a_llava_checkpoint_goes_to_the_llava_plugin_and_a_pixtral_one_to_this_o
     plain = LlavaForConditionalGeneration(LlavaConfig(vision_config=clip, text_config=MISTRAL))
     assert resolve({}, plain).architecture == "llava"  # model_type llava alone: the LLaVA plugin's claim
     plan = resolve({}, tiny("pixtral_llava"))  # model_type llava where vision_config.model_type is pixtral
-    assert (plan.architecture, plan.plugin) == ("pixtral_llava", "vlora-mistral3")
+    assert (plan.architecture, plan.plugin) == ("pixtral_llava", "vlora-core")
 
 
 @pytest.mark.parametrize(("feature_layer", "used"), [(-1, 3), (-2, 2), (1, 1)])

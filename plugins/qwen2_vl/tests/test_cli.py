@@ -42,7 +42,7 @@ def test_plan_json_is_byte_identical_and_complete(capsys):
     assert code == code2 == 0 and first == second
     data = json.loads(first)
     assert data["model"] == "Qwen2-VL-2B-Instruct"  # --model wins over the spec's model:
-    assert data["plugin"]["distribution"] == "vlora-qwen2-vl"
+    assert data["plugin"]["distribution"] == "vlora-core"
     assert data["versions"]["transformers"] and data["versions"]["peft"] and data["versions"]["vlora"]
     assert data["spec"]["task"] == "ocr" and data["spec"]["vision"]["r"] == 8
     assert data["full_modules"][0]["name"] == "model.visual.merger"
@@ -136,10 +136,10 @@ def test_validate_many_files(capsys, tmp_path):
 
 def test_plugins_models_schema(capsys):
     code, out, _ = run(capsys, "plugins")
-    assert code == 0 and "vlora-qwen2-vl" in out and "qwen2_5_vl" in out
+    assert code == 0 and "vlora-core 0.1.0 (entry point qwen2_vl)" in out and "qwen2_5_vl" in out
     code, out, _ = run(capsys, "plugins", "--json")
     data = json.loads(out)
-    qwen = next(p for p in data["plugins"] if p["distribution"] == "vlora-qwen2-vl")
+    qwen = next(p for p in data["plugins"] if p["name"] == "qwen2_vl" and p["distribution"] == "vlora-core")
     assert {a["name"] for a in qwen["architectures"]} == {"qwen2_vl", "qwen2_5_vl"}
     code, out, _ = run(capsys, "models")
     assert code == 0 and all(n in out for n in ("Qwen2-VL-2B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct"))

@@ -197,5 +197,5 @@ def test_resolve_accepts_a_config_object(family):
 def test_conformance(vlora_conformance, family):
     report = vlora_conformance("qwen2_vl", tiny_model(family), inputs=image_batch(tiny_config(family)),
                                layouts={"4.46": OLD_LAYOUT})
-    assert report.plugin.distribution == "vlora-qwen2-vl"
+    assert report.plugin.distribution == "vlora-core"
     assert {t.component for t in report.plans["lora"].targets} == {"vision", "projector", "language"}

@@ -118,5 +118,5 @@ def test_full_size_reference_plans(name):
 
 def test_conformance(vlora_conformance, family):
     report = vlora_conformance("qwen3_vl", tiny_model(family), inputs=image_batch(tiny_config(family)))
-    assert report.plugin.distribution == "vlora-qwen3-vl"
+    assert report.plugin.distribution == "vlora-core"
     assert {t.component for t in report.plans["lora"].targets} == {"vision", "projector", "language"}
