@@ -41,7 +41,6 @@ CONFIG = dict(
     vision_config=dict(depth=4, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=2,
                        temporal_patch_size=2, spatial_merge_size=2),
     image_token_id=IMAGE_TOKEN, video_token_id=101, vision_start_token_id=102, vision_end_token_id=103,
-    bos_token_id=1, eos_token_id=2,
 )
 
 

@@ -63,16 +63,17 @@ def apply(
     snapshot = Snapshot(model, copy_weights_of=rewritten)
     checkpointing = {"use_reentrant": False}
     with restored_on_failure(snapshot, "adding the adapters"):
-        if plan.quantization is not None:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                    gradient_checkpointing_kwargs=checkpointing)
-        elif gradient_checkpointing:
+        if plan.quantization is not None:  # checkpointing by the name the installed transformers gives it, below
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        if gradient_checkpointing:
             checkpointing_on(model, checkpointing)
         with warnings.catch_warnings():
             # PEFT checks rank/alpha pattern keys against targeted *module* names only, so a key for a parameter
             # target (which it does apply) is reported as unmatched; the count check below is the real check.
             warnings.filterwarnings("ignore", r"The following (rank|alpha)_pattern keys did not match",
                                     RuntimeWarning)
+            # PEFT asks the model `is_gradient_checkpointing`, which transformers 5 renamed: PEFT's call, not yours
+            warnings.filterwarnings("ignore", r"`is_gradient_checkpointing` is deprecated", FutureWarning)
             peft_model = get_peft_model(model, config, adapter_name=adapter_name, low_cpu_mem_usage=on_meta)
         trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
         if trainable != plan.trainable_params:

@@ -5,6 +5,7 @@ with the reason. Each row is built from the model type's default config on the m
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from typing import Any
 
@@ -80,8 +81,20 @@ def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
                   "counts_match": match}
 
 
-def coverage_rows(registry: Registry) -> list[dict[str, Any]]:
-    return [coverage_row(model_type, registry) for model_type in registry_model_types()]
+def coverage_rows(registry: Registry, *, progress: bool = False) -> list[dict[str, Any]]:
+    """A row per model type of the registry; ``progress``: a bar on stderr while they are built (tqdm, which
+    draws nothing when stderr is not a terminal)."""
+    types = registry_model_types()
+    if not progress:
+        return [coverage_row(model_type, registry) for model_type in types]
+    from tqdm import tqdm
+
+    rows = []
+    with tqdm(types, desc="vlora coverage", unit="type", file=sys.stderr, disable=None, leave=False) as bar:
+        for model_type in bar:
+            bar.set_postfix_str(model_type, refresh=False)
+            rows.append(coverage_row(model_type, registry))
+    return rows
 
 
 def _first(exc: BaseException) -> str:

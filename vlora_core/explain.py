@@ -7,15 +7,20 @@ its sentence here. Never part of resolve: it only reads what resolve made.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from .boundary import bounded_fullmatches, shown
 from .decisions import Decision
 from .errors import UsageError, VloraError
+from .patterns import layer_ranges
 from .plan import TargetPlan
 
-MAX_EXPLAINED = 200
+MAX_EXPLAINED = 200  # more than this: said in groups (`grouped`)
+LEAF = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")  # q_proj, self_attn.q_proj: the end of module names
+LAYER = re.compile(r"\blayer \d+")
+NUMBER = re.compile(r"\.(\d+)\.")
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,8 @@ class Explanation:
 
 def explain(plan: TargetPlan, tree: Any, what: str) -> list[Explanation]:
     """Explanations for the modules (and parameters) of ``tree`` named ``what``: an exact name, else a
-    full-name regular expression (fullmatch)."""
+    full-name regular expression (fullmatch), else the end of names (a leaf like ``q_proj``, or
+    ``self_attn.q_proj``: every module whose name ends with it)."""
     modules = [e.name for e in tree.entries if e.name]
     params = [p for p, _ in tree.params]
     if what in modules or what in params:
@@ -38,13 +44,36 @@ def explain(plan: TargetPlan, tree: Any, what: str) -> list[Explanation]:
     else:  # modules first; parameters (a bare projector weight) where no module matches
         found = bounded_fullmatches(what, [*modules, *params], where=None, what="--explain", error=UsageError)
         chosen = [n for n in modules if n in found] or [n for n in params if n in found]
+        if not chosen and LEAF.fullmatch(what):
+            chosen = [n for n in modules if n.endswith("." + what)] or [n for n in params if n.endswith("." + what)]
     if not chosen:
         raise UsageError(f"--explain {shown(what)} matches no module of {plan.model}",
-                         hint="give a full module name or a full-name regular expression, e.g. "
-                         "'model\\.language_model\\.layers\\.0\\..*'; `vlora plan --modules` lists the targets")
+                         hint="give a full module name, the end of names (q_proj, self_attn.q_proj), or a full-name "
+                         "regular expression, e.g. 'model\\.language_model\\.layers\\.0\\..*'; `vlora plan --modules` "
+                         "lists the targets")
     if plan.decisions is None:
         raise VloraError("internal error: the plan carries no decisions to explain")
-    return [_one(plan, n) for n in chosen[:MAX_EXPLAINED]]
+    if len(chosen) > MAX_EXPLAINED:
+        return [_one(plan, n) for n in chosen]  # grouped by the caller: a leaf may name thousands (experts)
+    return [_one(plan, n) for n in chosen]
+
+
+def grouped(explanations: list[Explanation]) -> list[str]:
+    """Explanations that say the same but for the layer, one line per group: ``language attention, r=16,
+    alpha=16: target (28 modules, layers 0-27)``, in the order they first appear."""
+    groups: dict[tuple[bool, str], list[Explanation]] = {}
+    for e in explanations:
+        groups.setdefault((e.target, LAYER.sub("layer N", e.why)), []).append(e)
+    lines = []
+    for (target, why), members in groups.items():
+        layers = sorted({int(m.group(1)) for e in members if (m := NUMBER.search(e.name))})
+        where = f", layers {layer_ranges(layers)}" if len(layers) > 1 else ""
+        example = members[0].name if len(members) == 1 else f"e.g. {members[0].name}"
+        verdict = "target" if target else "not a target"
+        lines.append(f"{len(members)} module{'s' if len(members) != 1 else ''}{where} ({example}): {verdict}: "
+                     + why.replace(", layer N", "").replace("layer N is", "these layers are")
+                     .replace("layer N", "these layers"))
+    return lines
 
 
 def _one(plan: TargetPlan, name: str) -> Explanation:
@@ -100,4 +129,4 @@ def _sentence(plan: TargetPlan, d: Decision) -> str:
     return "no rule of the spec selects it"
 
 
-__all__ = ["Explanation", "explain"]
+__all__ = ["Explanation", "explain", "grouped"]

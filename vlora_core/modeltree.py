@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .boundary import CAPS, read_json
+from .boundary import CAPS, read_json, shown
 from .diagnostics import Location, os_error_hint
 from .errors import ModelLoadError, UsageError, VloraError
 from .peft.rules import is_peft_part, unwrapped
@@ -335,11 +335,17 @@ def config_from_dict(data: dict[str, Any], *, where: str) -> PretrainedConfig:
     try:
         with quiet_transformers():
             return AutoConfig.for_model(**data)
-    except ValueError as exc:
+    except ValueError:  # transformers' own message lists its ~900 model types: say it short
+        import transformers
+
+        remote = isinstance(data.get("auto_map"), dict)
         raise ModelLoadError(
-            f"transformers does not know model_type {model_type!r}: {exc}".splitlines()[0],
+            f"transformers {transformers.__version__} does not know model_type {shown(model_type)}"
+            + (" (the config's auto_map names remote code, which vlora does not run)" if remote else ""),
             where=where,
-            hint="upgrade transformers",
+            hint=("vlora plans models whose code ships with transformers; a remote-code model is not one"
+                  if remote else "check the model_type; if the model is newer than this transformers, upgrade it "
+                  "(`pip install -U transformers`)"),
         ) from None
     except Exception as exc:  # a field of the wrong type or value, refused by the config class itself
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""

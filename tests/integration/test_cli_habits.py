@@ -189,3 +189,25 @@ def test_the_documentation_pages_come_with_the_package(capsys):
     assert capsys.readouterr().out == (Path(__file__).resolve().parents[2] / "docs" / "spec.md").read_text()
     assert main(["docs", "nowhere"]) == 2
     assert "no documentation page 'nowhere'" in capsys.readouterr().err
+
+
+def test_explain_takes_a_leaf_name_and_says_it_in_groups(capsys):
+    llava = ROOT / "examples" / "llava_vqa.yaml"  # language attention + MLP in the last 8 of 32 layers
+    assert main(["plan", str(llava), "--explain", "o_proj"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "'o_proj': 32 modules"
+    assert out[1].startswith("  24 modules, layers 0-23 (") and out[1].endswith(
+        "not a target: these layers are not in language.layers ({'last': 8})")
+    assert out[2].startswith("  8 modules, layers 24-31 (") and ": target: language attention" in out[2]
+    assert main(["plan", str(llava), "--explain", "vision_tower.encoder.layers.3.self_attn.q_proj"]) == 0
+    assert capsys.readouterr().out.count("\n") == 1  # one module: said on its own
+
+
+@pytest.mark.parametrize(("extra", "words"), [({}, "upgrade it"), ({"auto_map": {"AutoConfig": "m.Config"}},
+                                                                   "remote code")])
+def test_an_unknown_model_type_is_one_short_message(tmp_path, capsys, extra, words):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "my_own_vlm", **extra}))
+    assert main(["plan", "--model", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "does not know model_type 'my_own_vlm'" in err and words in err
+    assert len(err) < 600 and "gpt-sw3" not in err  # not transformers' list of every model type

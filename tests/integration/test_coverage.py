@@ -4,11 +4,15 @@ reason; none crashes. The page is regenerated and compared."""
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 from pathlib import Path
 
+import pytest
 from project import project_registry
 
+from vlora_core import default_registry
 from vlora_core.coverage import coverage_rows, render_coverage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,3 +32,21 @@ def test_coverage_page_is_current_and_most_types_resolve():
     assert by_type["glm4v"]["status"] == "inferred"
     assert "text-only" in by_type["gemma4"]["detail"]
     assert "not a vision encoder + projector + language model layout" in by_type["vision-encoder-decoder"]["detail"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_coverage_shows_progress_on_a_terminal_only(monkeypatch, terminal):
+    import vlora_core.coverage as coverage
+
+    monkeypatch.setattr(coverage, "registry_model_types", lambda: ["llava", "qwen2_vl", "aria"])
+    stream = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    rows = coverage.coverage_rows(default_registry(), progress=True)
+    assert [r["model_type"] for r in rows] == ["llava", "qwen2_vl", "aria"]
+    shown = stream.getvalue()
+    assert ("vlora coverage" in shown and "/3 " in shown) if terminal else shown == ""

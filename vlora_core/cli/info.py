@@ -157,7 +157,7 @@ def run_scaffold(args: argparse.Namespace) -> int:
 
 
 def run_coverage(args: argparse.Namespace) -> int:
-    sys.stdout.write(render_coverage(coverage_rows(default_registry())))
+    sys.stdout.write(render_coverage(coverage_rows(default_registry(), progress=True)))
     return errors.EXIT_OK
 
 

@@ -8,16 +8,19 @@ import json
 import sys
 from typing import Any
 
+from ..boundary import shown
 from ..cache import tree_for
 from ..draw import draw_html, draw_svg
 from ..errors import UsageError
-from ..explain import explain
+from ..explain import explain, grouped
 from ..plan import DTYPE_BYTES
 from ..plugins import default_registry
 from ..report import render_compare
 from ..resolve import resolve
 from ..spec import TASK_PRESETS, load_spec
 from .common import command, errors, model_tree, resolution_options, spec_of, write
+
+GROUP_ABOVE = 8  # --explain: more modules than this are said in groups
 
 
 def add(sub: Any) -> None:
@@ -65,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
     if args.explain:
         tree = model_tree(args, spec)
         plan = resolve(spec, tree, infer=args.infer)
-        for line in explain(plan, tree, args.explain):
-            print(line.render())
+        found = explain(plan, tree, args.explain)
+        if len(found) > GROUP_ABOVE:  # a leaf name over every layer: one line per group, with its layers
+            print(f"{shown(args.explain)}: {len(found)} modules")
+            print("\n".join(f"  {line}" for line in grouped(found)))
+        else:
+            print("\n".join(e.render() for e in found))
         return errors.EXIT_OK
     plan = resolve(spec, args.model, infer=args.infer)
     sys.stdout.write(plan.to_json() if args.json else plan.table(args.dtype))

@@ -15,9 +15,8 @@ from vlora_core.testing import relayout
 
 IMAGE_TOKEN = 100
 TEXT = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
-            vocab_size=128, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]})
-TOKENS = dict(image_token_id=IMAGE_TOKEN, video_token_id=101, vision_start_token_id=102, vision_end_token_id=103,
-              bos_token_id=1, eos_token_id=2)
+            vocab_size=128, rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]}, bos_token_id=1, eos_token_id=2)
+TOKENS = dict(image_token_id=IMAGE_TOKEN, video_token_id=101, vision_start_token_id=102, vision_end_token_id=103)
 
 
 def tiny_config(family: str):
