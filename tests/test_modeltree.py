@@ -88,3 +88,15 @@ def test_a_config_json_path_and_its_directory_give_the_same_tree(tmp_path, regis
     by_dir, by_file = module_tree(str(tmp_path), registry), module_tree(str(tmp_path / "config.json"), registry)
     assert isinstance(by_dir, ModuleTree) and by_dir.names == by_file.names
     assert by_dir.total_params == by_file.total_params > 0 and by_dir.source == str(tmp_path)
+
+
+def test_an_unreachable_hub_is_said_within_its_timeout_even_when_the_name_lookup_hangs(monkeypatch):
+    import socket
+    import time
+
+    from vlora_core import modeltree
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: time.sleep(30))  # an offline resolver stalls
+    start = time.perf_counter()
+    assert modeltree._hub_reachable(timeout=0.5) is False
+    assert time.perf_counter() - start < 2.0

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 FROZEN, UNUSED, FULL, INK, MUTED = "#e6e6e6", "#b4b4b4", "#7b3294", "#222222", "#666666"
 CELL_H, GAP, LABEL_W, TOTALS_W, MARGIN, HEAD_H, FONT = 16, 1, 190, 250, 16, 22, 12
+CHAR_EM = 0.62  # the widest average advance of DejaVu Sans / Helvetica / Arial text, in ems: text sizes the picture
+TICK_EVERY, TICK_FONT = 5, 9  # layer numbers under each grid: 0, 5, 10, ... and the last layer
 MAX_GRID_W = 900
 
 
@@ -71,9 +73,12 @@ class _Canvas:
         self.cell_w = max(4.0, min(14.0, MAX_GRID_W / widest))
         self.grid_w = widest * self.cell_w
         self.parts: list[str] = []
+        self.right = 0.0  # the right edge of everything drawn so far (text included, by its estimated width)
 
     def text(self, x: float, y: float, s: str, *, size: int = FONT, fill: str = INK, weight: str = "normal",
              anchor: str = "start") -> None:
+        if anchor == "start":
+            self.right = max(self.right, x + CHAR_EM * size * len(s) * (1.08 if weight == "bold" else 1.0))
         self.parts.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" fill="{fill}" font-weight="{weight}" '
                           f'text-anchor="{anchor}">{html.escape(s)}</text>')
 
@@ -133,6 +138,7 @@ class _Canvas:
                 for layer in range(count):
                     self.cell(self.layer_cell(comp, stack, label, layer, by_layer.get(layer, []), layer in unused,
                                               x0 + LABEL_W + layer * self.cell_w, y))
+                self.right = max(self.right, x0 + LABEL_W + count * self.cell_w)
             else:
                 width = min(self.grid_w / max(1, len(ts)), 60.0)
                 for i, t in enumerate(ts):
@@ -146,6 +152,12 @@ class _Canvas:
                 self.text(x0 + LABEL_W + self.grid_w + 10, y + CELL_H - 4,
                           f"{len(ts)} modules · {n:,} params", fill=MUTED)
             y += CELL_H
+        if count:  # the layer numbers under the grid
+            for layer in sorted({*range(0, count, TICK_EVERY), count - 1}):
+                if layer == count - 1 or count - 1 - layer >= 2:  # the last one never crowds its neighbour
+                    self.text(x0 + LABEL_W + (layer + 0.5) * self.cell_w, y + TICK_FONT + 1, str(layer),
+                              size=TICK_FONT, fill=MUTED, anchor="middle")
+            y += TICK_FONT + 3
         if full:
             y = self.full_row(plan, "trained in full", full, x0, y, comp=comp)
         return y
@@ -197,12 +209,13 @@ class _Canvas:
         return y + 20
 
     def render(self) -> str:
-        column_w = LABEL_W + self.grid_w + TOTALS_W
-        bottom = MARGIN
-        for i, (label, plan) in enumerate(self.plans):
-            bottom = max(bottom, self.plan(label, plan, MARGIN + i * column_w, MARGIN))
+        bottom, x = MARGIN, MARGIN
+        for label, plan in self.plans:  # each plan as wide as its grid and its longest line of text
+            self.right = x + LABEL_W + self.grid_w + TOTALS_W
+            bottom = max(bottom, self.plan(label, plan, x, MARGIN))
+            x = self.right + MARGIN
         bottom = self.legend(MARGIN, bottom + 4)
-        width, height = MARGIN * 2 + column_w * len(self.plans), bottom + MARGIN
+        width, height = max(x, self.right + MARGIN), bottom + MARGIN
         head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
                 f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">')
         return "\n".join([head, f'<rect width="{width:.0f}" height="{height:.0f}" fill="#ffffff"/>',

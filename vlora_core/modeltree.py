@@ -437,15 +437,27 @@ def _config_from_path(ref: str, path: Path, registry: Registry) -> tuple[Pretrai
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub answers a TCP connection within ``timeout`` seconds, the name lookup included (a socket's
+    own timeout does not bound the lookup, which offline can take many seconds): the probe runs in a thread that
+    is left behind when it does not answer in time."""
     import socket
+    import threading
     from urllib.parse import urlparse
 
     url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, name="vlora-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(answer and answer[0])
 
 
 def _config_from_hub(ref: str, bundled: str) -> PretrainedConfig:

@@ -149,6 +149,8 @@ class SummaryRow:
     lora_params: int
     share: float  # of all LoRA parameters
     component_share: float  # of the component's base parameters
+    r: str = ""  # the rank(s) of the row's targets, as the table shows them ("8", or "8/16" where they differ)
+    alpha: str = ""
 
     @property
     def label(self) -> str:
@@ -249,6 +251,8 @@ class TargetPlan:
                     lora_params=n,
                     share=n / total,
                     component_share=n / base if base else 0.0,
+                    r="/".join(str(v) for v in sorted({t.r for t in ts})),
+                    alpha="/".join(f"{v:g}" for v in sorted({t.lora_alpha for t in ts})),
                 )
             )
         return rows

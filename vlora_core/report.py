@@ -62,13 +62,13 @@ def render_table(plan: TargetPlan, dtype: str = "fp32") -> str:
         + f"r={spec.r}, lora_alpha={spec.lora_alpha:g}, projector={spec.finetune_projector}",
         "",
     ]
-    rows = [("component", "role", "modules", "layers", "LoRA params", "share", "of component")]
+    rows = [("component", "role", "modules", "layers", "r", "alpha", "LoRA params", "share", "of component")]
     for row in plan.summary():
-        rows.append((row.component, row.label, str(row.modules), row.layers, f"{row.lora_params:,}",
-                     f"{100 * row.share:.1f}%", f"{100 * row.component_share:.2f}%"))
-    rows.append(("total", "", str(len(plan.targets)), "", f"{plan.lora_params:,}",
+        rows.append((row.component, row.label, str(row.modules), row.layers, row.r, row.alpha,
+                     f"{row.lora_params:,}", f"{100 * row.share:.1f}%", f"{100 * row.component_share:.2f}%"))
+    rows.append(("total", "", str(len(plan.targets)), "", "", "", f"{plan.lora_params:,}",
                  "100.0%" if plan.targets else "-", ""))
-    lines = grid(rows, right={2, 4, 5, 6}, rules={0, len(rows) - 2})
+    lines = grid(rows, right={2, 4, 5, 6, 7, 8}, rules={0, len(rows) - 2})
     total = plan.total_params or 1
     tail = [""]
     for m in plan.full_modules:

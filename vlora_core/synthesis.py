@@ -40,6 +40,11 @@ class AdapterSpec:
 _NEUTRAL = {"lora_dropout": 0.0, "use_dora": False}
 
 
+def _plain(number: float) -> float | int:
+    """A whole alpha as people write it (``16``, not ``16.0``) in the spec vlora writes."""
+    return int(number) if float(number).is_integer() else number
+
+
 def _layers_value(layers: list[int], count: int) -> Any:
     """A layer selection in the spec's words: None (all), {first: N}, {last: N} or the list."""
     chosen = sorted(set(layers))
@@ -86,7 +91,7 @@ def synthesize(lora: dict[str, tuple[int, float]], full: list[str], tree: Any, r
     r = settings.get("r") if settings.get("r") in ranks or not ranks else ranks.most_common(1)[0][0]
     alpha = (float(settings["lora_alpha"]) if settings.get("lora_alpha") in alphas or not alphas
              else alphas.most_common(1)[0][0])
-    data["r"], data["lora_alpha"] = r, alpha
+    data["r"], data["lora_alpha"] = r, _plain(alpha)
     for key in ("lora_dropout", "bias", "use_rslora", "use_dora"):
         if key in settings and settings[key] is not None:
             data[key] = settings[key]
@@ -98,7 +103,7 @@ def synthesize(lora: dict[str, tuple[int, float]], full: list[str], tree: Any, r
         if len(rs) == 1 and rs != {r}:
             block["r"] = rs.pop()
         if len(als) == 1 and als != {alpha}:
-            block["lora_alpha"] = als.pop()
+            block["lora_alpha"] = _plain(als.pop())
         placed = [w for n in lora if (w := where[n]) and w.component == component]
         layers = [w.layer for w in placed if w.layer is not None]
         stacks = {w.stack for w in placed}

@@ -211,3 +211,37 @@ def test_an_unknown_model_type_is_one_short_message(tmp_path, capsys, extra, wor
     err = capsys.readouterr().err
     assert "does not know model_type 'my_own_vlm'" in err and words in err
     assert len(err) < 600 and "gpt-sw3" not in err  # not transformers' list of every model type
+
+
+def test_the_plan_table_shows_each_rows_rank_and_alpha(capsys):
+    assert main(["plan", str(OCR)]) == 0  # r=16 for the spec, vision: {r: 8, lora_alpha: 8}
+    lines = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("component"))
+    assert lines[head].split()[:6] == ["component", "role", "modules", "layers", "r", "alpha"]
+    rows = {(c[0], c[1]): (c[4], c[5]) for c in (line.split() for line in lines[head + 2:head + 6])}
+    assert rows[("vision", "attention")] == ("8", "8") and rows[("language", "mlp")] == ("16", "16")
+
+
+def test_write_saves_what_set_built_keeping_the_files_comments_and_order(tmp_path, capsys):
+    spec = tmp_path / "q.yaml"
+    spec.write_text("# my OCR run\nmodel: Qwen2-VL-7B-Instruct\ntask: ocr  # the preset\nr: 16\nvision:\n  r: 8\n")
+    assert main(["plan", str(spec), "--set", "r=32", "--set", "language.layers={last: 4}", "--set", "lora_alpha=16",
+                 "--write", str(spec)]) == 0
+    assert f"wrote {spec}" in capsys.readouterr().err
+    text = spec.read_text()
+    assert text.startswith("# my OCR run\nmodel: Qwen2-VL-7B-Instruct\ntask: ocr  # the preset\nr: 32\n")
+    assert "lora_alpha: 16\n" in text and "16.0" not in text
+    again = load_spec(spec)
+    assert (again.r, again.vision.r, again.language.layers.last) == (32, 8, 4)
+    assert resolve(again).targets == resolve(load_spec(spec)).targets
+
+
+def test_write_makes_a_new_spec_from_the_values_and_writes_nothing_that_does_not_plan(tmp_path, capsys):
+    out = tmp_path / "new.json"
+    assert main(["plan", "--model", "llava-1.5-7b-hf", "--set", "task=vqa", "--write", str(out)]) == 0
+    assert json.loads(out.read_text()) == {"model": "llava-1.5-7b-hf", "task": "vqa"}
+    bad = tmp_path / "bad.yaml"
+    assert main(["plan", "--model", "llava-1.5-7b-hf", "--set", "language.layers=[99]", "--write", str(bad)]) != 0
+    assert not bad.exists()
+    assert main(["plan", "--model", "llava-1.5-7b-hf", "--write", str(tmp_path / "x.toml")]) == 2
+    assert "YAML or JSON" in capsys.readouterr().err

@@ -153,3 +153,17 @@ def test_the_readme_picture_is_what_vlora_draws():
     for c in cells(render.svg()):
         point = (int(float(c["x"]) + float(c["width"]) / 2), int(float(c["y"]) + float(c["height"]) / 2 - 1))
         assert committed.getpixel(point) == rgb(c["fill"])
+
+
+def test_the_picture_is_as_wide_as_its_text_and_numbers_the_layers():
+    """Rendered with a real font: no text is cut at the right edge (the README's picture cut its own totals), and
+    each grid of layers carries its layer numbers, the first and the last."""
+    plan = resolve(ROOT / "examples" / "qwen2_vl_ocr.yaml")
+    svg = draw_svg(plan)
+    root = ET.fromstring(svg)
+    width = float(root.get("width"))
+    texts = [t.text for t in root.iter(f"{NS}text")]
+    assert {"0", "31", "27"} <= set(texts)  # vision 32 layers, language 28
+    image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode()))).convert("L")
+    right = [image.getpixel((int(width) - 1 - dx, y)) for dx in range(8) for y in range(image.height)]
+    assert min(right) > 200, "ink reaches the right edge: a text is cut"  # a white margin, no glyph in it

@@ -119,3 +119,18 @@ def test_an_import_says_what_gemma4_adapts_outside_every_component():
     assert result.unexpressed == ("model.language_model.per_layer_model_projection",)
     assert "model.language_model.per_layer_model_projection" in result.to_yaml()
     assert "1 module outside" in result.to_yaml()
+
+
+def test_a_written_spec_says_a_whole_alpha_as_people_write_it():
+    text = imported("llamafactory/lf09_qwen2_5vl_lora_sft.yaml").to_yaml()
+    assert "\nlora_alpha: 16\n" in text and "16.0" not in text  # LLaMA-Factory's default alpha, twice rank 8
+
+
+def test_an_unsloth_notebook_imports_on_the_model_its_from_pretrained_names(tmp_path):
+    notebook = tmp_path / "nb.py"
+    call = (CORPUS / "unsloth" / "u01_qwen2_vl_7b_vision.py").read_text()
+    notebook.write_text('model, tokenizer = FastVisionModel.from_pretrained(\n    "unsloth/Qwen2-VL-7B-Instruct",\n'
+                        '    load_in_4bit = True,\n)\n' + call)
+    result = import_config(notebook, "unsloth")  # no --model: the file names it, a re-upload of a bundled one
+    assert result.model == "unsloth/Qwen2-VL-7B-Instruct" and len(result.plan.targets) == MEASURED[
+        "unsloth/u01_qwen2_vl_7b_vision.py"][2]

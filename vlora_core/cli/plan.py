@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from ..boundary import shown
+from ..boundary import shown, write_text
 from ..cache import tree_for
 from ..draw import draw_html, draw_svg
 from ..errors import UsageError
@@ -18,6 +18,7 @@ from ..plugins import default_registry
 from ..report import render_compare
 from ..resolve import resolve
 from ..spec import TASK_PRESETS, load_spec
+from ..spec_file import spec_text
 from .common import command, errors, model_tree, resolution_options, spec_of, write
 
 GROUP_ABOVE = 8  # --explain: more modules than this are said in groups
@@ -41,6 +42,9 @@ def add(sub: Any) -> None:
                    "a target: its component and role, and the toggle, layer selection, exclusion or unused-layer "
                    "rule that decided it")
     p.add_argument("--json", action="store_true", help="print the full plan as JSON (sorted, deterministic)")
+    p.add_argument("--write", metavar="FILE", help="save the spec this plan came from, --set values included, to FILE "
+                   "(.yaml or .json; it may be SPEC itself: a YAML spec keeps its comments and key order); written "
+                   "only when the plan resolves")
     p.add_argument("--svg", metavar="FILE", help="also draw the plan as an SVG picture: per component a grid of "
                    "layers x roles, adapted cells coloured by rank, unused layers and modules trained in full marked "
                    "(with --compare or --compare-tasks, the plans side by side)")
@@ -76,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(e.render() for e in found))
         return errors.EXIT_OK
     plan = resolve(spec, args.model, infer=args.infer)
+    if args.write:
+        text = spec_text(args.spec, args.set or (), target=args.write,
+                         extra={"model": args.model} if args.model else None)
+        written = write_text(args.write, text, what="the spec")  # SPEC itself is allowed: the user asked for it
+        print(f"wrote {written}", file=sys.stderr)
     sys.stdout.write(plan.to_json() if args.json else plan.table(args.dtype))
     if args.modules and not args.json:
         sys.stdout.write(module_list(plan))

@@ -182,7 +182,28 @@ def read(path: str | Path) -> dict[str, Any]:
                 raise SpecError(f"{kw.arg}={ast.unparse(kw.value)} is not a literal value",
                                 where=f"{p}:{kw.value.lineno}", hint=f"write {kw.arg} as a literal") from None
             # other keywords (use_gradient_checkpointing="unsloth", random_state=...) do not change the targets
+    model = _loaded_model(tree, constants)
+    if model is not None and MODEL_KEY not in out:
+        out[MODEL_KEY] = model
     return out
+
+
+def _loaded_model(tree: ast.Module, constants: dict[str, ast.expr]) -> str | None:
+    """The model a ``FastVisionModel.from_pretrained("unsloth/...")`` call in the same file loads (its first
+    argument or ``model_name=``, a literal or a module-level constant), when there is exactly one."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "from_pretrained":
+            value = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "model_name"),
+                                                        None)
+            if value is not None:
+                try:
+                    name = ast.literal_eval(_substituted(value, constants))
+                except ValueError:
+                    continue
+                if isinstance(name, str) and name:
+                    found.append(name)
+    return found[0] if len(set(found)) == 1 else None
 
 
 def _linears(tree: ModuleTree) -> list[str]:
@@ -425,7 +446,7 @@ def trains(kwargs: dict[str, Any], tree: ModuleTree, source: str) -> tuple[Train
     return Trains(lora=lora, full=tuple(full), notes=tuple(notes), settings=settings), suggested
 
 
-MODEL_KEY = None  # the keywords do not name the model (from_pretrained does)
+MODEL_KEY = "model_name"  # from_pretrained's, where the file holds that call (get_peft_model does not name it)
 
 
 def import_config(config: dict[str, Any], source: str, tree: ModuleTree, registry: Registry, *,
