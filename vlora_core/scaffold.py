@@ -181,8 +181,8 @@ packages = ["{package}"]
 def _core_range() -> str:
     version = core_version()
     parts = version.split(".")
-    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
-        return "vlora"
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):  # run from a source tree: any core
+        return CORE_DISTRIBUTION
     major, minor = int(parts[0]), int(parts[1])
     upper = f"{major}.{minor + 1}" if major == 0 else f"{major + 1}"
     return f"{CORE_DISTRIBUTION}>={major}.{minor},<{upper}"

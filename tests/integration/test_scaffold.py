@@ -65,3 +65,12 @@ def test_scaffold_refuses_a_directory_that_is_not_empty(tmp_path):
     with pytest.raises(UsageError, match="exists and is not empty"):
         scaffold("Qwen2-VL-2B-Instruct", tmp_path, default_registry())
     assert main(["scaffold", "Qwen2-VL-2B-Instruct", "-o", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize(("version", "wanted"), [("0.1.0", "vlora-core>=0.1,<0.2"), ("1.4.2", "vlora-core>=1.4,<2"),
+                                                  ("not installed", "vlora-core")])
+def test_a_scaffolded_plugin_requires_vlora_core_never_the_unrelated_vlora(monkeypatch, version, wanted):
+    from vlora_core import scaffold
+
+    monkeypatch.setattr(scaffold, "core_version", lambda: version)
+    assert scaffold._core_range() == wanted
