@@ -35,6 +35,7 @@ from transformers import AutoModelForImageTextToText  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from vlora_core import default_registry, export_plan, import_config  # noqa: E402
+from vlora_core.interop.unsloth import read as read_unsloth  # noqa: E402
 from vlora_core.modeltree import config_from_file  # noqa: E402
 
 hf_logging.set_verbosity_error()
@@ -215,21 +216,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for ref, label, kw, path in cases:
             config = config_from_file(registry.require_reference(ref)[2].config_path)
+            label = f"import: {label}"
             if path is None:
                 path = Path(tmp) / "kwargs.json"
                 path.write_text(json.dumps(kw))
-                label = f"import: {label}"
             else:
-                kw = None
-                label = f"import: {label}"
+                kw = read_unsloth(path)  # the notebook's keywords, as vlora reads them
             try:
                 imported = import_config(path, "unsloth", ref, registry=registry)
                 want = {t.name for t in imported.plan.targets} | set(imported.unexpressed)
             except Exception as exc:  # vlora refuses: Unsloth must refuse too
                 want = f"refused: {str(exc)[:90]}"
-            if kw is None:
-                from vlora_core.interop.unsloth import read
-                kw = read(path)
             try:
                 got = unsloth_wraps(meta_model(config), kw)
             except Exception as exc:

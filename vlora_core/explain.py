@@ -17,7 +17,6 @@ from .errors import UsageError, VloraError
 from .patterns import layer_ranges
 from .plan import TargetPlan
 
-MAX_EXPLAINED = 200  # more than this: said in groups (`grouped`)
 LEAF = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*")  # q_proj, self_attn.q_proj: the end of module names
 LAYER = re.compile(r"\blayer \d+")
 NUMBER = re.compile(r"\.(\d+)\.")
@@ -53,9 +52,7 @@ def explain(plan: TargetPlan, tree: Any, what: str) -> list[Explanation]:
                          "lists the targets")
     if plan.decisions is None:
         raise VloraError("internal error: the plan carries no decisions to explain")
-    if len(chosen) > MAX_EXPLAINED:
-        return [_one(plan, n) for n in chosen]  # grouped by the caller: a leaf may name thousands (experts)
-    return [_one(plan, n) for n in chosen]
+    return [_one(plan, n) for n in chosen]  # many (a leaf over every layer): the caller says them `grouped`
 
 
 def grouped(explanations: list[Explanation]) -> list[str]:

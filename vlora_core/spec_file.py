@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .boundary import read_text
+from .boundary import read_document, read_text
 from .errors import SpecFileError, UsageError
 from .spec import apply_sets
 
@@ -28,8 +28,6 @@ def spec_text(source: str | Path | None, sets: Sequence[str], *, target: str | P
         raise UsageError(f"--write {target}: vlora writes spec files as YAML or JSON",
                          hint="give a .yaml, .yml or .json path")
     if suffix == ".json" or source is None or Path(source).suffix.lower() not in YAML_SUFFIXES:
-        from .boundary import read_document
-
         data = read_document(Path(source))[0] if source is not None else {}
         data = apply_sets(data if isinstance(data, Mapping) else {}, sets)
         data = {**{k: v for k, v in (extra or {}).items() if k not in data}, **data}

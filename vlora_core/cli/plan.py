@@ -38,9 +38,10 @@ def add(sub: Any) -> None:
     resolution_options(p)
     p.add_argument("--modules", action="store_true", help="also list every target and fully trained module by name")
     p.add_argument("--explain", metavar="NAME",
-                   help="why each module named NAME (a full name, or a full-name regular expression) is or is not "
-                   "a target: its component and role, and the toggle, layer selection, exclusion or unused-layer "
-                   "rule that decided it")
+                   help="why each module named NAME (a full name, a full-name regular expression, or the end of "
+                   "names such as q_proj; many are said in groups with their layers) is or is not a target: its "
+                   "component and role, and the toggle, layer selection, exclusion or unused-layer rule that "
+                   "decided it")
     p.add_argument("--json", action="store_true", help="print the full plan as JSON (sorted, deterministic)")
     p.add_argument("--write", metavar="FILE", help="save the spec this plan came from, --set values included, to FILE "
                    "(.yaml or .json; it may be SPEC itself: a YAML spec keeps its comments and key order); written "
