@@ -65,9 +65,14 @@ def main_check() -> None:
     if "IMPORTED []" not in warm or warm.split("IMPORTED")[0] != run("plan", "--model", names[0]):
         raise SystemExit(f"a warm vlora plan imported torch or printed another plan:\n{warm}")
     print(f"warm vlora plan from the cache ({os.environ['VLORA_CACHE_DIR']}): the same plan, torch not imported")
-    for tool in ("peft", "unsloth", "llamafactory", "swift", "axolotl"):  # the interop package ships
+    for tool in ("peft", "unsloth", "llamafactory", "swift", "axolotl", "vllm"):  # the interop package ships
         run("export", "--model", names[0], "--to", tool)
-    print("vlora export to all five tools: ok")
+    print("vlora export to all six tools: ok")
+    for engine in ("vllm", "sglang"):  # the serving facts ship as package data
+        served = json.loads(run("plan", "--model", names[0], "--serve", engine, "--json"))["serve"]
+        if not served["groups"] or engine not in served["read_from"]:
+            raise SystemExit(f"vlora plan --serve {engine} printed no verdicts: {served}")
+    print("vlora plan --serve vllm/sglang: the serving facts ship with the package")
     for key in ("install", "spec", "cli"):  # the pages hints name come with the package
         if not run("docs", key).startswith("# "):
             raise SystemExit(f"vlora docs {key} printed no page")

@@ -12,7 +12,9 @@ from .adapters import (
     Adapter,
     AdapterCheck,
     AdapterSpec,
+    MergeResult,
     check_adapter,
+    merge,
     migrate_adapter,
     read_adapter,
     spec_for_adapter,
@@ -62,6 +64,7 @@ from .placement import Placement
 from .plan import FullModule, Target, TargetPlan
 from .plugins import PluginFailure, PluginInfo, Registry, default_registry
 from .resolve import resolve
+from .serving import ServeCheck, serve_adapter, serve_plan
 from .spec import (
     TASK_PRESETS,
     ComponentOverride,
@@ -105,6 +108,7 @@ __all__ = [
     "Location",
     "LockDiff",
     "LockMismatchError",
+    "MergeResult",
     "ModelLoadError",
     "ModuleEntry",
     "ModuleTree",
@@ -119,6 +123,7 @@ __all__ = [
     "Registry",
     "ResolutionError",
     "ResolutionErrors",
+    "ServeCheck",
     "SpecArchitectureMismatch",
     "SpecError",
     "SpecFileError",
@@ -147,12 +152,15 @@ __all__ = [
     "layers_of",
     "load_spec",
     "make_lock",
+    "merge",
     "migrate_adapter",
     "module_tree",
     "param_groups",
     "read_adapter",
     "read_lock",
     "resolve",
+    "serve_adapter",
+    "serve_plan",
     "spec_for_adapter",
     "tree_from_module",
     "unused_after_feature_layer",

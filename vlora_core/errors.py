@@ -32,6 +32,7 @@ EXIT_PLUGIN = 5
 EXIT_LOCK = 6
 EXIT_ADAPTER = 7
 EXIT_ADAPTER_MISFIT = 8
+EXIT_NOT_SERVED = 9
 
 # what each exit code means: the one list (`vlora --help` and every command's help print it; docs/cli.md's
 # failure table is checked against it and against each error class's ``exit_code``)
@@ -45,6 +46,7 @@ EXIT_MEANINGS: dict[int, str] = {
     EXIT_LOCK: "lock mismatch (the plan differs from its lock file)",
     EXIT_ADAPTER: "adapter files invalid (no adapter, damaged weights, a config that disagrees with them)",
     EXIT_ADAPTER_MISFIT: "the adapter would not load completely into the model (vlora adapter check)",
+    EXIT_NOT_SERVED: "a serving engine would not apply the adapter as trained, or vlora cannot tell (--serve)",
 }
 
 

@@ -26,6 +26,7 @@ from .modeltree import ModuleTree
 from .plan import TargetPlan
 from .plugins import default_registry
 from .resolve import resolve
+from .serving import AS_TRAINED, serve_plan
 from .spec import load_spec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
@@ -153,8 +154,10 @@ def check_required_plugins(requirements: list[str]) -> Problem | None:
 
 def check_files(
     files: list[str], *, model: str | None = None, lock: str | None = None, require_lock: bool = False,
-    sets: list[str] | tuple[str, ...] = (),
+    sets: list[str] | tuple[str, ...] = (), serve: tuple[str, str | None] | None = None,
 ) -> list[FileResult]:
+    """Check each file: the schema; the plan when there is a model; its lock; with ``serve`` (engine, release),
+    whether that serving engine would apply the plan's adapter as trained."""
     trees: dict[str, ModuleTree] = {}
     results = []
     for file in files:
@@ -174,6 +177,8 @@ def check_files(
             plan = _resolve(spec, ref, trees, label=model or spec.model)
             result.warnings += plan.diagnostics
             result.summary = f"ok ({len(plan.targets)} targets, {plan.lora_params:,} LoRA parameters on {ref})"
+            if serve:
+                _check_serving(result, plan, trees[ref], *serve)
             if has_lock:
                 _check_lock(result, plan, lock_file)
             elif require_lock:
@@ -190,6 +195,21 @@ def _resolve(spec: Any, ref: str, trees: dict[str, ModuleTree], label: str | Non
     if ref not in trees:
         trees[ref] = tree_for(ref, default_registry(), label=label)
     return resolve(spec, trees[ref])
+
+
+def _check_serving(result: FileResult, plan: TargetPlan, tree: ModuleTree, engine: str, version: str | None) -> None:
+    check = serve_plan(plan, tree, engine, version, subject=result.file)
+    if check.ok:
+        result.summary = (result.summary or "ok") + f"; serves as trained on {check.engine_name}" + (
+            f" with {' '.join(check.flags)}" if check.flags else "")
+        return
+    bad = [f for f in check.findings if f.verdict not in AS_TRAINED]
+    said = "; ".join((["the engine refuses the whole adapter"] if check.refusals else [])
+                     + [f"{f.group}: {f.verdict}" for f in bad][:4])
+    result.problems.append(Problem(
+        result.file, None, f"would not serve as trained on {check.engine_name} ({check.model_class}): {said}",
+        "see `vlora plan SPEC --serve " + engine + "` for every group and why", errors.EXIT_NOT_SERVED,
+        details=check.report().splitlines()[1:], kind="not-served"))
 
 
 def _check_lock(result: FileResult, plan: TargetPlan, lock_file: Path) -> None:

@@ -24,6 +24,7 @@ CAPS: dict[str, int] = {
     "tool config": 16 << 20,  # another tool's YAML / JSON / Python / shell file (a list of 150,000 names fits)
     "cache entry": 256 << 20,
     "documentation page": 1 << 20,  # a page the package ships
+    "tokenizer or processor file": 64 << 20,  # copied into a merged model: a large vocabulary's tokenizer.json
 }
 # what a file of each kind is, for the hint when it is not UTF-8 text
 TEXT_OF: dict[str, str] = {"spec": "a YAML, JSON or TOML text file in UTF-8"}

@@ -97,11 +97,13 @@ def write_bytes(path: str | Path, data: bytes, *, inputs: Iterable[str | Path] =
 
 
 def write_folder(path: str | Path, files: Mapping[str, bytes | Callable[[Path], None]], *,
-                 inputs: Iterable[str | Path] = (), what: str = "the output folder") -> Path:
+                 inputs: Iterable[str | Path] = (), what: str = "the output folder",
+                 fill: Callable[[Path], None] | None = None) -> Path:
     """Write a new folder atomically: each of ``files`` (a relative path -> its bytes, or a function that writes
     the file at the path it is given: a library's own saver) into a temporary folder beside ``path``, which is
     renamed to ``path`` at the end (``path`` must not exist, or be an empty folder). A relative path that would
-    leave the folder is refused."""
+    leave the folder is refused. ``fill``: a library's saver of a whole folder (``save_pretrained``), run first
+    on the temporary folder."""
     out = check_output(path, inputs=inputs, what=what, folder=True)
     shown_out = short_path(str(out))
     if out.exists() and any(out.iterdir()):
@@ -110,6 +112,8 @@ def write_folder(path: str | Path, files: Mapping[str, bytes | Callable[[Path], 
         out.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
+            if fill is not None:
+                fill(work)
             for name, content in files.items():
                 target = (work / name).resolve()
                 if not target.is_relative_to(work.resolve()) or name.startswith(("/", "~")):

@@ -5,19 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
-from ..adapters import check_adapter, migrate_adapter, read_adapter, spec_for_adapter
+from ..adapters import check_adapter, merge_folder, migrate_adapter, read_adapter, spec_for_adapter
 from ..boundary import escape, escape_lines
 from ..cache import tree_for
 from ..errors import UsageError
 from ..peft.files import adapter_files
 from ..plugins import default_registry
-from .common import MODEL_HELP, command, errors, write
+from ..serving import serve_adapter
+from .common import MODEL_HELP, command, errors, serve_options, write
 
 
 def add(sub: Any) -> None:
-    ad = command(sub, "adapter", help="adapters already on disk (PEFT's format): inspect, check, migrate, spec",
+    ad = command(sub, "adapter", help="adapters already on disk (PEFT's format): inspect, check, migrate, spec, merge",
                  description="Adapters already on disk, whatever trained them (PEFT, Unsloth, LLaMA-Factory "
                  "and ms-swift all save PEFT's format).")
     adapter_sub = ad.add_subparsers(dest="adapter_command", metavar="COMMAND", required=True)
@@ -41,8 +43,11 @@ def add(sub: Any) -> None:
                          "PEFT would load it: adapted modules the model does not have (their weights would be "
                          "dropped, often because the adapter was saved under another transformers layout), "
                          "modules the adapter's config targets that would get no weights (they would stay "
-                         "untrained), and shapes that do not fit. Exit 0 when everything loads, 8 otherwise.")
+                         "untrained), and shapes that do not fit. Exit 0 when everything loads, 8 otherwise. With "
+                         "--serve, also what a serving engine would apply of it: exit 9 when anything would not "
+                         "serve as trained or vlora cannot tell (8 still wins: an adapter that does not load).")
     ac.add_argument("--model", "-m", metavar="REF", required=True, help=MODEL_HELP.split(". Default")[0])
+    serve_options(ac, "the adapter")
     ac.add_argument("--json", action="store_true", help="print as JSON")
     asp = adapter_command("spec", help="the spec that reproduces an adapter's targets",
                           description="Write the vlora spec whose plan on REF has exactly the adapter's targets "
@@ -62,6 +67,20 @@ def add(sub: Any) -> None:
                          "dropped. OUT is written atomically; DIR is never modified.")
     am.add_argument("--model", "-m", metavar="REF", required=True, help=MODEL_HELP.split(". Default")[0])
     am.add_argument("--output", "-o", metavar="OUT", required=True, help="the folder to write (new or empty)")
+    mg = adapter_command("merge", help="merge an adapter into its base's weights, and prove it held",
+                         description="The one vlora command that loads weights (it says so, and how many bytes): "
+                         "load the base from PATH in its own dtype and DIR on it, merge (PEFT's merge_and_unload), "
+                         "then prove it: every adapted module gives, merged, the outputs it gave with its adapter "
+                         "(the tolerance of the dtype, stated); every target whose adapter is non-zero changed; "
+                         "modules trained in full and tied embeddings are the trained ones; parameter targets hold "
+                         "base + delta; the whole model's outputs on a text input are the adapted model's. Only "
+                         "then is OUT written, as save_pretrained writes it (sharded safetensors, the base's "
+                         "dtype) with PATH's tokenizer and processor files, atomically. A quantized base is "
+                         "refused. Exit 8 when the adapter would not load completely, or the merge does not hold.")
+    mg.add_argument("--model", "-m", metavar="PATH", required=True,
+                    help="the base model's folder with its weights (save_pretrained's output or a Hub snapshot)")
+    mg.add_argument("--output", "-o", metavar="OUT", required=True, help="the folder to write (new or empty)")
+    mg.add_argument("--json", action="store_true", help="print the proof as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,18 +112,46 @@ def run(args: argparse.Namespace) -> int:
         if not result.ok:
             sys.stdout.write(escape_lines(result.report()))
         return errors.EXIT_OK if result.ok else errors.EXIT_ADAPTER_MISFIT
+    if args.adapter_command == "merge":
+        return merge_command(args, adapter, registry)
     if args.adapter_command == "check":
-        result = check_adapter(adapter, tree_for(args.model, registry, label=args.model))
+        tree = tree_for(args.model, registry, label=args.model)
+        result = check_adapter(adapter, tree)
+        served = serve_adapter(adapter, tree, args.serve, args.engine_version) if args.serve else None
         if args.json:
-            print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+            data = result.to_dict() | ({"serve": served.to_dict()} if served else {})
+            print(json.dumps(data, indent=2, sort_keys=True))
         else:
             sys.stdout.write(escape_lines(result.report()))
-        return errors.EXIT_OK if result.ok else errors.EXIT_ADAPTER_MISFIT
+            if served:
+                sys.stdout.write(escape_lines(served.report()))
+                print(escape(f"serve with: {served.command(args.model, args.adapter)}"))
+        if not result.ok:
+            return errors.EXIT_ADAPTER_MISFIT
+        return errors.EXIT_NOT_SERVED if served and not served.ok else errors.EXIT_OK
     if args.json:
         print(json.dumps(adapter.to_dict(), indent=2, sort_keys=True))
     else:
         sys.stdout.write(escape_lines(adapter.table()))
     return errors.EXIT_OK
+
+
+def merge_command(args: argparse.Namespace, adapter: Any, registry: Any) -> int:
+    result = check_adapter(adapter, tree_for(args.model, registry, label=args.model))
+    if not result.ok:  # before any weight is read
+        sys.stdout.write(escape_lines(result.report()))
+        return errors.EXIT_ADAPTER_MISFIT
+    size = sum(f.stat().st_size for f in Path(args.model).glob("*.safetensors")) + \
+        sum(f.stat().st_size for f in Path(args.model).glob("*.bin"))
+    print(escape(f"vlora adapter merge: loading the weights of {args.model} ({size / 2**30:.2f} GiB) and "
+                 f"{args.adapter}"), file=sys.stderr)
+    merged, out = merge_folder(args.adapter, args.model, args.output)
+    if args.json:
+        print(json.dumps(merged.to_dict() | {"written": str(out) if merged.ok else None}, indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(merged.report())
+        print(escape(f"wrote {out}" if merged.ok else f"nothing was written to {args.output}"))
+    return errors.EXIT_OK if merged.ok else errors.EXIT_ADAPTER_MISFIT
 
 
 __all__ = ["add", "run"]

@@ -12,7 +12,7 @@ from ..lock import check_lock_paths, lock_path_for, write_lock
 from ..resolve import resolve
 from ..spec import load_spec
 from ..validate import FORMATS, check_files, check_required_plugins, exit_code, expand, plugin_failures, render
-from .common import command, errors, resolution_options
+from .common import command, errors, resolution_options, serve_options
 
 
 def add_validate(sub: Any) -> None:
@@ -35,6 +35,7 @@ def add_validate(sub: Any) -> None:
     v.add_argument("--format", choices=FORMATS, default="text",
                    help="text (file:line: message), json, or github (::error annotations for GitHub Actions)")
     v.add_argument("--quiet", "-q", action="store_true", help="text format: print problems and warnings only")
+    serve_options(v, "each spec's adapter (a problem, exit 9, when anything would not serve as trained)")
 
 
 def add_lock(sub: Any) -> None:
@@ -57,7 +58,8 @@ def run_validate(args: argparse.Namespace) -> int:
                          hint="validate one spec with --lock, or keep NAME.lock.json beside each spec")
     extra = [p for p in [check_required_plugins(args.require_plugins)] if p] if args.require_plugins else []
     extra += [p for p in plugin_failures() if not any(p.message in e.message for e in extra)]
-    results = check_files(files, model=args.model, lock=args.lock, require_lock=args.require_lock, sets=args.set)
+    results = check_files(files, model=args.model, lock=args.lock, require_lock=args.require_lock, sets=args.set,
+                          serve=(args.serve, args.engine_version) if args.serve else None)
     sys.stdout.write(render(results, args.format, quiet=args.quiet, extra=extra))
     return exit_code(results, extra)
 

@@ -15,8 +15,9 @@ from ..cache import NO_CACHE_ENV, tree_for
 from ..errors import UsageError
 from ..modeltree import ModuleTree
 from ..plugins import Registry, default_registry
+from ..serving.engines import RELEASES
 from ..spec import VisionLoRASpec, apply_sets, load_spec, spec_from_data
-from ..versions import CORE_DISTRIBUTION, core_version
+from ..versions import CORE_DISTRIBUTION, NAMES, core_version
 
 EXIT_CODES = "exit codes:\n" + "".join(f"  {code}  {meaning}\n" for code, meaning in errors.EXIT_MEANINGS.items())
 
@@ -61,6 +62,17 @@ def resolution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help=NO_CACHE_HELP)
 
 
+def serve_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """--serve and --engine-version: which serving engine's facts to check ``what`` against."""
+    parser.add_argument("--serve", metavar="ENGINE", choices=sorted(RELEASES),
+                        help=f"also say what the serving engine (vllm or sglang) would apply of {what}, per group "
+                        "(language layers, vision tower, projector, experts, ...): served, served only with a flag, "
+                        "loaded but dropped, served at another scale, refused, or unknown")
+    parser.add_argument("--engine-version", metavar="V", help="the engine release whose facts to use (default: the "
+                        "newest vlora has: " + ", ".join(f"{NAMES[e]} {r[0].versions}" for e, r in RELEASES.items())
+                        + ")")
+
+
 def command(sub: Any, name: str, *, more: str = "", **kwargs: Any) -> argparse.ArgumentParser:
     """A command's parser with the exit codes (and ``more`` about them) under its help."""
     return sub.add_parser(name, epilog=EXIT_CODES + more, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -103,6 +115,7 @@ __all__ = [
     "model_tree",
     "positive_int",
     "resolution_options",
+    "serve_options",
     "spec_of",
     "write",
 ]

@@ -8,18 +8,20 @@ import json
 import sys
 from typing import Any
 
-from ..boundary import shown, write_text
+from ..boundary import escape, escape_lines, shown, write_text
 from ..cache import tree_for
 from ..draw import draw_html, draw_svg
 from ..errors import UsageError
 from ..explain import explain, grouped
+from ..interop.common import model_id
 from ..plan import DTYPE_BYTES
 from ..plugins import default_registry
 from ..report import render_compare
 from ..resolve import resolve
+from ..serving import serve_plan
 from ..spec import TASK_PRESETS, load_spec
 from ..spec_file import spec_text
-from .common import command, errors, model_tree, resolution_options, spec_of, write
+from .common import command, errors, model_tree, resolution_options, serve_options, spec_of, write
 
 GROUP_ABOVE = 8  # --explain: more modules than this are said in groups
 
@@ -58,6 +60,7 @@ def add(sub: Any) -> None:
     p.add_argument("--compare-tasks", metavar="TASK", nargs="*", default=None,
                    help="lay task presets side by side (all four: ocr, captioning, vqa, domain_adaptation, or the "
                    "ones named), each applied to SPEC (or to the defaults) with its tower toggles")
+    serve_options(p, "the adapter this plan trains (the plan still exits 0)")
     p.add_argument("--infer", action="store_true",
                    help="read the architecture from the model's structure even where a plugin claims it (to compare "
                    "the two); a model no plugin claims is always read that way, and the plan says so")
@@ -80,15 +83,25 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("\n".join(e.render() for e in found))
         return errors.EXIT_OK
-    plan = resolve(spec, args.model, infer=args.infer)
+    tree = model_tree(args, spec) if args.serve else args.model
+    plan = resolve(spec, tree, infer=args.infer)
+    served = serve_plan(plan, tree, args.serve, args.engine_version, subject=args.spec or "the defaults") \
+        if args.serve else None
     if args.write:
         text = spec_text(args.spec, args.set or (), target=args.write,
                          extra={"model": args.model} if args.model else None)
         written = write_text(args.write, text, what="the spec")  # SPEC itself is allowed: the user asked for it
         print(f"wrote {written}", file=sys.stderr)
-    sys.stdout.write(plan.to_json() if args.json else plan.table(args.dtype))
+    if args.json:
+        data = plan.to_dict() | ({"serve": served.to_dict()} if served else {})
+        sys.stdout.write(plan.to_json() if not served else json.dumps(data, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(plan.table(args.dtype))
     if args.modules and not args.json:
         sys.stdout.write(module_list(plan))
+    if served and not args.json:
+        sys.stdout.write("\n" + escape_lines(served.report()))
+        print(escape(f"serve with: {served.command(model_id(plan))}"))
     drawings(args, plan)
     return errors.EXIT_OK
 

@@ -1,7 +1,7 @@
-"""Other tools' configs: a plan said in the words of PEFT, Unsloth, LLaMA-Factory, ms-swift or axolotl
-(``export_plan``), and a config of Unsloth, LLaMA-Factory or ms-swift turned into the spec whose plan is what
-that tool would train (``import_config``). One module per tool; ``common`` holds what they share. This room
-reads plans and module trees and never reaches back into resolve's rules.
+"""Other tools' configs: a plan said in the words of PEFT, Unsloth, LLaMA-Factory, ms-swift or axolotl, or the
+vLLM command that serves it (``export_plan``), and a config of Unsloth, LLaMA-Factory or ms-swift turned into
+the spec whose plan is what that tool would train (``import_config``). One module per tool; ``common`` holds
+what they share. This room reads plans and module trees and never reaches back into resolve's rules.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from ..errors import UsageError
 from ..modeltree import ModuleTree
 from ..plan import TargetPlan
 from ..plugins import Registry, default_registry
-from . import axolotl, llamafactory, peft, swift, unsloth, versions
+from . import axolotl, llamafactory, peft, swift, unsloth, versions, vllm
 from .common import Export, Imported
 from .contract import Exporter, Importer, Tool
 
 # the one registry of formats (tests/integration/test_interop_contract.py checks each against the contract)
 TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
     Tool("peft", peft), Tool("unsloth", unsloth, unsloth), Tool("llamafactory", llamafactory, llamafactory),
-    Tool("swift", swift, swift), Tool("axolotl", axolotl))}
+    Tool("swift", swift, swift), Tool("axolotl", axolotl), Tool("vllm", vllm))}
 EXPORTERS: dict[str, Exporter] = {name: tool.exporter for name, tool in TOOLS.items()}
 IMPORTERS: dict[str, Importer] = {name: tool.importer for name, tool in TOOLS.items() if tool.importer is not None}
 
@@ -31,7 +31,7 @@ def export_plan(plan: TargetPlan, tool: str, tree: ModuleTree | None = None, *,
     (LLaMA-Factory's export checks its substring rule on it; built from ``plan.model`` when not given)."""
     if tool not in EXPORTERS:
         raise UsageError(f"unknown tool {tool!r}", hint=f"export to one of: {', '.join(EXPORTERS)}")
-    if tree is None and tool == "llamafactory":
+    if tree is None and tool in ("llamafactory", "vllm"):
         tree = tree_for(plan.model, default_registry())
     return EXPORTERS[tool].export(plan, tree, version=versions.tool_version(tool, tool_version))
 

@@ -5,36 +5,11 @@ test), not a code change; the serving engines' rules are the same kind of data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UsageError
-
-
-@dataclass(frozen=True)
-class ToolVersion:
-    """What one range of a tool's releases does."""
-
-    tool: str
-    versions: str  # the range, as users say it: "4.x", "3.x"
-    read_from: str  # the file(s) the facts were read from
-    proven: str | None = None  # the release vlora's output was handed to and checked against; None: read only
-    facts: Mapping[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        """``ms-swift 4.x (proven on 4.6.0)`` or ``... (read from X, not run)``, for file headers."""
-        how = f"proven on {self.proven}" if self.proven else f"read from {self.read_from}, not run"
-        return f"{NAMES.get(self.tool, self.tool)} {self.versions} ({how})"
-
-    def matches(self, requested: str) -> bool:
-        """Whether ``requested`` ("3", "3.x", "3.5.1") falls in this range."""
-        major = requested.strip().removesuffix(".x").split(".")[0]
-        return self.versions.split(".")[0] == major
-
-
-NAMES = {"peft": "PEFT", "unsloth": "Unsloth", "llamafactory": "LLaMA-Factory", "swift": "ms-swift",
-         "axolotl": "axolotl"}
+from ..serving.engines import RELEASES
+from ..versions import NAMES, ToolVersion
 
 VERSIONS: dict[str, tuple[ToolVersion, ...]] = {
     "peft": (ToolVersion("peft", "0.21", "peft/tuners/lora/config.py", proven="0.21.2"),),
@@ -55,6 +30,8 @@ VERSIONS: dict[str, tuple[ToolVersion, ...]] = {
                     facts={"tuner_flag": "train_type", "target_parameters": False}),
     ),
     "axolotl": (ToolVersion("axolotl", "0.x", "axolotl/utils/config (lora_target_modules, lora_target_parameters)"),),
+    # a serving engine's releases: facts derived from its wheel (serving.engines)
+    "vllm": RELEASES["vllm"],
 }
 
 
