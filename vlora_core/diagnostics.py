@@ -31,6 +31,7 @@ DOC_PAGES: dict[str, tuple[str, str]] = {
     "memory": ("docs/memory.md", "Memory and parameter shares"),
     "coverage": ("docs/coverage.md", "Coverage of transformers' image-text-to-text models"),
     "interop": ("docs/interop.md", "Other tools' configs"),
+    "serving": ("docs/serving.md", "Serving and merging"),
     "training": ("docs/training.md", "Training with vlora: QLoRA, TRL and the HF Trainer, learning rates, sharding"),
     "benchmarks": ("docs/benchmarks.md", "Benchmarks"),
 }

@@ -45,6 +45,24 @@ def test_a_merge_that_leaves_the_base_is_caught(monkeypatch):
     assert "the merge does NOT hold" in result.report()
 
 
+def test_tied_embeddings_trained_in_full_stay_tied(monkeypatch):
+    peft_model = apply(tiny("gemma3"), {**SPEC, "modules_to_save": ["lm_head"]})  # Gemma-3 ties them
+    result = merge(peft_model)
+    assert result.ok and result.tied == ["embeddings"]
+    assert sorted(result.saved) == ["lm_head", "model.language_model.embed_tokens"]
+    # a merge that leaves the two apart, with the trained lm_head only: caught, as save_pretrained would lose one
+    peft_model = apply(tiny("gemma3"), {**SPEC, "modules_to_save": ["lm_head"]})
+    original = LoraModel.merge_and_unload
+
+    def untie(self, *args, **kwargs):
+        merged = original(self, *args, **kwargs)
+        merged.lm_head.weight = torch.nn.Parameter(merged.lm_head.weight.detach() + 1)
+        return merged
+
+    monkeypatch.setattr(LoraModel, "merge_and_unload", untie)
+    assert any("ties its input and output embeddings" in p for p in merge(peft_model).problems)
+
+
 def test_a_zero_adapter_leaves_its_module_and_says_so():
     peft_model = apply(tiny("llava"), {"finetune_vision_layers": False}).eval()  # PEFT's default: B = 0
     result = merge(peft_model)

@@ -5,6 +5,7 @@ named in each expectation). `plan --serve`, `validate --serve` and `export --to 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -155,3 +156,19 @@ def test_export_to_vllm_is_a_script_with_the_flags_the_plan_needs(tmp_path, caps
     assert main(["export", spec, "--to", "vllm"]) == 0
     captured = capsys.readouterr()
     assert "# lost: vLLM loads modules_to_save only" in captured.out and "lost:" in captured.err
+
+
+def test_an_audio_tower_is_its_own_group(tmp_path, capsys):
+    """Gemma-4 with its audio tower (E2B-like): vLLM's Gemma-4 class maps no tower or connector prefix, and
+    SGLang's should_apply_lora keeps LoRA to the language layers: the audio tower is never served."""
+    from families import _builders
+
+    if importlib.util.find_spec("transformers.models.gemma4") is None:
+        pytest.skip("transformers has no gemma4 here")
+    peft_model = apply(_builders("gemma4", "gemma4_tiny").tiny_model("audio"), {**SPEC, "finetune_audio_layers": True})
+    peft_model.save_pretrained(tmp_path / "adapter")
+    peft_model.base_model.model.config.save_pretrained(tmp_path / "model")
+    for engine in ("vllm", "sglang"):
+        code, data = check(capsys, tmp_path / "adapter", tmp_path / "model", engine)
+        audio = groups(data["serve"], "audio tower")
+        assert audio and SERVED not in audio and code == 9, (engine, data["serve"])

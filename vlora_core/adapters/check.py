@@ -11,8 +11,8 @@ from ..errors import AdapterError
 from ..peft.files import AdaptedModule
 from ..peft.rules import target_matches
 from ..vocabulary import ADAPTED, SAVED
-from .inspect import Adapter
-from .migrate import migration_map
+from .inspect import Adapter, in_order_of
+from .migrate import MISFIT, TRANSPOSED, migration_map, param_layout
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,18 @@ class AdapterCheck:
     untrained: tuple[str, ...]  # modules the config targets in this model with no weights in the adapter
     mismatched: tuple[tuple[AdaptedModule, str], ...]  # present, but the shapes do not fit: (module, why)
     migratable: bool = False  # every unmatched module has a counterpart here (vlora adapter migrate)
+    # adapted parameters (fused experts) laid out transposed: saved under another transformers version
+    transposed: tuple[AdaptedModule, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return not (self.unmatched or self.untrained or self.mismatched)
+        return not (self.unmatched or self.untrained or self.mismatched or self.transposed)
 
     def to_dict(self) -> dict[str, Any]:
         return {"adapter": self.adapter.path, "model": self.model, "ok": self.ok, "migratable": self.migratable,
                 "unmatched": [m.name for m in self.unmatched], "untrained": list(self.untrained),
-                "mismatched": [{"name": m.name, "problem": why} for m, why in self.mismatched]}
+                "mismatched": [{"name": m.name, "problem": why} for m, why in self.mismatched],
+                "transposed": [m.name for m in self.transposed]}
 
     def report(self) -> str:
         lines = [f"{self.adapter.path} on {self.model}: "
@@ -53,9 +56,19 @@ class AdapterCheck:
         if self.mismatched:
             lines.append(f"{len(self.mismatched)} modules do not fit their weights:")
             lines += [f"  {m.name}: {why}" for m, why in self.mismatched[:8]]
+        if self.transposed:
+            m = self.transposed[0]
+            lines.append(f"{len(self.transposed)} expert weights are laid out ({m.experts}, {m.in_features}, "
+                         f"{m.out_features}) where this model's are ({m.experts}, {m.out_features}, {m.in_features}): "
+                         "the adapter was saved under another transformers version (Qwen3-VL-MoE's fused experts are "
+                         "transposed between 4.57 and 5.x); PEFT would refuse their shapes, or, where they are "
+                         "square, apply them transposed")
+            lines += [f"  {x.name}" for x in self.transposed[:4]] + (["  ..."] if len(self.transposed) > 4 else [])
         if self.migratable:
-            lines.append(f"every one of the {len(self.unmatched)} has a counterpart in this model (the names are of "
-                         "another layout): `vlora adapter migrate DIR --model REF -o OUT` rewrites the adapter for it")
+            lines.append((f"every one of the {len(self.unmatched)} has a counterpart in this model (the names are of "
+                          "another layout): " if self.unmatched else "")
+                         + "`vlora adapter migrate DIR --model REF -o OUT` rewrites the adapter for it"
+                         + (" (the expert weights transposed: the same update, exactly)" if self.transposed else ""))
         return "\n".join(lines + self.adapter.warnings) + "\n"
 
 
@@ -80,13 +93,21 @@ def _config_targets(adapter: Adapter, names: list[str]) -> set[str]:
 
 def check_adapter(adapter: Adapter, tree: Any) -> AdapterCheck:
     """Check ``adapter`` against a module tree (``module_tree(model_or_ref, registry)``) as PEFT would load it."""
+    adapter = in_order_of(adapter, tree)
     entries = {e.name: e for e in tree.entries}
-    unmatched, mismatched = [], []
+    unmatched, mismatched, transposed = [], [], []
     for m in adapter.modules:
         entry = entries.get(m.name)
         if m.owner:  # an adapted parameter
-            if tree.param_shape(m.name) is None:
+            shape = tree.param_shape(m.name)
+            layout = param_layout(m, shape)
+            if shape is None:
                 unmatched.append(m)
+            elif layout == TRANSPOSED:
+                transposed.append(m)
+            elif layout == MISFIT:
+                mismatched.append((m, f"the adapter is {m.experts} x {m.in_features} -> {m.out_features}, the "
+                                      f"parameter is {tuple(shape)}"))
             continue
         if entry is None:
             unmatched.append(m)
@@ -101,14 +122,14 @@ def check_adapter(adapter: Adapter, tree: Any) -> AdapterCheck:
     have = {m.name for m in adapter.modules}
     untrained = [n for n in wrappable if n in _config_targets(adapter, wrappable) - have]  # model order
     migratable = False
-    if unmatched:
+    if unmatched or transposed:
         try:
             mapping = migration_map(adapter, tree)
-            migratable = all(mapping[m.name] != m.name for m in unmatched)
+            migratable = all(mapping[m.name] != m.name for m in unmatched) and not mismatched
         except AdapterError:
             migratable = False
     return AdapterCheck(adapter=adapter, model=tree.source, unmatched=tuple(unmatched), untrained=tuple(untrained),
-                        mismatched=tuple(mismatched), migratable=migratable)
+                        mismatched=tuple(mismatched), migratable=migratable, transposed=tuple(transposed))
 
 
 

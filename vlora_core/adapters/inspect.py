@@ -157,10 +157,26 @@ def read_adapter(path: str | Path, registry: Registry) -> Adapter:
     arch, plugin = _best_architecture([m.name for m in modules], registry, _model_types(config, registry))
     if arch is not None:
         modules = [placed(m, arch) for m in modules]
-    modules.sort(key=lambda m: (group_order(m.component or "~", m.role or "~"), m.stack or "",
-                                -1 if m.layer is None else m.layer, m.name))
+    modules.sort(key=_module_order)
     return Adapter(path=short_path(str(folder)), weights_file=weights_file, config=config, tensors=tensors,
                    modules=tuple(modules), architecture=arch.name if arch else None, plugin=plugin, spec=arch)
+
+
+def in_order_of(adapter: Adapter, tree: Any) -> Adapter:
+    """``adapter`` with its nested parameter targets named by ``tree``'s own parameter order (PEFT nests several
+    parameters of one module in the order the module registers them; the files alone cannot say it)."""
+    if not any(".base_layer" in m.owner for m in adapter.modules):
+        return adapter
+    order = {name: i for i, (name, _) in enumerate(tree.params)}
+    modules = adapted_modules(adapter.config, adapter.tensors, Path(adapter.path), tree_order=order)
+    if adapter.spec is not None:
+        modules = [placed(m, adapter.spec) for m in modules]
+    modules.sort(key=_module_order)
+    return replace(adapter, modules=tuple(modules))
+
+
+def _module_order(m: AdaptedModule) -> tuple[Any, ...]:
+    return (group_order(m.component or "~", m.role or "~"), m.stack or "", -1 if m.layer is None else m.layer, m.name)
 
 
 def _model_type_of(config: dict[str, Any], registry: Registry) -> str | None:

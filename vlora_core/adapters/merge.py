@@ -131,6 +131,7 @@ def merge(peft_model: Any, *, inputs: dict[str, Any] | None = None) -> MergeResu
                 saved[name.removeprefix(prefix)] = {k: v.detach().clone() for k, v in
                                                    store[adapter].state_dict().items()}
         batch = inputs if inputs is not None else _text_batch(base)
+        tied_before = _shared_embeddings(base)
         adapted_out = _forward(peft_model, batch)
         merged = peft_model.merge_and_unload()
         result.model = merged
@@ -171,7 +172,9 @@ def merge(peft_model: Any, *, inputs: dict[str, Any] | None = None) -> MergeResu
                 result.problems.append(f"{name}, trained in full, is not the trained module in the merged model")
             else:
                 result.saved.append(name)
-        result.tied = _tied(merged, saved)
+        result.tied, untied = _tied(merged, tied_before)
+        if untied:
+            result.problems.append(untied)
         if adapted_out is None:
             result.forward = "not run (the model does not run on a text input alone; the per-module proof stands)"
         else:
@@ -188,16 +191,27 @@ def merge(peft_model: Any, *, inputs: dict[str, Any] | None = None) -> MergeResu
     return result
 
 
-def _tied(model: Any, saved: dict[str, Any]) -> list[str]:
-    """Tied input and output embeddings that stayed tied (a saved lm_head or embed_tokens included)."""
-    config = getattr(model, "config", None)
-    text = getattr(config, "get_text_config", lambda: config)()
-    if not getattr(text, "tie_word_embeddings", False):
-        return []
+def _shared_embeddings(model: Any) -> bool | None:
+    """Whether the input and output embeddings share one weight (PEFT's saved-module wrappers looked through);
+    None where the model has no such pair."""
     inp, out = model.get_input_embeddings(), model.get_output_embeddings()
-    if inp is not None and out is not None and inp.weight.data_ptr() == out.weight.data_ptr():
-        return ["embeddings"]
-    return []
+    if inp is None or out is None:
+        return None
+    inp, out = getattr(inp, "original_module", inp), getattr(out, "original_module", out)
+    return inp.weight.data_ptr() == out.weight.data_ptr()
+
+
+def _tied(model: Any, tied_before: bool | None) -> tuple[list[str], str | None]:
+    """(["embeddings"] where the base tied its input and output embeddings and the merged model still does, a
+    problem where they came apart with different values: save_pretrained would keep one of the two, and a
+    reload would tie the other to it)."""
+    if not tied_before:
+        return [], None
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    if _shared_embeddings(model) or (inp.weight.shape == out.weight.shape and bool((inp.weight == out.weight).all())):
+        return ["embeddings"], None
+    return [], ("the base ties its input and output embeddings, but the merged model holds two different ones: "
+                "saving would keep one; train both together (ensure_weight_tying) or untie them in the config")
 
 
 def _text_batch(model: Any) -> dict[str, Any] | None:

@@ -1,5 +1,7 @@
 """An adapter on disk rewritten for another layout of its model family: every module mapped through its logical
-identity (``Placement.key``), refused by name where one cannot be mapped; the adapter's folder is never touched.
+identity (``Placement.key``), refused by name where one cannot be mapped, and expert weights whose layout
+transformers transposed between versions rewritten as the same update in the new layout; the adapter's folder
+is never touched.
 """
 
 from __future__ import annotations
@@ -11,16 +13,46 @@ from ..architecture import ArchitectureSpec
 from ..boundary import check_output
 from ..diagnostics import Location, short_path
 from ..errors import AdapterError, UsageError
-from ..peft.files import adapter_files, load_tensors, write_adapter
+from ..peft.files import AdaptedModule, adapter_files, load_tensors, write_adapter
 from ..peft.rules import PREFIX, exact_regex, target_matches, value_patterns, wrapped_owner
 from ..vocabulary import ADAPTED, SAVED, TargetKey
-from .inspect import Adapter
+from .inspect import Adapter, in_order_of
 
 
 def _identity(arch: ArchitectureSpec | None, name: str) -> TargetKey | None:
     """A module's logical identity under an architecture; None if unplaced."""
     where = arch.place(name) if arch is not None else None
     return None if where is None else where.key
+
+
+FITS, TRANSPOSED, MISFIT = "fits", "transposed", "misfit"
+
+
+def param_layout(module: AdaptedModule, shape: tuple[int, ...] | None) -> str:
+    """How an adapted parameter's LoRA weights fit the parameter of ``shape`` (PEFT reads a (experts, d1, d2)
+    weight as d2 -> d1: lora_A is (r * experts, d2), lora_B (d1, r * experts)): ``fits``; ``transposed`` (the
+    adapter was saved where the weight is (experts, d2, d1): Qwen3-VL-MoE's fused experts under transformers
+    4.57 against 5.x); or ``misfit``."""
+    if shape is None or len(shape) not in (2, 3):
+        return MISFIT
+    experts, d1, d2 = (1, *shape) if len(shape) == 2 else shape
+    if experts != module.experts:
+        return MISFIT
+    if (module.out_features, module.in_features) == (d1, d2):
+        return FITS
+    if (module.out_features, module.in_features) == (d2, d1):
+        return TRANSPOSED
+    return MISFIT
+
+
+def transpose_lora(a: Any, b: Any, experts: int) -> tuple[Any, Any]:
+    """LoRA weights of a (experts, d1, d2) parameter -> those of the same update to its (experts, d2, d1) layout:
+    each expert's delta B_e A_e becomes its transpose A_e^T B_e^T (exact: no weight is rounded or dropped).
+    PEFT stacks A expert-major ((experts, r, in) rows) and B rank-major ((out, r, experts) columns)."""
+    r = a.shape[0] // experts
+    a3, b3 = a.reshape(experts, r, a.shape[1]), b.reshape(b.shape[0], r, experts)
+    return (b3.permute(2, 1, 0).reshape(experts * r, b.shape[0]).contiguous(),
+            a3.permute(2, 1, 0).reshape(a.shape[1], r * experts).contiguous())
 
 
 def migration_map(adapter: Adapter, tree: Any) -> dict[str, str]:
@@ -78,6 +110,7 @@ def migrate_adapter(adapter: Adapter, tree: Any, out: str | Path) -> Path:
     folder beside it, renamed at the end): tensor keys and adapter_config.json (target_modules, rank and
     alpha patterns, modules_to_save, target_parameters) rewritten through each module's logical identity.
     The adapter's own folder is never touched."""
+    adapter = in_order_of(adapter, tree)
     out = check_output(out, inputs=adapter_files(adapter.path), what="the migrated adapter", folder=True)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{short_path(str(out))} exists and is not an empty folder", hint="migrate into a new folder")
@@ -87,6 +120,11 @@ def migrate_adapter(adapter: Adapter, tree: Any, out: str | Path) -> Path:
     # the name each module's tensors are saved under, old -> new (a parameter's: its module's)
     prefixes = {(m.owner or m.name): (mapping[m.name].rpartition(".")[0] + m.owner[len(wrapped_owner(m.owner)[0]):]
                                       if m.owner else mapping[m.name]) for m in adapter.modules}
+    # parameters whose weights are laid out for another transformers version: their LoRA weights, transposed
+    for m in adapter.modules:
+        if m.owner and param_layout(m, tree.param_shape(mapping[m.name])) == TRANSPOSED:
+            a_key, b_key = f"{PREFIX}{m.owner}.lora_A.weight", f"{PREFIX}{m.owner}.lora_B.weight"
+            tensors[a_key], tensors[b_key] = transpose_lora(tensors[a_key], tensors[b_key], m.experts)
     renamed = {}
     for key, value in tensors.items():
         inner = key.removeprefix(PREFIX)
@@ -119,4 +157,4 @@ def _remap_param(param: str, mapping: dict[str, str]) -> str:
     return f"{mapping[module]}.{leaf}" if module in mapping else param
 
 
-__all__ = ["migrate_adapter", "migration_map"]
+__all__ = ["FITS", "MISFIT", "TRANSPOSED", "migrate_adapter", "migration_map", "param_layout", "transpose_lora"]

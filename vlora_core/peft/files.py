@@ -188,7 +188,28 @@ def read_tensors(folder: Path) -> tuple[dict[str, tuple[int, ...]], str]:
                        where=Location(file=short_path(str(folder))), hint="copy the adapter's weights file too")
 
 
-def adapted_modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder: Path) -> list[AdaptedModule]:
+# transformers registers a fused-experts module's weights in this order (every family with them, 4.57 to 5.24);
+# PEFT wraps a module's targeted parameters in registration order, so the first is the innermost (base_layer)
+REGISTRATION_ORDER = ("gate_up_proj", "down_proj")
+
+
+def registration_order(names: list[str], tree_order: dict[str, int] | None = None) -> list[str]:
+    """``names`` (the target_parameters of one module) in the order the module registers them: the model's own
+    order where a module tree gives it, else transformers' known order for fused experts, else as listed."""
+    def key(item: tuple[int, str]) -> tuple[int, int]:
+        index, name = item
+        if tree_order is not None and name in tree_order:
+            return (tree_order[name], index)
+        leaf = name.rpartition(".")[2]
+        return (REGISTRATION_ORDER.index(leaf) if leaf in REGISTRATION_ORDER else len(REGISTRATION_ORDER), index)
+
+    return [name for _, name in sorted(enumerate(names), key=key)]
+
+
+def adapted_modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]], folder: Path,
+                    tree_order: dict[str, int] | None = None) -> list[AdaptedModule]:
+    """The modules (and parameters) an adapter changes, from its config and tensor shapes. ``tree_order``: the
+    model's parameter names -> their order, which says how PEFT nested several parameters of one module."""
     where = Location(file=short_path(str(folder / CONFIG_FILE)))
     parts: dict[str, dict[str, tuple[int, ...]]] = {}
     rest: dict[str, tuple[int, ...]] = {}
@@ -201,11 +222,13 @@ def adapted_modules(config: dict[str, Any], tensors: dict[str, tuple[int, ...]],
     out = []
     r_default, alpha_default = config.get("r", 8), config.get("lora_alpha", 8)
     # an adapted parameter (PEFT's target_parameters) is saved under the module that holds it; several on one
-    # module nest (module.base_layer...): the outermost wrapper is the last one listed
+    # module nest (module.base_layer...): PEFT wraps them in the module's registration order, so the outermost
+    # wrapper is the last registered
     params_of: dict[str, list[str]] = {}
     for param in config.get("target_parameters") or []:
         if isinstance(param, str):
             params_of.setdefault(param.rpartition(".")[0], []).append(param)
+    params_of = {owner: registration_order(names, tree_order) for owner, names in params_of.items()}
     named: dict[str, str] = {}  # the name each module's tensors are saved under -> the module (or parameter)
     for raw in parts:
         owner, depth = wrapped_owner(raw)
@@ -299,5 +322,6 @@ def write_adapter(out: Path, config: dict[str, Any], tensors: dict[str, Any]) ->
                         what="the adapter folder")
 
 
-__all__ = ["BIN_FILE", "CONFIG_FILE", "MAX_ADAPTER_CONFIG_BYTES", "SAFETENSORS_FILE", "AdaptedModule",
-           "adapted_modules", "adapter_files", "load_tensors", "read_config", "read_tensors", "write_adapter"]
+__all__ = ["BIN_FILE", "CONFIG_FILE", "MAX_ADAPTER_CONFIG_BYTES", "REGISTRATION_ORDER", "SAFETENSORS_FILE",
+           "AdaptedModule", "adapted_modules", "adapter_files", "load_tensors", "read_config", "read_tensors",
+           "registration_order", "write_adapter"]

@@ -124,7 +124,8 @@ class ServeCheck:
                 "groups": [f.to_dict() for f in self.findings]}
 
     def report(self) -> str:
-        head = (f"{self.subject} on {self.engine_name} ({self.model_class}; facts derived from {self.read_from}): ")
+        wheel = "-".join(self.read_from.split("-")[:2])  # vllm-0.33.0, without the platform tags
+        head = f"{self.subject} on {self.engine_name} ({self.model_class}; facts from the {wheel} wheel): "
         if self.ok:
             head += "everything serves as trained" + (" with " + " ".join(self.flags) if self.flags else "")
         else:
