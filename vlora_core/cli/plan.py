@@ -14,6 +14,7 @@ from ..draw import draw_html, draw_svg
 from ..errors import UsageError
 from ..explain import explain, grouped
 from ..interop.common import model_id
+from ..memory.step import ATTENTION, DTYPES, OPTIMIZERS
 from ..plan import DTYPE_BYTES
 from ..plugins import default_registry
 from ..report import render_compare
@@ -61,6 +62,22 @@ def add(sub: Any) -> None:
                    help="lay task presets side by side (all four: ocr, captioning, vqa, domain_adaptation, or the "
                    "ones named), each applied to SPEC (or to the defaults) with its tower toggles")
     serve_options(p, "the adapter this plan trains (the plan still exits 0)")
+    mem = p.add_argument_group("the peak memory of a training step (--memory)")
+    mem.add_argument("--memory", action="store_true",
+                     help="also predict the peak memory of one training step of the full-size model, by executing "
+                     "its own forward and backward on fake tensors (a few seconds; nothing is allocated): base "
+                     "weights, adapters, optimizer state, and the step's activations, gradients and temporaries by "
+                     "part. Text inputs in this release")
+    mem.add_argument("--batch", type=int, default=1, help="sequences per step (default 1)")
+    mem.add_argument("--seq", type=int, default=2048, help="tokens per sequence, unpadded (default 2048)")
+    mem.add_argument("--gradient-checkpointing", action="store_true", help="with gradient checkpointing "
+                     "(non-reentrant, as vlora's apply turns it on)")
+    mem.add_argument("--attention", choices=ATTENTION, default="sdpa", help="the attention implementation "
+                     "(default sdpa; kernels keep different activations)")
+    mem.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adamw",
+                     help="adamw (2 fp32 states per trainable weight, the default), adamw8bit, or sgd")
+    mem.add_argument("--base-dtype", choices=sorted(DTYPES), help="the base weights' dtype (default: the "
+                     "config's, else bf16)")
     p.add_argument("--infer", action="store_true",
                    help="read the architecture from the model's structure even where a plugin claims it (to compare "
                    "the two); a model no plugin claims is always read that way, and the plan says so")
@@ -83,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print("\n".join(e.render() for e in found))
         return errors.EXIT_OK
-    tree = model_tree(args, spec) if args.serve else args.model
+    tree = model_tree(args, spec) if args.serve or args.memory else args.model
     plan = resolve(spec, tree, infer=args.infer)
     served = serve_plan(plan, tree, args.serve, args.engine_version, subject=args.spec or "the defaults") \
         if args.serve else None
@@ -92,11 +109,18 @@ def run(args: argparse.Namespace) -> int:
                          extra={"model": args.model} if args.model else None)
         written = write_text(args.write, text, what="the spec")  # SPEC itself is allowed: the user asked for it
         print(f"wrote {written}", file=sys.stderr)
+    memory = simulate_step(spec, tree, batch=args.batch, seq=args.seq,
+                           gradient_checkpointing=args.gradient_checkpointing, attention=args.attention,
+                           optimizer=args.optimizer, base_dtype=args.base_dtype) if args.memory else None
     if args.json:
-        data = plan.to_dict() | ({"serve": served.to_dict()} if served else {})
-        sys.stdout.write(plan.to_json() if not served else json.dumps(data, indent=2, sort_keys=True) + "\n")
+        data = plan.to_dict() | ({"serve": served.to_dict()} if served else {}) | (
+            {"memory": memory.to_dict()} if memory else {})
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n" if served or memory else plan.to_json())
     else:
         sys.stdout.write(plan.table(args.dtype))
+        if memory:
+            sys.stdout.write("\n(the two lines above count the adapters' training state and the weights alone; the "
+                             "step below counts everything a training step holds)\n" + memory.table())
     if args.modules and not args.json:
         sys.stdout.write(module_list(plan))
     if served and not args.json:
@@ -104,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
         print(escape(f"serve with: {served.command(model_id(plan))}"))
     drawings(args, plan)
     return errors.EXIT_OK
+
+
+def simulate_step(*args: Any, **kwargs: Any) -> Any:
+    """``memory.simulate_step``, imported when asked for (it needs torch)."""
+    from ..memory import simulate_step as simulate
+
+    return simulate(*args, **kwargs)
 
 
 def drawings(args: argparse.Namespace, plans: Any) -> None:

@@ -1,0 +1,192 @@
+"""The peak memory of one training step, by executing it: the full-size model is built on the meta device, the
+plan's adapters are added by the same ``apply`` a user calls, its weights become fake tensors on the target
+device, and the model's own forward and backward run on fake inputs under ``LiveStorage``. Nothing is
+allocated and no formula per family is involved: what the step keeps for backward, its gradients and its
+temporaries are what the model's code creates. The weights and the optimizer state are added from the wrapped
+model's parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UsageError
+from ..spec import VisionLoRASpec
+
+ATTENTION = ("sdpa", "eager")
+OPTIMIZERS = {"adamw": 8, "adamw8bit": 2, "sgd": 0}  # optimizer state bytes per trainable weight (fp32 Adam: 2 x 4)
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+GiB = 1 << 30
+_LABELS = {"vision_config": "vision tower", "text_config": "language model", "audio_config": "audio tower"}
+
+
+@dataclass
+class StepMemory:
+    """What one training step holds at its peak, by part, and every input it assumed."""
+
+    inputs: dict[str, Any]
+    base_weights: int
+    adapters: int
+    optimizer_state: int
+    step_peak: int  # bytes the step itself creates at its peak: activations kept for backward, gradients, temporaries
+    at_peak: dict[str, int] = field(default_factory=dict)  # step_peak by the part that created it
+    seconds: float = 0.0
+
+    @property
+    def peak(self) -> int:
+        """The predicted peak: the weights and the optimizer state (held across steps) plus the step's own."""
+        return self.base_weights + self.adapters + self.optimizer_state + self.step_peak
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inputs": self.inputs, "peak_bytes": self.peak, "base_weights_bytes": self.base_weights,
+                "adapter_bytes": self.adapters, "optimizer_state_bytes": self.optimizer_state,
+                "step_peak_bytes": self.step_peak, "step_peak_by_part": dict(sorted(self.at_peak.items())),
+                "seconds": round(self.seconds, 2)}
+
+    def table(self) -> str:
+        i = self.inputs
+        lines = [f"peak memory of one training step (simulated: the model's own forward and backward on fake "
+                 f"tensors; batch {i['batch']} x {i['seq']} tokens, text only, {i['attention']} attention, "
+                 f"gradient checkpointing {'on' if i['gradient_checkpointing'] else 'off'}, base {i['base_dtype']}, "
+                 f"{i['optimizer']}, on {i['device']}):",
+                 f"  base weights      {self.base_weights / GiB:8.2f} GiB  ({i['base_dtype']}, as loaded)",
+                 f"  trainable weights {self.adapters / GiB:8.2f} GiB  (adapters, and modules trained in full; "
+                 f"{i['adapter_dtype']})",
+                 f"  optimizer state   {self.optimizer_state / GiB:8.2f} GiB  ({i['optimizer']}: "
+                 f"{OPTIMIZERS[i['optimizer']]} bytes per trainable weight)",
+                 f"  step              {self.step_peak / GiB:8.2f} GiB  (activations kept for backward, "
+                 "gradients, temporaries, at the step's peak)"]
+        for part, size in sorted(self.at_peak.items(), key=lambda kv: -kv[1]):
+            if size > 0:
+                lines.append(f"    {part:<34} {size / GiB:8.2f} GiB")
+        lines.append(f"  predicted peak    {self.peak / GiB:8.2f} GiB  (not counted: the CUDA context, allocator "
+                     "fragmentation, kernels' workspaces)")
+        return "\n".join(lines) + "\n"
+
+
+def _to_fake(model: Any, mode: Any, device: Any) -> None:
+    """Every parameter and buffer of ``model`` (on the meta device) as a fake tensor on ``device``."""
+    import torch
+
+    convert = mode.fake_tensor_converter
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None:
+                fake = convert.from_meta_and_device(mode, param.to("meta"), device)
+                module._parameters[name] = torch.nn.Parameter(fake, requires_grad=param.requires_grad)
+        for name, buffer in list(module._buffers.items()):
+            if buffer is not None:
+                module._buffers[name] = convert.from_meta_and_device(mode, buffer.to("meta"), device)
+
+
+@contextlib.contextmanager
+def _unpadded() -> Iterator[None]:
+    """transformers reads the values of two tensors to choose how it masks attention: whether the padding mask
+    lets SDPA run causal without a mask (``_ignore_causal_mask_sdpa``), and whether position ids pack several
+    sequences into a row (``find_packed_sequence_indices``). Fake tensors have no values, so it would build the
+    full mask a real batch never builds. The simulated batch is one unpadded sequence per row by construction:
+    decide as for it."""
+    try:
+        from transformers import masking_utils
+    except ImportError:  # transformers 4.x decides the same for real and fake tensors
+        yield
+        return
+    swaps: dict[str, Any] = {}
+    skip = getattr(masking_utils, "_ignore_causal_mask_sdpa", None)
+    if skip is not None:
+        swaps["_ignore_causal_mask_sdpa"] = lambda padding_mask, *a, **k: skip(None, *a, **k)
+    if hasattr(masking_utils, "find_packed_sequence_indices"):
+        swaps["find_packed_sequence_indices"] = lambda position_ids: None
+    saved = {name: getattr(masking_utils, name) for name in swaps}
+    for name, value in swaps.items():
+        setattr(masking_utils, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(masking_utils, name, value)
+
+
+def _config(tree: Any, attention: str) -> Any:
+    from ..modeltree import config_from_dict
+
+    config = copy.deepcopy(tree.model_config) if tree.model_config is not None else \
+        config_from_dict(dict(tree.config), where=tree.source)
+    for sub in [config, *(getattr(config, key, None) for key in getattr(config, "sub_configs", {}) or {})]:
+        if sub is not None and hasattr(sub, "_attn_implementation"):
+            sub._attn_implementation = attention
+    return config
+
+
+def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int = 2048,
+                  gradient_checkpointing: bool = False, attention: str = "sdpa", optimizer: str = "adamw",
+                  base_dtype: str | None = None, device: str = "cpu", registry: Any = None) -> StepMemory:
+    """The peak memory of one training step of ``spec`` on the full-size model of ``tree`` (text inputs of
+    ``batch`` x ``seq`` tokens), by executing the step on fake tensors."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from ..apply import apply
+    from ..modeltree import build_meta_model
+    from .tracker import BACKWARD, LiveStorage, tag_modules
+
+    if attention not in ATTENTION:
+        raise UsageError(f"--attention {attention!r}: vlora simulates " + ", ".join(ATTENTION),
+                         hint="flash attention keeps no more than sdpa's memory-efficient kernel: use sdpa for it")
+    if optimizer not in OPTIMIZERS:
+        raise UsageError(f"--optimizer {optimizer!r}: vlora knows " + ", ".join(OPTIMIZERS))
+    if batch < 1 or seq < 1:
+        raise UsageError("--batch and --seq are at least 1")
+    started = time.perf_counter()
+    config = _config(tree, attention)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    dtype_name = DTYPES.get(base_dtype or "", base_dtype) or str(getattr(config, "dtype", None)
+                                                                   or getattr(config, "torch_dtype", None)
+                                                                   or "bfloat16").replace("torch.", "")
+    dtype = getattr(torch, dtype_name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise UsageError(f"--base-dtype {base_dtype!r}: one of " + ", ".join(DTYPES))
+    model = build_meta_model(config).to(dtype)
+    peft_model = apply(model, spec, registry=registry, gradient_checkpointing=gradient_checkpointing)
+    peft_model.train()
+    params = list(peft_model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    weights = sum(p.numel() * p.element_size() for p in params if not p.requires_grad)
+    adapters = sum(p.numel() * p.element_size() for p in trainable)
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    target = torch.device(device)
+    _to_fake(peft_model, mode, target)
+    base = peft_model.get_base_model()
+    labels = {name: _LABELS.get(kind, kind.removesuffix("_config")) for name, kind in tree.sub_models}
+    labels.update({name: "logits (lm_head)" for name, _ in base.named_modules()
+                   if name.rpartition(".")[2] == "lm_head"})
+    tracker = LiveStorage()
+    tracker.existing([*peft_model.parameters(), *peft_model.buffers()])
+    tracker.tag = "embeddings, loss and the rest"
+    handles = tag_modules(base, tracker, labels)
+    try:
+        with mode:
+            ids = torch.randint(0, min(int(text.vocab_size), 1000), (batch, seq), device=target)
+        tracker.existing([ids])
+        with mode, tracker, _unpadded():
+            loss = peft_model(input_ids=ids, labels=ids).loss
+            tracker.tag = BACKWARD + " (gradients, temporaries)"
+            loss.backward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return StepMemory(
+        inputs={"batch": batch, "seq": seq, "attention": attention, "gradient_checkpointing": gradient_checkpointing,
+                "base_dtype": dtype_name, "optimizer": optimizer, "device": device, "images": 0,
+                "adapter_dtype": ", ".join(sorted({str(p.dtype).replace("torch.", "") for p in trainable}))},
+        base_weights=weights, adapters=adapters,
+        optimizer_state=OPTIMIZERS[optimizer] * sum(p.numel() for p in trainable),
+        step_peak=tracker.peak, at_peak=tracker.at_peak, seconds=time.perf_counter() - started)
+
+
+__all__ = ["ATTENTION", "DTYPES", "OPTIMIZERS", "StepMemory", "simulate_step"]
