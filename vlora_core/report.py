@@ -88,8 +88,9 @@ def render_table(plan: TargetPlan, dtype: str = "fp32") -> str:
     return "\n".join(head + lines + tail) + "\n"
 
 
-def render_compare(plans: list[tuple[str, TargetPlan]], dtype: str = "fp32") -> str:
-    """Several plans for one model side by side: LoRA parameters per component × role, then totals."""
+def render_compare(plans: list[tuple[str, TargetPlan]], dtype: str = "fp32", peaks: list[int] | None = None) -> str:
+    """Several plans for one model side by side: LoRA parameters per component × role, then totals (with
+    ``peaks``, the predicted peak of a training step of each, from ``vlora plan --memory``)."""
     first = plans[0][1]
     labels = {(r.component, r.role, r.variant): r.label for _, p in plans for r in p.summary()}
     keys = sorted(labels, key=lambda k: (group_order(k[0], k[1]), k[2] or ""))
@@ -108,6 +109,8 @@ def render_compare(plans: list[tuple[str, TargetPlan]], dtype: str = "fp32") -> 
     rows.append(("trainable parameters", *(f"{p.trainable_params:,}" for _, p in plans)))
     rows.append((f"adapter memory ({dtype})",
                  *(format_bytes(p.memory(dtype)["adapter_training_bytes"]) for _, p in plans)))
+    if peaks is not None:
+        rows.append(("peak of a training step", *(format_bytes(b) for b in peaks)))
     head = [f"{first.model} · {first.architecture_title} · {first.total_params:,} parameters", ""]
     lines = grid(rows, right=set(range(1, len(plans) + 1)), rules={0, len(keys)})
     notes = [f"{label}: warning: {w}" for label, p in plans for w in p.warnings]

@@ -110,3 +110,14 @@ def test_plan_memory_on_a_full_size_reference(capsys):
     assert main(["plan", "examples/qwen2_vl_ocr.yaml", "--memory", "--seq", "1024"]) == 0
     out = capsys.readouterr().out
     assert "predicted peak" in out and "language model" in out and "backward" in out
+
+
+def test_plans_side_by_side_with_their_peaks(capsys):
+    assert main(["plan", "examples/qwen2_vl_ocr.yaml", "--compare-tasks", "ocr", "vqa", "--memory", "--seq", "512",
+                 "--json"]) == 0
+    plans = json.loads(capsys.readouterr().out)["plans"]
+    assert [p["label"] for p in plans] == ["ocr", "vqa"]
+    assert all(p["memory"]["peak_bytes"] > p["memory"]["base_weights_bytes"] for p in plans)
+    assert main(["plan", "examples/qwen2_vl_ocr.yaml", "--compare-tasks", "ocr", "vqa", "--memory",
+                 "--seq", "512"]) == 0
+    assert "peak of a training step" in capsys.readouterr().out

@@ -179,11 +179,21 @@ def compare(args: argparse.Namespace) -> int:
         raise UsageError("no model to compare on", hint="pass --model REF or set `model:` in the spec")
     tree = tree_for(ref, default_registry())
     plans = [(label, resolve(spec, tree, infer=args.infer)) for label, spec in specs]
+    memories = [simulate_step(spec, tree, batch=args.batch, seq=args.seq,
+                              gradient_checkpointing=args.gradient_checkpointing, attention=args.attention,
+                              optimizer=args.optimizer, base_dtype=args.base_dtype)
+                for _, spec in specs] if args.memory else None
     if args.json:
-        data = {"model": str(ref), "plans": [{"label": label, **plan.to_dict()} for label, plan in plans]}
+        data = {"model": str(ref), "plans": [{"label": label, **plan.to_dict()} | (
+            {"memory": memories[i].to_dict()} if memories else {}) for i, (label, plan) in enumerate(plans)]}
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
     else:
-        sys.stdout.write(render_compare(plans, args.dtype))
+        sys.stdout.write(render_compare(plans, args.dtype, [m.peak for m in memories] if memories else None))
+        if memories:
+            print(f"(peak of a training step: vlora plan --memory's prediction, {memories[0].inputs['batch']} x "
+                  f"{memories[0].inputs['seq']} tokens, checkpointing "
+                  f"{'on' if args.gradient_checkpointing else 'off'}, {args.optimizer}; a text step, so a vision "
+                  "tower's activations are not in it yet; docs/memory.md)")
     drawings(args, plans)
     return errors.EXIT_OK
 
