@@ -121,3 +121,55 @@ def test_plans_side_by_side_with_their_peaks(capsys):
     assert main(["plan", "examples/qwen2_vl_ocr.yaml", "--compare-tasks", "ocr", "vqa", "--memory",
                  "--seq", "512"]) == 0
     assert "peak of a training step" in capsys.readouterr().out
+
+
+# image steps: the simulation against the same step run for real, measured as the peak of live tensor storage by
+# the tracker in real mode (CPU kernels such as oneDNN's convolution keep scratch memory outside tensors, which
+# the C allocator would add; docs/memory.md says how much)
+IMAGE_CASES = [("qwen2_vl", 1, (32, 32)), ("qwen2_vl", 1, (64, 64)), ("qwen2_5_vl", 1, (32, 32)),
+               ("qwen2_5_vl", 1, (64, 64)), ("gemma3", 1, None), ("gemma3", 2, None), ("llava", 1, None),
+               ("llava", 2, None)]
+
+
+def real_tensor_peak(model, checkpointing: bool, tensors: dict) -> int:
+    from vlora_core.memory.tracker import LiveStorage
+
+    peft_model = apply(model, SPEC, gradient_checkpointing=checkpointing).train()
+    peft_model(**tensors).loss.backward()
+    peft_model.zero_grad(set_to_none=True)
+    tracker = LiveStorage()
+    tracker.existing([*peft_model.parameters(), *peft_model.buffers(), *tensors.values()])
+    with tracker:
+        peft_model(**tensors).loss.backward()
+    return tracker.peak
+
+
+@pytest.mark.parametrize(("family", "images", "size"), IMAGE_CASES,
+                         ids=[f"{f}-{n}x{'x'.join(map(str, s)) if s else 'fixed'}" for f, n, s in IMAGE_CASES])
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointing"])
+def test_an_image_step_is_the_real_one(family, images, size, checkpointing):
+    from vlora_core.memory.inputs import step_inputs
+
+    model = tiny(family)
+    tree = tree_from_module(model)
+    simulated = simulate_step(SPEC, tree, batch=2, seq=1024, images=images, image_size=size,
+                              gradient_checkpointing=checkpointing, base_dtype="fp32")
+    inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=1024, images=images, image_size=size)
+    measured = real_tensor_peak(model, checkpointing, inputs.tensors)
+    assert simulated.inputs["image_tokens"] == inputs.image_tokens > 0
+    assert abs(simulated.step_peak / measured - 1) < 0.05, (simulated.step_peak, measured)
+
+
+def test_image_tokens_follow_the_processor_and_other_families_are_refused(capsys):
+    # Qwen2-VL-2B: 14-pixel patches merged 2 x 2: a 448 x 448 image is 32 x 32 patches, 256 tokens
+    assert main(["plan", "--model", "Qwen2-VL-2B-Instruct", "--memory", "--images", "1", "--seq", "1024",
+                 "--json"]) == 0
+    memory = json.loads(capsys.readouterr().out)["memory"]
+    assert memory["inputs"]["image_tokens"] == (448 // 14) ** 2 // 4
+    assert main(["plan", "--model", "Qwen2-VL-2B-Instruct", "--memory", "--images", "1", "--image-size", "896x896",
+                 "--seq", "2048", "--json"]) == 0
+    bigger = json.loads(capsys.readouterr().out)["memory"]
+    assert bigger["inputs"]["image_tokens"] == (896 // 14) ** 2 // 4
+    assert bigger["step_peak_bytes"] > memory["step_peak_bytes"]
+    assert main(["plan", "--model", "Llama-3.2-11B-Vision", "--memory", "--images", "1"]) == 2
+    assert "--images on mllama" in capsys.readouterr().err

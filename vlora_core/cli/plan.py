@@ -14,6 +14,7 @@ from ..draw import draw_html, draw_svg
 from ..errors import UsageError
 from ..explain import explain, grouped
 from ..interop.common import model_id
+from ..memory.inputs import IMAGE_FAMILIES
 from ..memory.step import ATTENTION, DTYPES, OPTIMIZERS
 from ..plan import DTYPE_BYTES
 from ..plugins import default_registry
@@ -67,9 +68,15 @@ def add(sub: Any) -> None:
                      help="also predict the peak memory of one training step of the full-size model, by executing "
                      "its own forward and backward on fake tensors (a few seconds; nothing is allocated): base "
                      "weights, adapters, optimizer state, and the step's activations, gradients and temporaries by "
-                     "part. Text inputs in this release")
+                     "part")
     mem.add_argument("--batch", type=int, default=1, help="sequences per step (default 1)")
     mem.add_argument("--seq", type=int, default=2048, help="tokens per sequence, unpadded (default 2048)")
+    mem.add_argument("--images", type=int, default=0, metavar="N",
+                     help="images in each sequence (default 0: a text step); their tokens count in --seq. Simulated "
+                     "for " + ", ".join(IMAGE_FAMILIES) + " so far")
+    mem.add_argument("--image-size", metavar="WxH", type=_size, help="Qwen2-VL / Qwen2.5-VL: the images' size before "
+                     "the processor's resize (default 448x448; the processor keeps 56x56 to 1280 x 28x28 pixels); "
+                     "LLaVA and Gemma-3 resize every image to their tower's size")
     mem.add_argument("--gradient-checkpointing", action="store_true", help="with gradient checkpointing "
                      "(non-reentrant, as vlora's apply turns it on)")
     mem.add_argument("--attention", choices=ATTENTION, default="sdpa", help="the attention implementation "
@@ -109,9 +116,10 @@ def run(args: argparse.Namespace) -> int:
                          extra={"model": args.model} if args.model else None)
         written = write_text(args.write, text, what="the spec")  # SPEC itself is allowed: the user asked for it
         print(f"wrote {written}", file=sys.stderr)
-    memory = simulate_step(spec, tree, batch=args.batch, seq=args.seq,
-                           gradient_checkpointing=args.gradient_checkpointing, attention=args.attention,
-                           optimizer=args.optimizer, base_dtype=args.base_dtype) if args.memory else None
+    memory = simulate_step(spec, tree, batch=args.batch, seq=args.seq, images=args.images,
+                           image_size=args.image_size, gradient_checkpointing=args.gradient_checkpointing,
+                           attention=args.attention, optimizer=args.optimizer,
+                           base_dtype=args.base_dtype) if args.memory else None
     if args.json:
         data = plan.to_dict() | ({"serve": served.to_dict()} if served else {}) | (
             {"memory": memory.to_dict()} if memory else {})
@@ -128,6 +136,14 @@ def run(args: argparse.Namespace) -> int:
         print(escape(f"serve with: {served.command(model_id(plan))}"))
     drawings(args, plan)
     return errors.EXIT_OK
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``--image-size WxH`` -> (height, width)."""
+    width, sep, height = text.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is no size: write WIDTHxHEIGHT, e.g. 448x448")
+    return int(height), int(width)
 
 
 def simulate_step(*args: Any, **kwargs: Any) -> Any:
@@ -179,9 +195,9 @@ def compare(args: argparse.Namespace) -> int:
         raise UsageError("no model to compare on", hint="pass --model REF or set `model:` in the spec")
     tree = tree_for(ref, default_registry())
     plans = [(label, resolve(spec, tree, infer=args.infer)) for label, spec in specs]
-    memories = [simulate_step(spec, tree, batch=args.batch, seq=args.seq,
-                              gradient_checkpointing=args.gradient_checkpointing, attention=args.attention,
-                              optimizer=args.optimizer, base_dtype=args.base_dtype)
+    memories = [simulate_step(spec, tree, batch=args.batch, seq=args.seq, images=args.images,
+                              image_size=args.image_size, gradient_checkpointing=args.gradient_checkpointing,
+                              attention=args.attention, optimizer=args.optimizer, base_dtype=args.base_dtype)
                 for _, spec in specs] if args.memory else None
     if args.json:
         data = {"model": str(ref), "plans": [{"label": label, **plan.to_dict()} | (
@@ -192,8 +208,9 @@ def compare(args: argparse.Namespace) -> int:
         if memories:
             print(f"(peak of a training step: vlora plan --memory's prediction, {memories[0].inputs['batch']} x "
                   f"{memories[0].inputs['seq']} tokens, checkpointing "
-                  f"{'on' if args.gradient_checkpointing else 'off'}, {args.optimizer}; a text step, so a vision "
-                  "tower's activations are not in it yet; docs/memory.md)")
+                  f"{'on' if args.gradient_checkpointing else 'off'}, {args.optimizer}, "
+                  + (f"{args.images} image(s) per sequence" if args.images else "a text step (no image: the vision "
+                     "tower does not run; --images N adds them)") + "; docs/memory.md)")
     drawings(args, plans)
     return errors.EXIT_OK
 

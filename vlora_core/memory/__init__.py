@@ -1,5 +1,6 @@
-"""The peak memory of a training step, from executing the model's own step on fake tensors (``step``), and the
-live-storage tracker that measures it, on fake and on real tensors alike (``tracker``)."""
+"""The peak memory of a training step, from executing the model's own step on fake tensors (``step``) on a batch as
+the family's processor makes it (``inputs``), and the live-storage tracker that measures it, on fake and on real
+tensors alike (``tracker``)."""
 
 from __future__ import annotations
 

@@ -51,7 +51,9 @@ class StepMemory:
     def table(self) -> str:
         i = self.inputs
         lines = [f"peak memory of one training step (simulated: the model's own forward and backward on fake "
-                 f"tensors; batch {i['batch']} x {i['seq']} tokens, text only, {i['attention']} attention, "
+                 f"tensors; batch {i['batch']} x {i['seq']} tokens, "
+                 + (f"{i['images']} image(s) of {i['image_tokens']} tokens each, " if i["images"] else "text only, ")
+                 + f"{i['attention']} attention, "
                  f"gradient checkpointing {'on' if i['gradient_checkpointing'] else 'off'}, base {i['base_dtype']}, "
                  f"{i['optimizer']}, on {i['device']}):",
                  f"  base weights      {self.base_weights / GiB:8.2f} GiB  ({i['base_dtype']}, as loaded)",
@@ -123,16 +125,48 @@ def _config(tree: Any, attention: str) -> Any:
     return config
 
 
+def _real_bookkeeping() -> Any:
+    """A dispatch mode under which the step's bookkeeping on its real inputs stays real: an op whose tensor
+    arguments are all real (token ids, image grids, masks made from them) runs for real, and a small integer or
+    bool tensor made from nothing (positions, indices) is made for real, so that the values the model's code
+    reads (how many image tokens, where each image's patches start) exist. Everything that touches a weight is
+    fake."""
+    from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    class RealBookkeeping(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            tensors = [t for t in tree_flatten((args, kwargs))[0] if hasattr(t, "is_floating_point")]
+            if tensors and not any(isinstance(t, FakeTensor) for t in tensors):
+                with unset_fake_temporarily():
+                    return func(*args, **kwargs)
+            out = func(*args, **kwargs)
+            if not tensors and isinstance(out, FakeTensor) and out.numel() <= SMALL_BOOKKEEPING \
+                    and not out.is_floating_point() and out.device.type == "cpu":
+                with unset_fake_temporarily():
+                    return func(*args, **kwargs)
+            return out
+
+    return RealBookkeeping()
+
+
+SMALL_BOOKKEEPING = 1 << 22  # elements: an index or mask of a batch's tokens, never a weight-sized tensor
+
+
 def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int = 2048,
                   gradient_checkpointing: bool = False, attention: str = "sdpa", optimizer: str = "adamw",
-                  base_dtype: str | None = None, device: str = "cpu", registry: Any = None) -> StepMemory:
-    """The peak memory of one training step of ``spec`` on the full-size model of ``tree`` (text inputs of
-    ``batch`` x ``seq`` tokens), by executing the step on fake tensors."""
+                  base_dtype: str | None = None, device: str = "cpu", registry: Any = None, images: int = 0,
+                  image_size: tuple[int, int] | None = None) -> StepMemory:
+    """The peak memory of one training step of ``spec`` on the full-size model of ``tree`` (``batch``
+    sequences of ``seq`` tokens, ``images`` images in each), by executing the step on fake tensors."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from ..apply import apply
     from ..modeltree import build_meta_model
+    from .inputs import step_inputs
     from .tracker import BACKWARD, LiveStorage, tag_modules
 
     if attention not in ATTENTION:
@@ -144,7 +178,6 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
         raise UsageError("--batch and --seq are at least 1")
     started = time.perf_counter()
     config = _config(tree, attention)
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
     dtype_name = DTYPES.get(base_dtype or "", base_dtype) or str(getattr(config, "dtype", None)
                                                                    or getattr(config, "torch_dtype", None)
                                                                    or "bfloat16").replace("torch.", "")
@@ -169,12 +202,13 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
     tracker.existing([*peft_model.parameters(), *peft_model.buffers()])
     tracker.tag = "embeddings, loss and the rest"
     handles = tag_modules(base, tracker, labels)
+    inputs = step_inputs(config, tree.model_type, batch=batch, seq=seq, images=images, image_size=image_size)
     try:
         with mode:
-            ids = torch.randint(0, min(int(text.vocab_size), 1000), (batch, seq), device=target)
-        tracker.existing([ids])
-        with mode, tracker, _unpadded():
-            loss = peft_model(input_ids=ids, labels=ids).loss
+            kwargs = {k: mode.from_tensor(v) if v.is_floating_point() else v for k, v in inputs.tensors.items()}
+        tracker.existing(kwargs.values())
+        with mode, tracker, _real_bookkeeping(), _unpadded():
+            loss = peft_model(**kwargs).loss
             tracker.tag = BACKWARD + " (gradients, temporaries)"
             loss.backward()
     finally:
@@ -182,7 +216,8 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
             handle.remove()
     return StepMemory(
         inputs={"batch": batch, "seq": seq, "attention": attention, "gradient_checkpointing": gradient_checkpointing,
-                "base_dtype": dtype_name, "optimizer": optimizer, "device": device, "images": 0,
+                "base_dtype": dtype_name, "optimizer": optimizer, "device": device, "images": images,
+                "image_tokens": inputs.image_tokens, **inputs.assumed,
                 "adapter_dtype": ", ".join(sorted({str(p.dtype).replace("torch.", "") for p in trainable}))},
         base_weights=weights, adapters=adapters,
         optimizer_state=OPTIMIZERS[optimizer] * sum(p.numel() for p in trainable),

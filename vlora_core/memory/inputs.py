@@ -1,0 +1,104 @@
+"""The inputs of a simulated training step: a batch of token ids and, where asked, images as the family's
+processor would hand them to the model. Image tokens per image come from the model's own config (image size,
+patch size, merge size) and the processor's documented rules (Qwen2-VL's pixel bounds), each stated in the
+result's ``assumed``. Token ids, grids and masks are real tensors (the step's bookkeeping reads their values);
+pixels are made fake by the caller. Families without a rule here are refused by name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..diagnostics import see_docs
+from ..errors import UsageError
+
+# Qwen2-VL / Qwen2.5-VL processors (image_processing_qwen2_vl.py): both sides rounded to a multiple of
+# patch x merge, the pixel count kept within these bounds
+QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 56 * 56, 28 * 28 * 1280
+IMAGE_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "llava", "gemma3")
+
+
+@dataclass
+class StepInputs:
+    """Keyword arguments of the model's forward (ints real, floats to be made fake), and what was assumed."""
+
+    tensors: dict[str, Any]
+    image_tokens: int = 0  # per image
+    assumed: dict[str, Any] = field(default_factory=dict)
+
+
+def _qwen_resize(height: int, width: int, factor: int) -> tuple[int, int]:
+    h, w = round(height / factor) * factor, round(width / factor) * factor
+    if h * w > QWEN_MAX_PIXELS:
+        beta = math.sqrt(height * width / QWEN_MAX_PIXELS)
+        h, w = max(factor, math.floor(height / beta / factor) * factor), max(factor, math.floor(width / beta / factor)
+                                                                             * factor)
+    elif h * w < QWEN_MIN_PIXELS:
+        beta = math.sqrt(QWEN_MIN_PIXELS / (height * width))
+        h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return h, w
+
+
+def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, images: int = 0,
+                image_size: tuple[int, int] | None = None) -> StepInputs:
+    """``batch`` unpadded sequences of ``seq`` tokens (images' tokens included), ``images`` per sequence."""
+    import torch
+
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    # ordinary text tokens: above the first few ids, below every special token the config names (image tokens)
+    special = [v for k, v in config.to_dict().items() if isinstance(v, int) and not isinstance(v, bool)
+               and (k.endswith("_token_id") or k.endswith("_token_index")) and v > 3]
+    low, high = 3, min([int(text.vocab_size), 1000, *special])
+    if not images:
+        ids = torch.randint(low, high, (batch, seq))
+        return StepInputs({"input_ids": ids, "labels": ids})
+    if model_type not in IMAGE_FAMILIES:
+        raise UsageError(f"--images on {model_type}: vlora simulates image steps for "
+                         + ", ".join(IMAGE_FAMILIES) + " so far",
+                         hint="leave --images out for a text step (the vision tower's activations are then not in "
+                         "it); what is simulated: " + see_docs("memory"))
+    vision = config.vision_config
+    assumed: dict[str, Any] = {"images_per_sequence": images}
+    extra: dict[str, Any] = {}
+    if model_type in ("qwen2_vl", "qwen2_5_vl"):
+        patch, merge, temporal = vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
+        height, width = image_size or (448, 448)
+        h, w = _qwen_resize(height, width, patch * merge)
+        grid = (1, h // patch, w // patch)
+        per_image = grid[1] * grid[2] // merge**2
+        pixels = torch.zeros(batch * images * grid[1] * grid[2], vision.in_channels * temporal * patch * patch)
+        extra["image_grid_thw"] = torch.tensor([grid] * (batch * images))
+        image_ids = [config.vision_start_token_id, *[config.image_token_id] * per_image, config.vision_end_token_id]
+        assumed.update(image_size=f"{width}x{height}", resized=f"{w}x{h}", patch=patch, merge=merge,
+                       pixel_bounds=f"{QWEN_MIN_PIXELS}-{QWEN_MAX_PIXELS}")
+    elif model_type == "llava":
+        side = vision.image_size  # the processor resizes and crops every image to the tower's size
+        per_image = (side // vision.patch_size) ** 2 + (0 if config.vision_feature_select_strategy == "default"
+                                                        else 1)
+        pixels = torch.zeros(batch * images, vision.num_channels, side, side)
+        image_ids = [config.image_token_index] * per_image
+        assumed.update(image_size=f"{side}x{side} (the processor's resize)", patch=vision.patch_size)
+    else:  # gemma3: every image is resized to the tower's size and pooled to mm_tokens_per_image
+        side, per_image = vision.image_size, config.mm_tokens_per_image
+        pixels = torch.zeros(batch * images, vision.num_channels, side, side)
+        image_ids = [config.boi_token_index, *[config.image_token_index] * per_image, config.eoi_token_index]
+        assumed.update(image_size=f"{side}x{side} (the processor's resize)", tokens_per_image=per_image)
+    used = images * len(image_ids)
+    if used >= seq:
+        raise UsageError(f"--seq {seq} leaves no room for text: {images} image(s) take {used} tokens",
+                         hint=f"give --seq above {used}")
+    rows = []
+    for _ in range(batch):
+        rows.append([*image_ids * images, *torch.randint(low, high, (seq - used,)).tolist()])
+    ids = torch.tensor(rows)
+    tensors = {"input_ids": ids, "labels": ids, "pixel_values": pixels, **extra}
+    if model_type in ("qwen2_vl", "qwen2_5_vl"):
+        tensors["mm_token_type_ids"] = (ids == config.image_token_id).long()
+    if model_type == "gemma3":
+        tensors["token_type_ids"] = (ids == config.image_token_index).long()
+    return StepInputs(tensors, image_tokens=per_image, assumed=assumed)
+
+
+__all__ = ["IMAGE_FAMILIES", "QWEN_MAX_PIXELS", "QWEN_MIN_PIXELS", "StepInputs", "step_inputs"]
