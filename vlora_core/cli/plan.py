@@ -69,10 +69,11 @@ def add(sub: Any) -> None:
                      "its own forward and backward on fake tensors (a few seconds; nothing is allocated): base "
                      "weights, adapters, optimizer state, and the step's activations, gradients and temporaries by "
                      "part")
-    mem.add_argument("--batch", type=int, default=1, help="sequences per step (default 1)")
-    mem.add_argument("--seq", type=int, default=2048, help="tokens per sequence, unpadded (default 2048)")
+    mem.add_argument("--batch", type=int, default=1, metavar="N", help="sequences per step (default 1)")
+    mem.add_argument("--seq", type=int, default=2048, metavar="N", help="tokens per sequence, unpadded, images' "
+                     "tokens included (default 2048)")
     mem.add_argument("--images", type=int, default=0, metavar="N",
-                     help="images in each sequence (default 0: a text step); their tokens count in --seq. Simulated "
+                     help="images in each sequence (default 0: a text step). Simulated "
                      "for " + ", ".join(IMAGE_FAMILIES) + " so far")
     mem.add_argument("--image-size", metavar="WxH", type=_size, help="Qwen2-VL / Qwen2.5-VL: the images' size before "
                      "the processor's resize (default 448x448; the processor keeps 56x56 to 1280 x 28x28 pixels); "
