@@ -18,7 +18,7 @@ from vlora_core import VisionLoRASpec, apply
 from vlora_core.cache import tree_for
 from vlora_core.memory import simulate_step
 from vlora_core.memory.step import _config
-from vlora_core.modeltree import _model_class
+from vlora_core.modeltree import model_class
 from vlora_core.plugins import default_registry
 
 # (reference, batch, seq, gradient checkpointing)
@@ -31,7 +31,7 @@ def real_peak(ref: str, batch: int, seq: int, checkpointing: bool, registry) -> 
     config = _config(tree, "sdpa")
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = _model_class(config)._from_config(config, dtype=torch.bfloat16)
+        model = model_class(config)._from_config(config, dtype=torch.bfloat16)
     peft_model = apply(model, VisionLoRASpec(), gradient_checkpointing=checkpointing).train()
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-4)
     vocab = config.get_text_config().vocab_size

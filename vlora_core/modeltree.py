@@ -278,7 +278,8 @@ def quiet_transformers():
         logger.setLevel(level)
 
 
-def _model_class(config: PretrainedConfig) -> Any:
+def model_class(config: PretrainedConfig) -> Any:
+    """The transformers class that builds a model of ``config`` (its ``architectures``, else the Auto classes)."""
     import transformers
 
     for arch in getattr(config, "architectures", None) or []:
@@ -300,7 +301,7 @@ def build_meta_model(config: PretrainedConfig) -> nn.Module:
     """Instantiate a model from its config on the meta device (no memory, no weights)."""
     import torch
 
-    cls = _model_class(config)
+    cls = model_class(config)
     with quiet_transformers(), torch.device("meta"):
         if hasattr(cls, "_model_mapping"):  # an Auto class
             return cls.from_config(config)

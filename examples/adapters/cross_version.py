@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from packaging.version import Version
 from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 
@@ -47,7 +48,7 @@ def qwen3_moe_batch(model_config) -> dict[str, torch.Tensor]:
 
     # mm_token_type_ids: 5.x asks for it with an image, 4.57 has no such argument
     keep = {"input_ids", "pixel_values", "image_grid_thw"} | (
-        {"mm_token_type_ids"} if transformers.__version__ >= "5" else set())
+        {"mm_token_type_ids"} if Version(transformers.__version__).major >= 5 else set())
     return {k: v for k, v in image_batch(model_config).items() if k in keep}
 
 

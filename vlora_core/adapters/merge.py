@@ -14,6 +14,7 @@ from typing import Any
 from ..boundary import check_output, read_bytes, read_json, write_folder
 from ..diagnostics import short_path
 from ..errors import UsageError
+from ..modeltree import config_from_dict, model_class
 
 # max |merged - adapted| allowed per element, relative to the outputs' scale, by the base's dtype
 TOLERANCE = {"float32": 1e-4, "float64": 1e-8, "bfloat16": 2e-2, "float16": 5e-3}
@@ -99,8 +100,8 @@ def merge(peft_model: Any, *, inputs: dict[str, Any] | None = None) -> MergeResu
     base = peft_model.get_base_model()
     _refuse_quantized(base)
     adapter = peft_model.active_adapter if isinstance(peft_model.active_adapter, str) else peft_model.active_adapter[0]
-    dtypes = {p.dtype for p in base.parameters() if p.is_floating_point()}
-    dtype = str(next(iter(dtypes)) if len(dtypes) == 1 else next(p.dtype for p in base.parameters())).split(".")[-1]
+    dtypes = {p.dtype for p in base.parameters() if p.is_floating_point()}  # the base's, before PEFT's adapters
+    dtype = str(next(p.dtype for p in base.parameters() if p.is_floating_point())).removeprefix("torch.")
     tolerance = TOLERANCE.get(dtype, 1e-2)
     result = MergeResult(model=None, dtype=dtype, tolerance=tolerance)
     torch.manual_seed(0)
@@ -184,10 +185,10 @@ def merge(peft_model: Any, *, inputs: dict[str, Any] | None = None) -> MergeResu
                 f"outputs differ by {diff:.2e}"
             if diff > tolerance * 10:
                 result.problems.append(f"the merged model's outputs differ from the adapted model's by {diff:.2e}")
-    for p in merged.parameters():
-        if p.is_floating_point() and str(p.dtype).split(".")[-1] != dtype and len(dtypes) == 1:
-            result.problems.append(f"the merged model holds {p.dtype}, the base {dtype}")
-            break
+    after = {p.dtype for p in merged.parameters() if p.is_floating_point()}
+    if not after <= dtypes:
+        result.problems.append(f"the merged model holds {', '.join(sorted(map(str, after - dtypes)))}, which the base "
+                               f"did not ({', '.join(sorted(map(str, dtypes)))})")
     return result
 
 
@@ -265,7 +266,6 @@ def save_merged(result: MergeResult, out: str | Path, *, base_folder: str | Path
 def merge_folder(adapter_dir: str | Path, base_folder: str | Path, out: str | Path) -> tuple[MergeResult, Path]:
     """``vlora adapter merge``: load the base from ``base_folder`` (its own dtype; a quantized one is refused),
     the adapter from ``adapter_dir``, merge, prove, and write ``out``."""
-    import transformers
     from peft import PeftModel
 
     folder = _base_folder(base_folder)
@@ -275,13 +275,10 @@ def merge_folder(adapter_dir: str | Path, base_folder: str | Path, out: str | Pa
         raise UsageError(f"{short_path(str(folder))} holds a quantized model "
                          f"({config['quantization_config'].get('quant_method', 'quantized')})",
                          hint="merge into the unquantized base in bf16; the adapter trained with QLoRA applies to it")
-    archs = config.get("architectures") or []
-    cls = getattr(transformers, archs[0], None) if archs else None
-    if cls is None:
-        cls = transformers.AutoModelForImageTextToText
+    cls = model_class(config_from_dict(config, where=str(folder / "config.json")))
     with warnings.catch_warnings():  # PEFT asks for transformers' deprecated is_gradient_checkpointing
         warnings.simplefilter("ignore", FutureWarning)
-        base = cls.from_pretrained(folder, torch_dtype="auto")
+        base = cls.from_pretrained(folder, dtype="auto")
         peft_model = PeftModel.from_pretrained(base, str(adapter_dir))
         result = merge(peft_model)
     if not result.ok:

@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..explain import explain, grouped
 from ..interop.common import model_id
 from ..memory.inputs import IMAGE_FAMILIES
-from ..memory.step import ATTENTION, DTYPES, OPTIMIZERS
+from ..memory.step import ATTENTION, DTYPES, OPTIMIZERS, simulate_step  # torch: imported when it runs
 from ..plan import DTYPE_BYTES
 from ..plugins import default_registry
 from ..report import render_compare
@@ -145,13 +145,6 @@ def _size(text: str) -> tuple[int, int]:
     if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
         raise argparse.ArgumentTypeError(f"{text!r} is no size: write WIDTHxHEIGHT, e.g. 448x448")
     return int(height), int(width)
-
-
-def simulate_step(*args: Any, **kwargs: Any) -> Any:
-    """``memory.simulate_step``, imported when asked for (it needs torch)."""
-    from ..memory import simulate_step as simulate
-
-    return simulate(*args, **kwargs)
 
 
 def drawings(args: argparse.Namespace, plans: Any) -> None:

@@ -13,6 +13,7 @@ from ..cache import tree_for
 from ..plan import TargetPlan
 from ..plugins import default_registry
 from ..serving import AS_TRAINED, engine_table, serve_plan
+from ..serving.check import vllm_max_rank
 from .common import Export, export_file, model_id
 from .versions import tool_version
 
@@ -23,11 +24,10 @@ def export(plan: TargetPlan, tree: Any = None, version: Any = None) -> Export:
     version = version or tool_version("vllm")
     tree = tree if tree is not None else tree_for(plan.model, default_registry())
     check = serve_plan(plan, tree, "vllm", version.versions, subject=plan.model)
-    table = engine_table("vllm", version.versions)
-    ranks = [r for r in table.fact("max_lora_ranks") if r >= check.max_rank]
+    rank = vllm_max_rank(engine_table("vllm", version.versions), check.max_rank)  # written always, not only > 16
     flags = [f for f in check.flags if not f.startswith("--max-lora-rank")]
     command = [f"vllm serve {shlex.quote(model_id(plan))}", "--enable-lora",
-               f"--max-lora-rank {ranks[0] if ranks else check.max_rank}", *flags,
+               f"--max-lora-rank {rank or check.max_rank}", *flags,
                '--lora-modules "adapter=$ADAPTER"']
     lost = list(check.refusals) + [f"{f.group}: {len(f.names)} modules {f.verdict}: {f.reason}"
                                    for f in check.findings if f.verdict not in AS_TRAINED]
@@ -36,7 +36,7 @@ def export(plan: TargetPlan, tree: Any = None, version: Any = None) -> Export:
     body = ('ADAPTER="${1:?usage: serve.sh ADAPTER_DIR (the folder save_pretrained wrote)}"\n'
             "exec " + " \\\n  ".join(command) + "\n")
     return export_file(plan, "vllm", body, lost=lost, notes=notes, version=version,
-                       kwargs={"flags": flags, "max_lora_rank": ranks[0] if ranks else None, "ok": check.ok,
+                       kwargs={"flags": flags, "max_lora_rank": rank, "ok": check.ok,
                                "serving": check.to_dict()},
                        extra=[f"model class {check.model_class}: "
                               + ("everything serves as trained" if check.ok else "NOT everything serves as trained")])

@@ -27,9 +27,7 @@ from .engines import NAMES, RELEASES, EngineTable, engine_table
 
 def serve_plan(plan: Any, tree: Any, engine: str, version: str | None = None, subject: str = "the plan") -> ServeCheck:
     """What ``engine`` would apply of the adapter ``plan`` trains (before training)."""
-    from ..peft.config import config_data
-
-    settings = config_data(plan) if plan.targets else {}
+    settings = plan.lora_config_data() if plan.targets else {}
     return check_serving(items_of_plan(plan), engine_table(engine, version), tree.config, tree.model_type,
                          settings=settings, subject=subject)
 

@@ -198,6 +198,11 @@ def check_serving(items: list[Item], table: EngineTable, config: dict[str, Any],
                       max_rank=max_rank)
 
 
+def vllm_max_rank(table: EngineTable, rank: int) -> int | None:
+    """The smallest ``--max-lora-rank`` vLLM accepts that holds ``rank`` (None: above every value it allows)."""
+    return next((r for r in sorted(table.fact("max_lora_ranks")) if r >= rank), None)
+
+
 def _vllm(items: list[Item], table: EngineTable, arch: str, config: dict[str, Any], settings: dict[str, Any]):
     verdicts: list[tuple[Item, str, str, str | None]] = []
     refusals: list[str] = []
@@ -219,9 +224,9 @@ def _vllm(items: list[Item], table: EngineTable, arch: str, config: dict[str, An
         refusals.append(f"`Adapter bias is not supported.` (bias={settings['bias']!r}; {table.where('bias')})")
     ranks = [i.r for i in items if not i.full and i.r]
     if ranks and max(ranks) > table.fact("max_lora_rank_default"):
-        allowed = [r for r in table.fact("max_lora_ranks") if r >= max(ranks)]
-        if allowed:
-            flags.append(f"--max-lora-rank {allowed[0]}")
+        needed = vllm_max_rank(table, max(ranks))
+        if needed is not None:
+            flags.append(f"--max-lora-rank {needed}")
         else:
             refusals.append(f"`LoRA rank {max(ranks)} is greater than max_lora_rank` (vLLM allows at most "
                             f"{max(table.fact('max_lora_ranks'))}; {table.where('max_lora_ranks')})")
@@ -340,4 +345,5 @@ def _sglang(items: list[Item], table: EngineTable, arch: str, config: dict[str, 
 
 
 __all__ = ["AS_TRAINED", "DROPPED", "FLAG", "GROUPS", "REFUSED", "RESCALED", "SERVED", "UNKNOWN", "Finding", "Item",
-           "ServeCheck", "architecture_of", "check_serving", "group_of", "items_of_adapter", "items_of_plan"]
+           "ServeCheck", "architecture_of", "check_serving", "group_of", "items_of_adapter", "items_of_plan",
+           "vllm_max_rank"]
