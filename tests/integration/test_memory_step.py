@@ -173,3 +173,33 @@ def test_image_tokens_follow_the_processor_and_other_families_are_refused(capsys
     assert bigger["step_peak_bytes"] > memory["step_peak_bytes"]
     assert main(["plan", "--model", "Llama-3.2-11B-Vision", "--memory", "--images", "1"]) == 2
     assert "--images on mllama" in capsys.readouterr().err
+
+
+# quantized bases: the same tiny model saved and loaded with real bitsandbytes quantization on CPU, one real step
+# measured as the peak of live tensor storage, against the simulation that quantizes the meta model with
+# bitsandbytes' own functions on fake tensors
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava"])
+@pytest.mark.parametrize("quant", ["4bit", "8bit"])
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointing"])
+def test_a_quantized_step_is_the_real_one(family, quant, checkpointing, tmp_path):
+    from transformers import BitsAndBytesConfig
+
+    model = tiny(family).to(torch.bfloat16)
+    simulated = simulate_step(SPEC, tree_from_module(model), batch=2, seq=512, quant=quant, base_dtype="bf16",
+                              gradient_checkpointing=checkpointing)
+    model.save_pretrained(tmp_path)
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=torch.bfloat16) if quant == "4bit" else \
+        BitsAndBytesConfig(load_in_8bit=True)
+    real = type(model).from_pretrained(tmp_path, quantization_config=config, device_map="cpu", dtype=torch.bfloat16)
+    ids = torch.randint(3, 50, (2, 512))
+    measured = real_tensor_peak(real, checkpointing, {"input_ids": ids, "labels": ids})
+    assert abs(simulated.step_peak / measured - 1) < 0.01, (simulated.step_peak, measured)
+    held = sum(p.numel() * p.element_size() for p in real.parameters() if not p.requires_grad)
+    for module in real.modules():  # and the quantization statistics beside the packed weights
+        state = getattr(getattr(module, "weight", None), "quant_state", None)
+        held += sum(t.numel() * t.element_size() for t in ([state.absmax] + ([state.state2.absmax] if state.nested
+                                                                               else []))) if state else 0
+        scales = getattr(getattr(module, "state", None), "SCB", None)
+        held += scales.numel() * scales.element_size() if scales is not None else 0
+    assert abs(simulated.base_weights / held - 1) < 0.05, (simulated.base_weights, held)

@@ -15,6 +15,7 @@ from ..errors import UsageError
 from ..explain import explain, grouped
 from ..interop.common import model_id
 from ..memory.inputs import IMAGE_FAMILIES
+from ..memory.quant import QUANT
 from ..memory.step import ATTENTION, DTYPES, OPTIMIZERS, simulate_step  # torch: imported when it runs
 from ..plan import DTYPE_BYTES
 from ..plugins import default_registry
@@ -69,6 +70,14 @@ def add(sub: Any) -> None:
                      "its own forward and backward on fake tensors (a few seconds; nothing is allocated): base "
                      "weights, adapters, optimizer state, and the step's activations, gradients and temporaries by "
                      "part")
+    step_options(mem)
+    p.add_argument("--infer", action="store_true",
+                   help="read the architecture from the model's structure even where a plugin claims it (to compare "
+                   "the two); a model no plugin claims is always read that way, and the plan says so")
+
+
+def step_options(mem: Any) -> None:
+    """The inputs of a simulated training step (plan --memory, fit)."""
     mem.add_argument("--batch", type=int, default=1, metavar="N", help="sequences per step (default 1)")
     mem.add_argument("--seq", type=int, default=2048, metavar="N", help="tokens per sequence, unpadded, images' "
                      "tokens included (default 2048)")
@@ -86,9 +95,16 @@ def add(sub: Any) -> None:
                      help="adamw (2 fp32 states per trainable weight, the default), adamw8bit, or sgd")
     mem.add_argument("--base-dtype", choices=sorted(DTYPES), help="the base weights' dtype (default: the "
                      "config's, else bf16)")
-    p.add_argument("--infer", action="store_true",
-                   help="read the architecture from the model's structure even where a plugin claims it (to compare "
-                   "the two); a model no plugin claims is always read that way, and the plan says so")
+    mem.add_argument("--quant", choices=QUANT, help="the base quantized by bitsandbytes as from_pretrained does it: "
+                     "4bit (QLoRA's NF4, double quantization) or 8bit (LLM.int8()); modules trained in full stay "
+                     "unquantized")
+
+
+def step_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """simulate_step's keyword arguments from the options above."""
+    return {"batch": args.batch, "seq": args.seq, "images": args.images, "image_size": args.image_size,
+            "gradient_checkpointing": args.gradient_checkpointing, "attention": args.attention,
+            "optimizer": args.optimizer, "base_dtype": args.base_dtype, "quant": args.quant}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,10 +133,7 @@ def run(args: argparse.Namespace) -> int:
                          extra={"model": args.model} if args.model else None)
         written = write_text(args.write, text, what="the spec")  # SPEC itself is allowed: the user asked for it
         print(f"wrote {written}", file=sys.stderr)
-    memory = simulate_step(spec, tree, batch=args.batch, seq=args.seq, images=args.images,
-                           image_size=args.image_size, gradient_checkpointing=args.gradient_checkpointing,
-                           attention=args.attention, optimizer=args.optimizer,
-                           base_dtype=args.base_dtype) if args.memory else None
+    memory = simulate_step(spec, tree, **step_kwargs(args)) if args.memory else None
     if args.json:
         data = plan.to_dict() | ({"serve": served.to_dict()} if served else {}) | (
             {"memory": memory.to_dict()} if memory else {})
@@ -189,10 +202,7 @@ def compare(args: argparse.Namespace) -> int:
         raise UsageError("no model to compare on", hint="pass --model REF or set `model:` in the spec")
     tree = tree_for(ref, default_registry())
     plans = [(label, resolve(spec, tree, infer=args.infer)) for label, spec in specs]
-    memories = [simulate_step(spec, tree, batch=args.batch, seq=args.seq, images=args.images,
-                              image_size=args.image_size, gradient_checkpointing=args.gradient_checkpointing,
-                              attention=args.attention, optimizer=args.optimizer, base_dtype=args.base_dtype)
-                for _, spec in specs] if args.memory else None
+    memories = [simulate_step(spec, tree, **step_kwargs(args)) for _, spec in specs] if args.memory else None
     if args.json:
         data = {"model": str(ref), "plans": [{"label": label, **plan.to_dict()} | (
             {"memory": memories[i].to_dict()} if memories else {}) for i, (label, plan) in enumerate(plans)]}
@@ -203,10 +213,11 @@ def compare(args: argparse.Namespace) -> int:
             print(f"(peak of a training step: vlora plan --memory's prediction, {memories[0].inputs['batch']} x "
                   f"{memories[0].inputs['seq']} tokens, checkpointing "
                   f"{'on' if args.gradient_checkpointing else 'off'}, {args.optimizer}, "
+                  + (f"base quantized to {args.quant}, " if args.quant else "")
                   + (f"{args.images} image(s) per sequence" if args.images else "a text step (no image: the vision "
                      "tower does not run; --images N adds them)") + "; docs/memory.md)")
     drawings(args, plans)
     return errors.EXIT_OK
 
 
-__all__ = ["add", "run"]
+__all__ = ["add", "run", "step_kwargs", "step_options"]

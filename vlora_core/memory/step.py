@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..spec import VisionLoRASpec
+from .quant import QUANT, quantize_meta
 
 ATTENTION = ("sdpa", "eager")
 OPTIMIZERS = {"adamw": 8, "adamw8bit": 2, "sgd": 0}  # optimizer state bytes per trainable weight (fp32 Adam: 2 x 4)
@@ -54,9 +55,13 @@ class StepMemory:
                  f"tensors; batch {i['batch']} x {i['seq']} tokens, "
                  + (f"{i['images']} image(s) of {i['image_tokens']} tokens each, " if i["images"] else "text only, ")
                  + f"{i['attention']} attention, "
-                 f"gradient checkpointing {'on' if i['gradient_checkpointing'] else 'off'}, base {i['base_dtype']}, "
+                 f"gradient checkpointing {'on' if i['gradient_checkpointing'] else 'off'}, base {i['base_dtype']}"
+                 + (f" quantized to {i['quant']}" if i.get("quant") else "") + ", "
                  f"{i['optimizer']}, on {i['device']}):",
-                 f"  base weights      {self.base_weights / GiB:8.2f} GiB  ({i['base_dtype']}, as loaded)",
+                 f"  base weights      {self.base_weights / GiB:8.2f} GiB  ("
+                 + (f"bitsandbytes {i['quant']} (QLoRA's NF4, double quantization)" if i.get("quant") == "4bit" else
+                    "bitsandbytes 8-bit (LLM.int8())" if i.get("quant") else i["base_dtype"])
+                 + ", as loaded)",
                  f"  trainable weights {self.adapters / GiB:8.2f} GiB  (adapters, and modules trained in full; "
                  f"{i['adapter_dtype']})",
                  f"  optimizer state   {self.optimizer_state / GiB:8.2f} GiB  ({i['optimizer']}: "
@@ -71,19 +76,28 @@ class StepMemory:
         return "\n".join(lines) + "\n"
 
 
-def _to_fake(model: Any, mode: Any, device: Any) -> None:
-    """Every parameter and buffer of ``model`` (on the meta device) as a fake tensor on ``device``."""
+def _to_fake(model: Any, mode: Any, device: Any, quant: str | None, dtype: Any) -> list[Any]:
+    """Every parameter and buffer of ``model`` (on the meta device) as a fake tensor on ``device``, a
+    bitsandbytes layer's weight quantized by bitsandbytes; the quantization statistics made (not parameters)."""
     import torch
 
+    from .quant import fake_quantized_weight, is_quantized_linear
+
     convert = mode.fake_tensor_converter
+    statistics: list[Any] = []
     for module in model.modules():
+        if quant and is_quantized_linear(module):
+            statistics += fake_quantized_weight(module, mode, device, dtype)[1:]
         for name, param in list(module._parameters.items()):
+            if quant and name == "weight" and is_quantized_linear(module):
+                continue
             if param is not None:
                 fake = convert.from_meta_and_device(mode, param.to("meta"), device)
                 module._parameters[name] = torch.nn.Parameter(fake, requires_grad=param.requires_grad)
         for name, buffer in list(module._buffers.items()):
             if buffer is not None:
                 module._buffers[name] = convert.from_meta_and_device(mode, buffer.to("meta"), device)
+    return statistics
 
 
 @contextlib.contextmanager
@@ -158,9 +172,10 @@ SMALL_BOOKKEEPING = 1 << 22  # elements: an index or mask of a batch's tokens, n
 def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int = 2048,
                   gradient_checkpointing: bool = False, attention: str = "sdpa", optimizer: str = "adamw",
                   base_dtype: str | None = None, device: str = "cpu", registry: Any = None, images: int = 0,
-                  image_size: tuple[int, int] | None = None) -> StepMemory:
+                  image_size: tuple[int, int] | None = None, quant: str | None = None) -> StepMemory:
     """The peak memory of one training step of ``spec`` on the full-size model of ``tree`` (``batch``
-    sequences of ``seq`` tokens, ``images`` images in each), by executing the step on fake tensors."""
+    sequences of ``seq`` tokens, ``images`` images in each), by executing the step on fake tensors; ``quant``
+    ("4bit" / "8bit"): on a base quantized by bitsandbytes."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -174,6 +189,8 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
                          hint="flash attention keeps no more than sdpa's memory-efficient kernel: use sdpa for it")
     if optimizer not in OPTIMIZERS:
         raise UsageError(f"--optimizer {optimizer!r}: vlora knows " + ", ".join(OPTIMIZERS))
+    if quant not in (None, *QUANT):
+        raise UsageError(f"--quant {quant!r}: one of " + ", ".join(QUANT))
     if batch < 1 or seq < 1:
         raise UsageError("--batch and --seq are at least 1")
     started = time.perf_counter()
@@ -185,21 +202,26 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
     if not isinstance(dtype, torch.dtype):
         raise UsageError(f"--base-dtype {base_dtype!r}: one of " + ", ".join(DTYPES))
     model = build_meta_model(config).to(dtype)
+    if quant:
+        from ..resolve import resolve
+
+        quantize_meta(model, quant, dtype, keep=[m.name for m in resolve(spec, tree, registry=registry).full_modules])
     peft_model = apply(model, spec, registry=registry, gradient_checkpointing=gradient_checkpointing)
     peft_model.train()
     params = list(peft_model.parameters())
     trainable = [p for p in params if p.requires_grad]
-    weights = sum(p.numel() * p.element_size() for p in params if not p.requires_grad)
     adapters = sum(p.numel() * p.element_size() for p in trainable)
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     target = torch.device(device)
-    _to_fake(peft_model, mode, target)
+    statistics = _to_fake(peft_model, mode, target, quant, dtype)
+    weights = sum(p.numel() * p.element_size() for p in peft_model.parameters() if not p.requires_grad) + sum(
+        t.numel() * t.element_size() for t in statistics)
     base = peft_model.get_base_model()
     labels = {name: _LABELS.get(kind, kind.removesuffix("_config")) for name, kind in tree.sub_models}
     labels.update({name: "logits (lm_head)" for name, _ in base.named_modules()
                    if name.rpartition(".")[2] == "lm_head"})
     tracker = LiveStorage()
-    tracker.existing([*peft_model.parameters(), *peft_model.buffers()])
+    tracker.existing([*peft_model.parameters(), *peft_model.buffers(), *statistics])
     tracker.tag = "embeddings, loss and the rest"
     handles = tag_modules(base, tracker, labels)
     inputs = step_inputs(config, tree.model_type, batch=batch, seq=seq, images=images, image_size=image_size)
@@ -216,7 +238,7 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
             handle.remove()
     return StepMemory(
         inputs={"batch": batch, "seq": seq, "attention": attention, "gradient_checkpointing": gradient_checkpointing,
-                "base_dtype": dtype_name, "optimizer": optimizer, "device": device, "images": images,
+                "base_dtype": dtype_name, "quant": quant, "optimizer": optimizer, "device": device, "images": images,
                 "image_tokens": inputs.image_tokens, **inputs.assumed,
                 "adapter_dtype": ", ".join(sorted({str(p.dtype).replace("torch.", "") for p in trainable}))},
         base_weights=weights, adapters=adapters,
