@@ -33,6 +33,7 @@ EXIT_LOCK = 6
 EXIT_ADAPTER = 7
 EXIT_ADAPTER_MISFIT = 8
 EXIT_NOT_SERVED = 9
+EXIT_NO_FIT = 10
 
 # what each exit code means: the one list (`vlora --help` and every command's help print it; docs/cli.md's
 # failure table is checked against it and against each error class's ``exit_code``)
@@ -47,6 +48,7 @@ EXIT_MEANINGS: dict[int, str] = {
     EXIT_ADAPTER: "adapter files invalid (no adapter, damaged weights, a config that disagrees with them)",
     EXIT_ADAPTER_MISFIT: "the adapter would not load completely into the model (vlora adapter check)",
     EXIT_NOT_SERVED: "a serving engine would not apply the adapter as trained, or vlora cannot tell (--serve)",
+    EXIT_NO_FIT: "nothing vlora fit tried stays within the memory budget",
 }
 
 

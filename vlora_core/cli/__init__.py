@@ -1,4 +1,4 @@
-"""The ``vlora`` command: plan, validate, lock, export, import, adapter, plugins, models, schema, shares, coverage,
+"""The ``vlora`` command: plan, fit, validate, lock, export, import, adapter, plugins, models, schema, shares, coverage,
 cache, scaffold. Each command's parser sits beside its handler, one module per group; this module puts them
 together and runs one.
 
@@ -20,12 +20,13 @@ from ..boundary import escape_lines
 from ..cache import NO_CACHE_ENV
 from ..errors import VloraError
 from ..plugins import loaded_registry
-from . import adapter, check, info, plan, tools
+from . import adapter, check, fit, info, plan, tools
 from .common import EXIT_CODES, Version
 
 # each command's handler (beside its parser, in the module of its group)
 COMMANDS = {
     "plan": plan.run,
+    "fit": fit.run,
     "validate": check.run_validate,
     "lock": check.run_lock,
     "plugins": info.run_plugins,
@@ -41,7 +42,7 @@ COMMANDS = {
     "docs": info.run_docs,
 }
 # the order `vlora --help` lists the commands in
-ADDERS = (plan.add, check.add_validate, check.add_lock, info.add_plugins, info.add_shares, info.add_scaffold,
+ADDERS = (plan.add, fit.add, check.add_validate, check.add_lock, info.add_plugins, info.add_shares, info.add_scaffold,
           info.add_coverage, info.add_cache, info.add_schema, adapter.add, tools.add_export, tools.add_import,
           info.add_models, info.add_docs)
 

@@ -26,8 +26,8 @@ def quantize_meta(model: Any, quant: str, compute_dtype: Any, keep: list[str]) -
         raise UsageError(f"--quant {quant} simulates bitsandbytes' own code, which is not installed here",
                          hint="pip install bitsandbytes (vlora's `train` extra has it)") from exc
     from transformers import BitsAndBytesConfig
-    from transformers.quantizers.base import get_keys_to_not_convert
     from transformers.quantizers import AutoHfQuantizer
+    from transformers.quantizers.base import get_keys_to_not_convert
 
     skip = sorted({*get_keys_to_not_convert(model), *keep})
     if quant == "4bit":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class StepMemory:
     step_peak: int  # bytes the step itself creates at its peak: activations kept for backward, gradients, temporaries
     at_peak: dict[str, int] = field(default_factory=dict)  # step_peak by the part that created it
     seconds: float = 0.0
+    lora_bytes: int = 0  # of ``adapters``: the LoRA weights (the rest: modules trained in full)
 
     @property
     def peak(self) -> int:
@@ -136,6 +138,8 @@ def _config(tree: Any, attention: str) -> Any:
     for sub in [config, *(getattr(config, key, None) for key in getattr(config, "sub_configs", {}) or {})]:
         if sub is not None and hasattr(sub, "_attn_implementation"):
             sub._attn_implementation = attention
+        if sub is not None and hasattr(sub, "use_cache"):
+            sub.use_cache = False  # a training step keeps no key/value cache
     return config
 
 
@@ -166,16 +170,22 @@ def _real_bookkeeping() -> Any:
     return RealBookkeeping()
 
 
+NOTHING_TRAINS = "nothing this plan trains takes part in the step"
 SMALL_BOOKKEEPING = 1 << 22  # elements: an index or mask of a batch's tokens, never a weight-sized tensor
 
 
 def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int = 2048,
                   gradient_checkpointing: bool = False, attention: str = "sdpa", optimizer: str = "adamw",
                   base_dtype: str | None = None, device: str = "cpu", registry: Any = None, images: int = 0,
-                  image_size: tuple[int, int] | None = None, quant: str | None = None) -> StepMemory:
+                  image_size: tuple[int, int] | None = None, quant: str | None = None,
+                  tags: dict[str, str] | None = None) -> StepMemory:
     """The peak memory of one training step of ``spec`` on the full-size model of ``tree`` (``batch``
     sequences of ``seq`` tokens, ``images`` images in each), by executing the step on fake tensors; ``quant``
-    ("4bit" / "8bit"): on a base quantized by bitsandbytes."""
+    ("4bit" / "8bit"): on a base quantized by bitsandbytes. ``tags``: more parts to count apart, by module name
+    (the innermost part running owns what an op makes), as ``vlora fit`` does per layer."""
+    # bitsandbytes (imported by PEFT where installed) warns on import that it could not fetch an optional CPU
+    # kernel from the Hub; nothing here runs that kernel
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -220,6 +230,7 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
     labels = {name: _LABELS.get(kind, kind.removesuffix("_config")) for name, kind in tree.sub_models}
     labels.update({name: "logits (lm_head)" for name, _ in base.named_modules()
                    if name.rpartition(".")[2] == "lm_head"})
+    labels.update(tags or {})
     tracker = LiveStorage()
     tracker.existing([*peft_model.parameters(), *peft_model.buffers(), *statistics])
     tracker.tag = "embeddings, loss and the rest"
@@ -231,6 +242,9 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
         tracker.existing(kwargs.values())
         with mode, tracker, _real_bookkeeping(), _unpadded():
             loss = peft_model(**kwargs).loss
+            if not loss.requires_grad:
+                raise UsageError(NOTHING_TRAINS + ("" if images else " (a text step: the vision tower does not run)"),
+                                 hint="give --images N for a step with images, or train a part the step runs")
             tracker.tag = BACKWARD + " (gradients, temporaries)"
             loss.backward()
     finally:
@@ -243,7 +257,9 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
                 "adapter_dtype": ", ".join(sorted({str(p.dtype).replace("torch.", "") for p in trainable}))},
         base_weights=weights, adapters=adapters,
         optimizer_state=OPTIMIZERS[optimizer] * sum(p.numel() for p in trainable),
-        step_peak=tracker.peak, at_peak=tracker.at_peak, seconds=time.perf_counter() - started)
+        step_peak=tracker.peak, at_peak=tracker.at_peak, seconds=time.perf_counter() - started,
+        lora_bytes=sum(p.numel() * p.element_size() for n, p in peft_model.named_parameters()
+                       if p.requires_grad and ".lora_" in n))
 
 
-__all__ = ["ATTENTION", "DTYPES", "OPTIMIZERS", "StepMemory", "simulate_step"]
+__all__ = ["ATTENTION", "DTYPES", "NOTHING_TRAINS", "OPTIMIZERS", "StepMemory", "simulate_step"]
