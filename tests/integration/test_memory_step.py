@@ -203,3 +203,27 @@ def test_a_quantized_step_is_the_real_one(family, quant, checkpointing, tmp_path
         scales = getattr(getattr(module, "state", None), "SCB", None)
         held += scales.numel() * scales.element_size() if scales is not None else 0
     assert abs(simulated.base_weights / held - 1) < 0.05, (simulated.base_weights, held)
+
+
+# FSDP2: the step simulated over a fake process group of 2 ranks against a real FSDP2 step on 2 processes (gloo),
+# rank 0's shards, the peak of its live tensor storage and the peak of glibc's allocator
+@pytest.mark.parametrize(("family", "checkpointing"), [("qwen2_vl", False), ("llava", True)])
+def test_an_fsdp2_step_per_device_is_the_real_one(family, checkpointing):
+    import subprocess
+
+    script = Path(__file__).resolve().parent / "fsdp_step_peak.py"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
+                           family, "2", "1024", *(["--checkpointing"] if checkpointing else [])],
+                          capture_output=True, text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    model = tiny(family)
+    simulated = simulate_step(SPEC, tree_from_module(model), batch=2, seq=1024, base_dtype="fp32", world_size=2,
+                              gradient_checkpointing=checkpointing)
+    alone = simulate_step(SPEC, tree_from_module(model), batch=2, seq=1024, base_dtype="fp32",
+                          gradient_checkpointing=checkpointing)
+    assert simulated.base_weights == measured["weights"] < alone.base_weights  # each rank: half of every weight
+    assert simulated.adapters == measured["adapters"]
+    assert abs(simulated.step_peak / measured["step_peak"] - 1) < 0.01, (simulated.step_peak, measured)
+    if measured["allocator_peak"] is not None:
+        assert abs(simulated.step_peak / measured["allocator_peak"] - 1) < 0.05, (simulated.step_peak, measured)

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     result = fit(spec, tree, args.budget, axes=args.vary, make_spec=make_spec, batch=args.batch, seq=args.seq,
                  images=args.images, image_size=args.image_size, gradient_checkpointing=args.gradient_checkpointing,
                  attention=args.attention, optimizer=args.optimizer, base_dtype=args.base_dtype, quant=args.quant,
+                 world_size=args.world_size,
                  progress=None if args.json else lambda line: print(escape(line), file=sys.stderr))
     if args.write:
         for i, cand in enumerate(result.frontier, 1):
@@ -121,7 +122,8 @@ def _data(result: FitResult) -> dict[str, Any]:
 def _table(result: FitResult, args: argparse.Namespace) -> str:
     lines = [f"budget {_gib(result.budget)}; a step of {args.batch} x {args.seq} tokens"
              + (f", {args.images} image(s) per sequence" if args.images else ", text only")
-             + f", {args.attention} attention"]
+             + f", {args.attention} attention"
+             + (f"; per device of {args.world_size} (FSDP2)" if args.world_size > 1 else "")]
     given = result.given
     if given is not None:
         verdict = "fits" if given.peak <= result.budget else f"does not fit ({_gib(given.peak - result.budget)} over)"

@@ -95,6 +95,9 @@ def step_options(mem: Any) -> None:
                      help="adamw (2 fp32 states per trainable weight, the default), adamw8bit, or sgd")
     mem.add_argument("--base-dtype", choices=sorted(DTYPES), help="the base weights' dtype (default: the "
                      "config's, else bf16)")
+    mem.add_argument("--world-size", type=int, default=1, metavar="N", help="FSDP2 over N devices: the prediction "
+                     "per device (every decoder layer and vision block sharded, then the whole model, as accelerate's "
+                     "transformer-based wrap policy does it); --batch is per device (default 1: one device)")
     mem.add_argument("--quant", choices=QUANT, help="the base quantized by bitsandbytes as from_pretrained does it: "
                      "4bit (QLoRA's NF4, double quantization) or 8bit (LLM.int8()); modules trained in full stay "
                      "unquantized")
@@ -104,7 +107,8 @@ def step_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """simulate_step's keyword arguments from the options above."""
     return {"batch": args.batch, "seq": args.seq, "images": args.images, "image_size": args.image_size,
             "gradient_checkpointing": args.gradient_checkpointing, "attention": args.attention,
-            "optimizer": args.optimizer, "base_dtype": args.base_dtype, "quant": args.quant}
+            "optimizer": args.optimizer, "base_dtype": args.base_dtype, "quant": args.quant,
+            "world_size": args.world_size}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -238,7 +238,7 @@ def fit(spec: VisionLoRASpec, tree: Any, budget: int, *, axes: Sequence[str] = D
         make_spec: Callable[[list[str]], VisionLoRASpec], batch: int = 1, seq: int = 2048, images: int = 0,
         image_size: tuple[int, int] | None = None, gradient_checkpointing: bool = False,
         attention: str = "sdpa", optimizer: str = "adamw", base_dtype: str | None = None,
-        quant: str | None = None, registry: Any = None,
+        quant: str | None = None, registry: Any = None, world_size: int = 1,
         progress: Callable[[str], None] | None = None) -> FitResult:
     """The settings around ``spec`` (``make_spec(sets)`` gives the spec with --set overrides) whose predicted
     peak stays within ``budget`` bytes, varying ``axes``."""
@@ -251,7 +251,8 @@ def fit(spec: VisionLoRASpec, tree: Any, budget: int, *, axes: Sequence[str] = D
     if budget <= 0:
         raise UsageError("--budget must be above 0")
     search = _Search(spec, tree, make_spec, registry, {"images": images, "image_size": image_size,
-                                                       "attention": attention, "base_dtype": base_dtype}, progress)
+                                                       "attention": attention, "base_dtype": base_dtype,
+                                                       "world_size": world_size}, progress)
     notes: list[str] = []
     given = Setting(gradient_checkpointing, optimizer, batch, quant, 1.0, 1.0, "as given", seq)
     trains = {t.component for t in search.plan([]).targets}
@@ -275,7 +276,9 @@ def fit(spec: VisionLoRASpec, tree: Any, budget: int, *, axes: Sequence[str] = D
         "optimizer": [optimizer, *(o for o in OPTIMIZER_ORDER[OPTIMIZER_ORDER.index(optimizer) + 1:]
                                    if "optimizer" in axes and o != "sgd")],
     }
-    quants = [quant, *(q for q in QUANT_ORDER[QUANT_ORDER.index(quant) + 1:] if "quant" in axes)]
+    quants = [quant, *(q for q in QUANT_ORDER[QUANT_ORDER.index(quant) + 1:] if "quant" in axes and world_size == 1)]
+    if "quant" in axes and world_size > 1:
+        notes.append("quant is not tried with --world-size: FSDP2 over a bitsandbytes base is not simulated")
     checkpointing = [gradient_checkpointing, *([True] if "checkpointing" in axes and not gradient_checkpointing
                                                else [])]
     seqs = sorted({seq, *(_halvings(seq, MIN_SEQ) if "seq" in axes else [])}, reverse=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..spec import VisionLoRASpec
+from .fsdp import fake_group, local, shard
 from .quant import QUANT, quantize_meta
 
 ATTENTION = ("sdpa", "eager")
@@ -59,7 +60,9 @@ class StepMemory:
                  + f"{i['attention']} attention, "
                  f"gradient checkpointing {'on' if i['gradient_checkpointing'] else 'off'}, base {i['base_dtype']}"
                  + (f" quantized to {i['quant']}" if i.get("quant") else "") + ", "
-                 f"{i['optimizer']}, on {i['device']}):",
+                 f"{i['optimizer']}, on {i['device']}"
+                 + (f"; per device of {i['world_size']}, sharded by FSDP2 in {i['fsdp_units']} units and the whole "
+                    "model, batch per device" if i.get("world_size") else "") + "):",
                  f"  base weights      {self.base_weights / GiB:8.2f} GiB  ("
                  + (f"bitsandbytes {i['quant']} (QLoRA's NF4, double quantization)" if i.get("quant") == "4bit" else
                     "bitsandbytes 8-bit (LLM.int8())" if i.get("quant") else i["base_dtype"])
@@ -178,11 +181,12 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
                   gradient_checkpointing: bool = False, attention: str = "sdpa", optimizer: str = "adamw",
                   base_dtype: str | None = None, device: str = "cpu", registry: Any = None, images: int = 0,
                   image_size: tuple[int, int] | None = None, quant: str | None = None,
-                  tags: dict[str, str] | None = None) -> StepMemory:
+                  tags: dict[str, str] | None = None, world_size: int = 1) -> StepMemory:
     """The peak memory of one training step of ``spec`` on the full-size model of ``tree`` (``batch``
     sequences of ``seq`` tokens, ``images`` images in each), by executing the step on fake tensors; ``quant``
     ("4bit" / "8bit"): on a base quantized by bitsandbytes. ``tags``: more parts to count apart, by module name
-    (the innermost part running owns what an op makes), as ``vlora fit`` does per layer."""
+    (the innermost part running owns what an op makes), as ``vlora fit`` does per layer. ``world_size`` above 1:
+    sharded by FSDP2 over that many devices, the prediction per device (``batch`` is per device)."""
     # bitsandbytes (imported by PEFT where installed) warns on import that it could not fetch an optional CPU
     # kernel from the Hub; nothing here runs that kernel
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
@@ -201,6 +205,11 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
         raise UsageError(f"--optimizer {optimizer!r}: vlora knows " + ", ".join(OPTIMIZERS))
     if quant not in (None, *QUANT):
         raise UsageError(f"--quant {quant!r}: one of " + ", ".join(QUANT))
+    if world_size < 1:
+        raise UsageError("--world-size is at least 1")
+    if world_size > 1 and quant:
+        raise UsageError("--quant with --world-size: vlora does not simulate FSDP2 over a bitsandbytes base yet",
+                         hint="predict the quantized step on one device (leave --world-size out), or FSDP2 unquantized")
     if batch < 1 or seq < 1:
         raise UsageError("--batch and --seq are at least 1")
     started = time.perf_counter()
@@ -218,48 +227,50 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
         quantize_meta(model, quant, dtype, keep=[m.name for m in resolve(spec, tree, registry=registry).full_modules])
     peft_model = apply(model, spec, registry=registry, gradient_checkpointing=gradient_checkpointing)
     peft_model.train()
-    params = list(peft_model.parameters())
-    trainable = [p for p in params if p.requires_grad]
-    adapters = sum(p.numel() * p.element_size() for p in trainable)
     mode = FakeTensorMode(allow_non_fake_inputs=True)
-    target = torch.device(device)
-    statistics = _to_fake(peft_model, mode, target, quant, dtype)
-    weights = sum(p.numel() * p.element_size() for p in peft_model.parameters() if not p.requires_grad) + sum(
-        t.numel() * t.element_size() for t in statistics)
-    base = peft_model.get_base_model()
-    labels = {name: _LABELS.get(kind, kind.removesuffix("_config")) for name, kind in tree.sub_models}
-    labels.update({name: "logits (lm_head)" for name, _ in base.named_modules()
-                   if name.rpartition(".")[2] == "lm_head"})
-    labels.update(tags or {})
-    tracker = LiveStorage()
-    tracker.existing([*peft_model.parameters(), *peft_model.buffers(), *statistics])
-    tracker.tag = "embeddings, loss and the rest"
-    handles = tag_modules(base, tracker, labels)
-    inputs = step_inputs(config, tree.model_type, batch=batch, seq=seq, images=images, image_size=image_size)
-    try:
-        with mode:
-            kwargs = {k: mode.from_tensor(v) if v.is_floating_point() else v for k, v in inputs.tensors.items()}
-        tracker.existing(kwargs.values())
-        with mode, tracker, _real_bookkeeping(), _unpadded():
-            loss = peft_model(**kwargs).loss
-            if not loss.requires_grad:
-                raise UsageError(NOTHING_TRAINS + ("" if images else " (a text step: the vision tower does not run)"),
-                                 hint="give --images N for a step with images, or train a part the step runs")
-            tracker.tag = BACKWARD + " (gradients, temporaries)"
-            loss.backward()
-    finally:
-        for handle in handles:
-            handle.remove()
+    statistics = _to_fake(peft_model, mode, torch.device(device), quant, dtype)
+    with contextlib.ExitStack() as stack:
+        if world_size > 1:
+            sharded = shard(peft_model, stack.enter_context(fake_group(world_size)), mode)
+        named = [(n, local(p), p.requires_grad) for n, p in peft_model.named_parameters()]
+        trainable = [p for _, p, grad in named if grad]
+        weights = sum(p.numel() * p.element_size() for _, p, grad in named if not grad) + sum(
+            t.numel() * t.element_size() for t in statistics)
+        base = peft_model.get_base_model()
+        labels = {name: _LABELS.get(kind, kind.removesuffix("_config")) for name, kind in tree.sub_models}
+        labels.update({name: "logits (lm_head)" for name, _ in base.named_modules()
+                       if name.rpartition(".")[2] == "lm_head"})
+        labels.update(tags or {})
+        tracker = LiveStorage()
+        tracker.existing([*(p for _, p, _ in named), *(local(b) for b in peft_model.buffers()), *statistics])
+        tracker.tag = "embeddings, loss and the rest"
+        handles = tag_modules(base, tracker, labels)
+        inputs = step_inputs(config, tree.model_type, batch=batch, seq=seq, images=images, image_size=image_size)
+        try:
+            with mode:
+                kwargs = {k: mode.from_tensor(v) if v.is_floating_point() else v for k, v in inputs.tensors.items()}
+            tracker.existing(kwargs.values())
+            with mode, tracker, _real_bookkeeping(), _unpadded():
+                loss = peft_model(**kwargs).loss
+                if not loss.requires_grad:
+                    raise UsageError(NOTHING_TRAINS + ("" if images else
+                                                       " (a text step: the vision tower does not run)"),
+                                     hint="give --images N for a step with images, or train a part the step runs")
+                tracker.tag = BACKWARD + " (gradients, temporaries)"
+                loss.backward()
+        finally:
+            for handle in handles:
+                handle.remove()
     return StepMemory(
         inputs={"batch": batch, "seq": seq, "attention": attention, "gradient_checkpointing": gradient_checkpointing,
                 "base_dtype": dtype_name, "quant": quant, "optimizer": optimizer, "device": device, "images": images,
                 "image_tokens": inputs.image_tokens, **inputs.assumed,
-                "adapter_dtype": ", ".join(sorted({str(p.dtype).replace("torch.", "") for p in trainable}))},
-        base_weights=weights, adapters=adapters,
+                "adapter_dtype": ", ".join(sorted({str(p.dtype).replace("torch.", "") for p in trainable})),
+                **({"world_size": world_size, "fsdp_units": sharded} if world_size > 1 else {})},
+        base_weights=weights, adapters=sum(p.numel() * p.element_size() for p in trainable),
         optimizer_state=OPTIMIZERS[optimizer] * sum(p.numel() for p in trainable),
         step_peak=tracker.peak, at_peak=tracker.at_peak, seconds=time.perf_counter() - started,
-        lora_bytes=sum(p.numel() * p.element_size() for n, p in peft_model.named_parameters()
-                       if p.requires_grad and ".lora_" in n))
+        lora_bytes=sum(p.numel() * p.element_size() for n, p, grad in named if grad and ".lora_" in n))
 
 
 __all__ = ["ATTENTION", "DTYPES", "NOTHING_TRAINS", "OPTIMIZERS", "StepMemory", "simulate_step"]

@@ -1,6 +1,6 @@
 """Live tensor storage during a step: every storage an aten op creates is counted from its creation until the
-storage is freed (torch keeps one Python object per storage, so a weak reference sees it go), under a tag for
-the part of the model that was running; the peak and what was live at that moment. It works the same on real
+storage is freed (torch keeps one Python object per storage, so a weak reference sees it go), at its size as it
+is resized in place (FSDP2 frees its unsharded weights so), under a tag for the part of the model that was running; the peak and what was live at that moment. It works the same on real
 tensors and on fake ones (``FakeTensorMode``), which is what lets a simulation be checked against a real step.
 """
 
@@ -27,6 +27,7 @@ class LiveStorage(TorchDispatchMode):
         self.tag = "other"
         self._by_tag: dict[str, int] = {}
         self._seen: set[int] = set()
+        self._sizes: dict[int, list[Any]] = {}  # a counted storage's bytes now and its tag
         self._before: list[Any] = []  # storages that existed before the step (weights, inputs): never counted
 
     def existing(self, tensors: Any) -> None:
@@ -42,19 +43,44 @@ class LiveStorage(TorchDispatchMode):
         key = id(storage)
         if key in self._seen:
             return
-        size, tag = storage.nbytes(), self.tag
         self._seen.add(key)
-        self.live += size
-        self._by_tag[tag] = self._by_tag.get(tag, 0) + size
+        self._sizes[key] = [0, self.tag]
+        self._resize(key, storage.nbytes())
+        weakref.finalize(storage, self._free, key)
+
+    def _resize(self, key: int, size: int) -> None:
+        """A counted storage now holds ``size`` bytes (made, or resized in place: FSDP frees and refills its
+        unsharded weights that way, keeping the tensors)."""
+        entry = self._sizes[key]
+        change, tag = size - entry[0], entry[1]
+        entry[0] = size
+        self.live += change
+        self._by_tag[tag] = self._by_tag.get(tag, 0) + change
         if self.live > self.peak:
             self.peak = self.live
             self.at_peak = dict(self._by_tag)
-        weakref.finalize(storage, self._free, key, size, tag)
 
-    def _free(self, key: int, size: int, tag: str) -> None:
+    def _free(self, key: int) -> None:
+        self._resize(key, 0)
         self._seen.discard(key)
-        self.live -= size
-        self._by_tag[tag] -= size
+        del self._sizes[key]
+
+    def __enter__(self) -> LiveStorage:
+        tracker, original = self, torch.UntypedStorage.resize_
+
+        def resize(storage: Any, size: int) -> Any:
+            out = original(storage, size)
+            if id(storage) in tracker._sizes:
+                tracker._resize(id(storage), storage.nbytes())
+            return out
+
+        self._original_resize = original
+        torch.UntypedStorage.resize_ = resize
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.UntypedStorage.resize_ = self._original_resize
+        super().__exit__(*exc)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
