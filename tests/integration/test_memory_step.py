@@ -128,7 +128,10 @@ def test_plans_side_by_side_with_their_peaks(capsys):
 # the C allocator would add; docs/memory.md says how much)
 IMAGE_CASES = [("qwen2_vl", 1, (32, 32)), ("qwen2_vl", 1, (64, 64)), ("qwen2_5_vl", 1, (32, 32)),
                ("qwen2_5_vl", 1, (64, 64)), ("gemma3", 1, None), ("gemma3", 2, None), ("llava", 1, None),
-               ("llava", 2, None)]
+               ("llava", 2, None), ("paligemma", 1, None), ("paligemma", 2, None),
+               # Qwen3-VL and Qwen3.5 (the tiny towers' 4-pixel patches): 64 x 64 is raised to the processor's
+               # least pixel count (65536), 320 x 256 is above it
+               ("qwen3_vl", 1, (64, 64)), ("qwen3_vl", 1, (320, 256)), ("qwen3_5", 1, (64, 64))]
 
 
 def real_tensor_peak(model, checkpointing: bool, tensors: dict) -> int:
@@ -152,9 +155,10 @@ def test_an_image_step_is_the_real_one(family, images, size, checkpointing):
 
     model = tiny(family)
     tree = tree_from_module(model)
-    simulated = simulate_step(SPEC, tree, batch=2, seq=1024, images=images, image_size=size,
+    seq = 2048 if family.startswith("qwen3") else 1024
+    simulated = simulate_step(SPEC, tree, batch=2, seq=seq, images=images, image_size=size,
                               gradient_checkpointing=checkpointing, base_dtype="fp32")
-    inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=1024, images=images, image_size=size)
+    inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=seq, images=images, image_size=size)
     measured = real_tensor_peak(model, checkpointing, inputs.tensors)
     assert simulated.inputs["image_tokens"] == inputs.image_tokens > 0
     assert abs(simulated.step_peak / measured - 1) < 0.05, (simulated.step_peak, measured)

@@ -17,7 +17,13 @@ from ..errors import UsageError
 # Qwen2-VL / Qwen2.5-VL processors (image_processing_qwen2_vl.py): both sides rounded to a multiple of
 # patch x merge, the pixel count kept within these bounds
 QWEN_MIN_PIXELS, QWEN_MAX_PIXELS = 56 * 56, 28 * 28 * 1280
-IMAGE_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "llava", "gemma3")
+# Qwen3-VL and Qwen3.5 use the same image processor with the bounds their checkpoints' preprocessor_config.json
+# set (size: shortest_edge 65536, longest_edge 16777216 pixels) and 16-pixel patches
+QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS = 65536, 16777216
+QWEN_BOUNDS = {"qwen2_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS), "qwen2_5_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS),
+               **dict.fromkeys(("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"),
+                               (QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS))}
+IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "gemma3", "paligemma")
 
 
 @dataclass
@@ -29,14 +35,15 @@ class StepInputs:
     assumed: dict[str, Any] = field(default_factory=dict)
 
 
-def _qwen_resize(height: int, width: int, factor: int) -> tuple[int, int]:
+def _qwen_resize(height: int, width: int, factor: int, bounds: tuple[int, int]) -> tuple[int, int]:
+    low, high = bounds
     h, w = round(height / factor) * factor, round(width / factor) * factor
-    if h * w > QWEN_MAX_PIXELS:
-        beta = math.sqrt(height * width / QWEN_MAX_PIXELS)
+    if h * w > high:
+        beta = math.sqrt(height * width / high)
         h, w = max(factor, math.floor(height / beta / factor) * factor), max(factor, math.floor(width / beta / factor)
                                                                              * factor)
-    elif h * w < QWEN_MIN_PIXELS:
-        beta = math.sqrt(QWEN_MIN_PIXELS / (height * width))
+    elif h * w < low:
+        beta = math.sqrt(low / (height * width))
         h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
     return h, w
 
@@ -62,21 +69,27 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
     vision = config.vision_config
     assumed: dict[str, Any] = {"images_per_sequence": images}
     extra: dict[str, Any] = {}
-    if model_type in ("qwen2_vl", "qwen2_5_vl"):
+    if model_type in QWEN_BOUNDS:
         patch, merge, temporal = vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
         height, width = image_size or (448, 448)
-        h, w = _qwen_resize(height, width, patch * merge)
+        h, w = _qwen_resize(height, width, patch * merge, QWEN_BOUNDS[model_type])
         grid = (1, h // patch, w // patch)
         per_image = grid[1] * grid[2] // merge**2
         pixels = torch.zeros(batch * images * grid[1] * grid[2], vision.in_channels * temporal * patch * patch)
         extra["image_grid_thw"] = torch.tensor([grid] * (batch * images))
         image_ids = [config.vision_start_token_id, *[config.image_token_id] * per_image, config.vision_end_token_id]
         assumed.update(image_size=f"{width}x{height}", resized=f"{w}x{h}", patch=patch, merge=merge,
-                       pixel_bounds=f"{QWEN_MIN_PIXELS}-{QWEN_MAX_PIXELS}")
+                       pixel_bounds="{}-{}".format(*QWEN_BOUNDS[model_type]))
     elif model_type == "llava":
         side = vision.image_size  # the processor resizes and crops every image to the tower's size
         per_image = (side // vision.patch_size) ** 2 + (0 if config.vision_feature_select_strategy == "default"
                                                         else 1)
+        pixels = torch.zeros(batch * images, vision.num_channels, side, side)
+        image_ids = [config.image_token_index] * per_image
+        assumed.update(image_size=f"{side}x{side} (the processor's resize)", patch=vision.patch_size)
+    elif model_type == "paligemma":  # every image resized to the tower's size, one token per patch, then the text
+        side = vision.image_size
+        per_image = (side // vision.patch_size) ** 2
         pixels = torch.zeros(batch * images, vision.num_channels, side, side)
         image_ids = [config.image_token_index] * per_image
         assumed.update(image_size=f"{side}x{side} (the processor's resize)", patch=vision.patch_size)
@@ -94,10 +107,12 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
         rows.append([*image_ids * images, *torch.randint(low, high, (seq - used,)).tolist()])
     ids = torch.tensor(rows)
     tensors = {"input_ids": ids, "labels": ids, "pixel_values": pixels, **extra}
-    if model_type in ("qwen2_vl", "qwen2_5_vl"):
+    if model_type in QWEN_BOUNDS:
         tensors["mm_token_type_ids"] = (ids == config.image_token_id).long()
     if model_type == "gemma3":
         tensors["token_type_ids"] = (ids == config.image_token_index).long()
+    if model_type == "paligemma":  # the prefix (image tokens) attends both ways; the rest is the suffix, trained
+        tensors["token_type_ids"] = (ids != config.image_token_index).long()
     return StepInputs(tensors, image_tokens=per_image, assumed=assumed)
 
 

@@ -152,13 +152,31 @@ def _real_bookkeeping() -> Any:
     bool tensor made from nothing (positions, indices) is made for real, so that the values the model's code
     reads (how many image tokens, where each image's patches start) exist. Everything that touches a weight is
     fake."""
+    import torch
     from torch._subclasses.fake_tensor import FakeTensor, unset_fake_temporarily
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
 
+    index_ops = {torch.ops.aten.index.Tensor, torch.ops.aten.index_put.default, torch.ops.aten.index_put_.default}
+
+    def real_positions(indices: list[Any]) -> list[Any]:
+        """A real boolean mask among an index op's indices as the positions it selects (what indexing by a mask
+        does first): a fake tensor indexed by them has a known shape."""
+        out: list[Any] = []
+        for index in indices:
+            if index is not None and index.dtype == torch.bool and not isinstance(index, FakeTensor):
+                with unset_fake_temporarily():
+                    out += list(index.nonzero().unbind(1))
+            else:
+                out.append(index)
+        return out
+
     class RealBookkeeping(TorchDispatchMode):
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             kwargs = kwargs or {}
+            if func in index_ops and len(args) > 1 and any(
+                    i is not None and i.dtype == torch.bool and not isinstance(i, FakeTensor) for i in args[1]):
+                args = (args[0], real_positions(list(args[1])), *args[2:])
             tensors = [t for t in tree_flatten((args, kwargs))[0] if hasattr(t, "is_floating_point")]
             if tensors and not any(isinstance(t, FakeTensor) for t in tensors):
                 with unset_fake_temporarily():
