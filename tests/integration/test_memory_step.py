@@ -131,7 +131,11 @@ IMAGE_CASES = [("qwen2_vl", 1, (32, 32)), ("qwen2_vl", 1, (64, 64)), ("qwen2_5_v
                ("llava", 2, None), ("paligemma", 1, None), ("paligemma", 2, None),
                # Qwen3-VL and Qwen3.5 (the tiny towers' 4-pixel patches): 64 x 64 is raised to the processor's
                # least pixel count (65536), 320 x 256 is above it
-               ("qwen3_vl", 1, (64, 64)), ("qwen3_vl", 1, (320, 256)), ("qwen3_5", 1, (64, 64))]
+               ("qwen3_vl", 1, (64, 64)), ("qwen3_vl", 1, (320, 256)), ("qwen3_5", 1, (64, 64)),
+               # Mllama: a wide image on 1 x 2 tiles, two square ones on one tile each (of 4 slots the tower runs)
+               ("mllama", 1, (64, 40)), ("mllama", 2, None),
+               # Idefics3 / SmolVLM: images split into tiles of the tiny tower's size, and the whole once more
+               ("idefics3", 1, (64, 40)), ("smolvlm", 2, (40, 64))]
 
 
 def real_tensor_peak(model, checkpointing: bool, tensors: dict) -> int:
@@ -175,8 +179,21 @@ def test_image_tokens_follow_the_processor_and_other_families_are_refused(capsys
     bigger = json.loads(capsys.readouterr().out)["memory"]
     assert bigger["inputs"]["image_tokens"] == (896 // 14) ** 2 // 4
     assert bigger["step_peak_bytes"] > memory["step_peak_bytes"]
-    assert main(["plan", "--model", "Llama-3.2-11B-Vision", "--memory", "--images", "1"]) == 2
-    assert "--images on mllama" in capsys.readouterr().err
+    assert main(["plan", "--model", "llava-v1.6-mistral-7b-hf", "--memory", "--images", "1"]) == 2
+    assert "--images on llava_next" in capsys.readouterr().err
+
+
+def test_mllama_tiles_follow_its_processor():
+    pytest.importorskip("PIL")
+    from transformers.models.mllama.image_processing_pil_mllama import get_optimal_tiled_canvas
+
+    from vlora_core.memory.inputs import _mllama_tiles
+
+    sides = [100, 300, 448, 560, 561, 800, 1120, 1500, 2240, 3000]
+    for height in sides:
+        for width in sides:
+            down, across = (n // 560 for n in get_optimal_tiled_canvas(height, width, 4, 560))
+            assert _mllama_tiles(height, width, 4, 560) == (down, across), (height, width)
 
 
 # quantized bases: the same tiny model saved and loaded with real bitsandbytes quantization on CPU, one real step
@@ -231,3 +248,18 @@ def test_an_fsdp2_step_per_device_is_the_real_one(family, checkpointing):
     assert abs(simulated.step_peak / measured["step_peak"] - 1) < 0.01, (simulated.step_peak, measured)
     if measured["allocator_peak"] is not None:
         assert abs(simulated.step_peak / measured["allocator_peak"] - 1) < 0.05, (simulated.step_peak, measured)
+
+
+def test_idefics3_tiles_follow_its_processor():
+    pytest.importorskip("PIL")
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    from vlora_core.memory.inputs import _idefics3_tiles
+
+    sides = [50, 300, 364, 448, 700, 1000, 1456, 2000, 5000]
+    for tile in (364, 384, 512):  # Idefics3, SmolVLM, SmolVLM2
+        processor = Idefics3ImageProcessorPil(size={"longest_edge": 4 * tile}, max_image_size={"longest_edge": tile})
+        for height in sides:
+            for width in sides:
+                images = processor.get_number_of_image_patches(height, width, {})[0] or 1  # 0: not split, 1 image
+                assert _idefics3_tiles(height, width, tile) == images, (tile, height, width)

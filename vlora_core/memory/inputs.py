@@ -23,7 +23,8 @@ QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS = 65536, 16777216
 QWEN_BOUNDS = {"qwen2_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS), "qwen2_5_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS),
                **dict.fromkeys(("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"),
                                (QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS))}
-IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "gemma3", "paligemma")
+IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "gemma3", "paligemma", "mllama", "idefics3", "smolvlm")
+IDEFICS3_MAX_SIDE = 4096  # the processor's bound on either side after the first resize
 
 
 @dataclass
@@ -33,6 +34,7 @@ class StepInputs:
     tensors: dict[str, Any]
     image_tokens: int = 0  # per image
     assumed: dict[str, Any] = field(default_factory=dict)
+    real: tuple[str, ...] = ()  # float inputs that stay real (the model's code reads their values)
 
 
 def _qwen_resize(height: int, width: int, factor: int, bounds: tuple[int, int]) -> tuple[int, int]:
@@ -46,6 +48,37 @@ def _qwen_resize(height: int, width: int, factor: int, bounds: tuple[int, int]) 
         beta = math.sqrt(low / (height * width))
         h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
     return h, w
+
+
+def _mllama_tiles(height: int, width: int, most: int, tile: int) -> tuple[int, int]:
+    """Mllama's processor (image_processing_mllama.py, get_optimal_tiled_canvas): of the arrangements of at most
+    ``most`` tiles, the one the image fits by the least upscaling, else by the least downscaling, the smaller
+    canvas on a tie; (tiles down, tiles across)."""
+    arrangements = [(down, across) for down in range(1, most + 1) for across in range(1, most + 1)
+                    if down * across <= most]
+    scales = [min(down * tile / height, across * tile / width) for down, across in arrangements]
+    up = [s for s in scales if s >= 1]
+    chosen = min(up) if up else max(scales)
+    return min((a for a, s in zip(arrangements, scales, strict=True) if s == chosen), key=lambda a: a[0] * a[1])
+
+
+def _idefics3_tiles(height: int, width: int, tile: int) -> int:
+    """Idefics3's and SmolVLM's processors (get_number_of_image_patches): the longer side scaled to four tiles
+    (the shorter in proportion, made even), both sides rounded up to whole tiles; an image of more than one tile
+    is those tiles and the whole image once more at one tile's size. The images the tower runs."""
+    longest = 4 * tile
+    if width >= height:
+        w, h = longest, int(longest / (width / height))
+        h += h % 2
+    else:
+        h, w = longest, int(longest * (width / height))
+        w += w % 2
+    if max(h, w) > IDEFICS3_MAX_SIDE:
+        ratio = w / h
+        h, w = (IDEFICS3_MAX_SIDE, int(IDEFICS3_MAX_SIDE * ratio)) if h > w else (int(IDEFICS3_MAX_SIDE / ratio),
+                                                                                  IDEFICS3_MAX_SIDE)
+    rows, cols = math.ceil(h / tile), math.ceil(w / tile)
+    return rows * cols + 1 if rows * cols > 1 else 1
 
 
 def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, images: int = 0,
@@ -87,6 +120,31 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
         pixels = torch.zeros(batch * images, vision.num_channels, side, side)
         image_ids = [config.image_token_index] * per_image
         assumed.update(image_size=f"{side}x{side} (the processor's resize)", patch=vision.patch_size)
+    elif model_type == "mllama":  # tiles: the canvas of whole tiles the processor fits the image on
+        tile, most = vision.image_size, vision.max_num_tiles
+        height, width = image_size or (tile, tile)
+        ratio = list(_mllama_tiles(height, width, most, tile))
+        tiles = ratio[0] * ratio[1]
+        # the tower runs every tile slot, the padding ones too; the text holds one <|image|> token per image
+        pixels = torch.zeros(batch, images, most, vision.num_channels, tile, tile)
+        extra["aspect_ratio_ids"] = torch.full((batch, images), [list(r) for r in vision.supported_aspect_ratios]
+                                               .index(ratio) + 1)
+        extra["aspect_ratio_mask"] = (torch.arange(most) < tiles).long().expand(batch, images, most).clone()
+        per_image = 1
+        image_ids = [config.image_token_index]
+        assumed.update(image_size=f"{width}x{height}", tiles=f"{ratio[1]}x{ratio[0]} of {tile}x{tile}",
+                       tile_slots=most)
+    elif model_type in ("idefics3", "smolvlm"):  # tiles of the tower's size, each pooled to a fixed count of tokens
+        tile = vision.image_size
+        height, width = image_size or (448, 448)
+        tiles = _idefics3_tiles(height, width, tile)
+        per_tile = (tile // vision.patch_size) ** 2 // config.scale_factor**2
+        per_image = tiles * per_tile
+        # real pixels: the model tells padding images from real ones by their values
+        pixels = torch.ones(batch, images * tiles, vision.num_channels, tile, tile)
+        extra["pixel_attention_mask"] = torch.ones(batch, images * tiles, tile, tile, dtype=torch.bool)
+        image_ids = [config.image_token_id] * per_image
+        assumed.update(image_size=f"{width}x{height}", tiles=tiles, tokens_per_tile=per_tile)
     elif model_type == "paligemma":  # every image resized to the tower's size, one token per patch, then the text
         side = vision.image_size
         per_image = (side // vision.patch_size) ** 2
@@ -111,9 +169,15 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
         tensors["mm_token_type_ids"] = (ids == config.image_token_id).long()
     if model_type == "gemma3":
         tensors["token_type_ids"] = (ids == config.image_token_index).long()
+    if model_type == "mllama":  # each image's text attends to its tiles from the image's token on
+        mask = torch.zeros(batch, seq, images, vision.max_num_tiles, dtype=torch.long)
+        for i in range(images):
+            mask[:, i:, i, :tiles] = 1
+        tensors["cross_attention_mask"] = mask
     if model_type == "paligemma":  # the prefix (image tokens) attends both ways; the rest is the suffix, trained
         tensors["token_type_ids"] = (ids != config.image_token_index).long()
-    return StepInputs(tensors, image_tokens=per_image, assumed=assumed)
+    return StepInputs(tensors, image_tokens=per_image, assumed=assumed,
+                      real=("pixel_values",) if model_type in ("idefics3", "smolvlm") else ())
 
 
 __all__ = ["IMAGE_FAMILIES", "QWEN_MAX_PIXELS", "QWEN_MIN_PIXELS", "StepInputs", "step_inputs"]

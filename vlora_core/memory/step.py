@@ -266,7 +266,8 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
         inputs = step_inputs(config, tree.model_type, batch=batch, seq=seq, images=images, image_size=image_size)
         try:
             with mode:
-                kwargs = {k: mode.from_tensor(v) if v.is_floating_point() else v for k, v in inputs.tensors.items()}
+                kwargs = {k: mode.from_tensor(v) if v.is_floating_point() and k not in inputs.real else v
+                          for k, v in inputs.tensors.items()}
             tracker.existing(kwargs.values())
             with mode, tracker, _real_bookkeeping(), _unpadded():
                 loss = peft_model(**kwargs).loss

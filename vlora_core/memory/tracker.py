@@ -1,7 +1,8 @@
 """Live tensor storage during a step: every storage an aten op creates is counted from its creation until the
 storage is freed (torch keeps one Python object per storage, so a weak reference sees it go), at its size as it
-is resized in place (FSDP2 frees its unsharded weights so), under a tag for the part of the model that was running; the peak and what was live at that moment. It works the same on real
-tensors and on fake ones (``FakeTensorMode``), which is what lets a simulation be checked against a real step.
+is resized in place (FSDP2 frees its unsharded weights so), under a tag for the part of the model that was
+running; the peak and what was live at that moment. It works the same on real tensors and on fake ones
+(``FakeTensorMode``), which is what lets a simulation be checked against a real step.
 """
 
 from __future__ import annotations
