@@ -135,7 +135,9 @@ IMAGE_CASES = [("qwen2_vl", 1, (32, 32)), ("qwen2_vl", 1, (64, 64)), ("qwen2_5_v
                # Mllama: a wide image on 1 x 2 tiles, two square ones on one tile each (of 4 slots the tower runs)
                ("mllama", 1, (64, 40)), ("mllama", 2, None),
                # Idefics3 / SmolVLM: images split into tiles of the tiny tower's size, and the whole once more
-               ("idefics3", 1, (64, 40)), ("smolvlm", 2, (40, 64))]
+               ("idefics3", 1, (64, 40)), ("smolvlm", 2, (40, 64)),
+               # LLaVA-NeXT / OneVision: the whole image and the tiles of the best grid, unpadded
+               ("llava_next", 1, (64, 40)), ("llava_onevision", 2, (40, 64))]
 
 
 def real_tensor_peak(model, checkpointing: bool, tensors: dict) -> int:
@@ -263,3 +265,37 @@ def test_idefics3_tiles_follow_its_processor():
             for width in sides:
                 images = processor.get_number_of_image_patches(height, width, {})[0] or 1  # 0: not split, 1 image
                 assert _idefics3_tiles(height, width, tile) == images, (tile, height, width)
+
+
+@pytest.mark.parametrize("family", ["llava_next", "llava_onevision"])
+def test_anyres_tokens_follow_the_processor(family):
+    """Image tokens of LLaVA-NeXT / OneVision as step_inputs counts them, against the processor's own method
+    (called on the attributes it reads: the grid pinpoints, the patch size, the tokens of the whole image)."""
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+    from transformers.image_processing_utils import select_best_resolution
+
+    from vlora_core.memory.inputs import _anyres_tokens
+
+    if family == "llava_next":
+        from transformers.models.llava_next.processing_llava_next import LlavaNextProcessor as Processor
+    else:
+        from transformers.models.llava_onevision.processing_llava_onevision import LlavaOnevisionProcessor as Processor
+    config = AutoConfig.for_model(family)
+    side, patch = config.vision_config.image_size, config.vision_config.patch_size
+    patches = side // patch
+    onevision = family == "llava_onevision"
+    most = int(config.vision_aspect_ratio.removeprefix("anyres_max_")) if onevision else None
+    processor = SimpleNamespace(image_processor=SimpleNamespace(image_grid_pinpoints=config.image_grid_pinpoints),
+                                patch_size=patch, num_additional_image_tokens=0 if onevision else 1,
+                                num_image_tokens=patches**2, vision_aspect_ratio=getattr(config, "vision_aspect_ratio",
+                                                                                         None))
+    processor._get_unpadded_features = lambda *a: Processor._get_unpadded_features(processor, *a)
+    for height in (100, 336, 448, 700, 1000, 2000):
+        for width in (100, 336, 448, 700, 1000, 2000):
+            theirs = Processor._get_number_of_features(processor, height, width, side, side)
+            theirs -= 1 if config.vision_feature_select_strategy == "default" else 0
+            best = select_best_resolution((height, width), config.image_grid_pinpoints)
+            whole = patches**2 + (1 if config.vision_feature_select_strategy == "full" and not onevision else 0)
+            assert whole + _anyres_tokens(height, width, best, side, patches, most) == theirs, (height, width)

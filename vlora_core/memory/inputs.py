@@ -23,7 +23,8 @@ QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS = 65536, 16777216
 QWEN_BOUNDS = {"qwen2_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS), "qwen2_5_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS),
                **dict.fromkeys(("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"),
                                (QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS))}
-IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "gemma3", "paligemma", "mllama", "idefics3", "smolvlm")
+IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "llava_next", "llava_onevision", "gemma3", "paligemma", "mllama", "idefics3",
+                  "smolvlm")
 IDEFICS3_MAX_SIDE = 4096  # the processor's bound on either side after the first resize
 
 
@@ -81,6 +82,24 @@ def _idefics3_tiles(height: int, width: int, tile: int) -> int:
     return rows * cols + 1 if rows * cols > 1 else 1
 
 
+def _anyres_tokens(height: int, width: int, best: tuple[int, int], side: int, patches: int,
+                   most: int | None) -> int:
+    """LLaVA-NeXT's and LLaVA-OneVision's processors (_get_unpadded_features): the tiles' patch grid, its padding
+    taken off to the image's aspect ratio, one newline token per row; OneVision scales the grid down beyond
+    ``most`` tiles' worth (anyres_max_N). The tokens beside the whole image's."""
+    rows, cols = patches * (best[0] // side), patches * (best[1] // side)
+    if width / height > cols / rows:
+        rows -= (rows - int(round(height * (cols / width), 7))) // 2 * 2
+    else:
+        cols -= (cols - int(round(width * (rows / height), 7))) // 2 * 2
+    tokens, newlines = rows * cols, rows
+    if most is not None:
+        ratio = math.sqrt(rows * cols / (most * patches**2))
+        if ratio > 1.1:
+            tokens, newlines = int(rows // ratio) * int(cols // ratio), int(rows // ratio)
+    return tokens + newlines
+
+
 def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, images: int = 0,
                 image_size: tuple[int, int] | None = None) -> StepInputs:
     """``batch`` unpadded sequences of ``seq`` tokens (images' tokens included), ``images`` per sequence."""
@@ -134,6 +153,22 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
         image_ids = [config.image_token_index]
         assumed.update(image_size=f"{width}x{height}", tiles=f"{ratio[1]}x{ratio[0]} of {tile}x{tile}",
                        tile_slots=most)
+    elif model_type in ("llava_next", "llava_onevision"):  # anyres: the whole image and the tiles of a grid
+        from transformers.image_processing_utils import select_best_resolution
+
+        side = vision.image_size
+        height, width = image_size or (448, 448)
+        best = select_best_resolution((height, width), config.image_grid_pinpoints)
+        patches = side // vision.patch_size
+        onevision = model_type == "llava_onevision"
+        most = int(config.vision_aspect_ratio.removeprefix("anyres_max_")) if onevision else None
+        whole = patches**2 + (1 if config.vision_feature_select_strategy == "full" and not onevision else 0)
+        per_image = whole + _anyres_tokens(height, width, best, side, patches, most)
+        tiles = 1 + (best[0] // side) * (best[1] // side)
+        pixels = torch.zeros(batch * images, tiles, vision.num_channels, side, side)
+        extra["image_sizes"] = torch.tensor([[height, width]] * (batch * images))
+        image_ids = [config.image_token_index] * per_image
+        assumed.update(image_size=f"{width}x{height}", grid=f"{best[1] // side}x{best[0] // side} of {side}x{side}")
     elif model_type in ("idefics3", "smolvlm"):  # tiles of the tower's size, each pooled to a fixed count of tokens
         tile = vision.image_size
         height, width = image_size or (448, 448)
