@@ -137,7 +137,10 @@ IMAGE_CASES = [("qwen2_vl", 1, (32, 32)), ("qwen2_vl", 1, (64, 64)), ("qwen2_5_v
                # Idefics3 / SmolVLM: images split into tiles of the tiny tower's size, and the whole once more
                ("idefics3", 1, (64, 40)), ("smolvlm", 2, (40, 64)),
                # LLaVA-NeXT / OneVision: the whole image and the tiles of the best grid, unpadded
-               ("llava_next", 1, (64, 40)), ("llava_onevision", 2, (40, 64))]
+               ("llava_next", 1, (64, 40)), ("llava_onevision", 2, (40, 64)),
+               # InternVL: 1-12 tiles and a thumbnail; Mistral-3 and Pixtral: any size, one token per (merged) patch
+               ("internvl", 1, (64, 40)), ("internvl", 2, None), ("mistral3", 1, (64, 40)),
+               ("pixtral_llava", 1, (40, 64))]
 
 
 def real_tensor_peak(model, checkpointing: bool, tensors: dict) -> int:
@@ -299,3 +302,26 @@ def test_anyres_tokens_follow_the_processor(family):
             best = select_best_resolution((height, width), config.image_grid_pinpoints)
             whole = patches**2 + (1 if config.vision_feature_select_strategy == "full" and not onevision else 0)
             assert whole + _anyres_tokens(height, width, best, side, patches, most) == theirs, (height, width)
+
+
+def test_internvl_and_pixtral_sizes_follow_their_processors():
+    pytest.importorskip("PIL")
+    import numpy as np
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optimal_tiled_canvas
+    from transformers.models.pixtral.image_processing_pil_pixtral import get_resize_output_image_size
+
+    from vlora_core.memory.inputs import _internvl_tiles, step_inputs
+
+    sides = [100, 300, 448, 600, 896, 1000, 1344, 2000, 4000]
+    for height in sides:
+        for width in sides:
+            across, down = get_optimal_tiled_canvas((height, width), (448, 448), 1, 12)
+            assert _internvl_tiles(height, width, 448, 1, 12) == across * down + (across * down > 1)
+    model = tiny("mistral3")
+    config, step = model.config, model.config.vision_config.patch_size * model.config.spatial_merge_size
+    for height, width in [(100, 300), (448, 448), (2000, 1000), (4000, 4000)]:
+        inputs = step_inputs(config, "mistral3", batch=1, seq=10**6, images=1, image_size=(height, width))
+        theirs = get_resize_output_image_size(np.zeros((3, height, width)), size=(1540, 1540),
+                                              patch_size=(step, step))
+        assert tuple(inputs.tensors["image_sizes"][0].tolist()) == theirs
+        assert inputs.image_tokens == (theirs[0] // step) * (theirs[1] // step)

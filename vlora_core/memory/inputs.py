@@ -24,7 +24,11 @@ QWEN_BOUNDS = {"qwen2_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS), "qwen2_5_vl": (QW
                **dict.fromkeys(("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"),
                                (QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS))}
 IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "llava_next", "llava_onevision", "gemma3", "paligemma", "mllama", "idefics3",
-                  "smolvlm")
+                  "smolvlm", "internvl", "mistral3")  # and LLaVA with a Pixtral tower (Pixtral-12B)
+INTERNVL_TILES = (1, 12)  # InternVL's dynamic tiling: 1 to 12 tiles of the tower's size, and a thumbnail
+# Pixtral's processor: the longer side at most this many pixels (the checkpoints' preprocessor_config.json: 1024
+# for Pixtral-12B, 1540 for Mistral-Small-3.x), then both sides rounded up to whole patches (x the merge)
+PIXTRAL_LONGEST = {"llava": 1024, "mistral3": 1540}
 IDEFICS3_MAX_SIDE = 4096  # the processor's bound on either side after the first resize
 
 
@@ -100,6 +104,22 @@ def _anyres_tokens(height: int, width: int, best: tuple[int, int], side: int, pa
     return tokens + newlines
 
 
+def _internvl_tiles(height: int, width: int, tile: int, least: int, most: int) -> int:
+    """InternVL's processor (GotOcr2's get_optimal_tiled_canvas with crop_to_patches): of the grids of ``least``
+    to ``most`` tiles (fewest tiles first), the one closest to the image's aspect ratio, a tie going to more tiles
+    while the image covers more than half of them; a grid of more than one tile adds a thumbnail."""
+    grids = sorted(((across, down) for across in range(1, most + 1) for down in range(1, most + 1)
+                    if least <= across * down <= most), key=lambda g: g[0] * g[1])
+    best, best_diff = (1, 1), float("inf")
+    for across, down in grids:
+        diff = abs(width / height - across / down)
+        if diff < best_diff:
+            best, best_diff = (across, down), diff
+        elif diff == best_diff and width * height > 0.5 * tile * tile * across * down:
+            best = (across, down)
+    return best[0] * best[1] + (1 if best[0] * best[1] > 1 else 0)
+
+
 def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, images: int = 0,
                 image_size: tuple[int, int] | None = None) -> StepInputs:
     """``batch`` unpadded sequences of ``seq`` tokens (images' tokens included), ``images`` per sequence."""
@@ -113,7 +133,9 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
     if not images:
         ids = torch.randint(low, high, (batch, seq))
         return StepInputs({"input_ids": ids, "labels": ids})
-    if model_type not in IMAGE_FAMILIES:
+    pixtral = model_type == "mistral3" or (model_type == "llava" and getattr(config.vision_config, "model_type", "")
+                                             == "pixtral")
+    if model_type not in IMAGE_FAMILIES and not pixtral:
         raise UsageError(f"--images on {model_type}: vlora simulates image steps for "
                          + ", ".join(IMAGE_FAMILIES) + " so far",
                          hint="leave --images out for a text step (the vision tower's activations are then not in "
@@ -121,7 +143,20 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
     vision = config.vision_config
     assumed: dict[str, Any] = {"images_per_sequence": images}
     extra: dict[str, Any] = {}
-    if model_type in QWEN_BOUNDS:
+    if pixtral:  # any size: one token per patch (merged 2 x 2 in Mistral-3), rows ended by a break token
+        step = vision.patch_size * getattr(config, "spatial_merge_size", 1)
+        height, width = image_size or (448, 448)
+        ratio = max(height, width) / PIXTRAL_LONGEST[model_type]
+        if ratio > 1:
+            height, width = int(height / ratio), int(width / ratio)
+        rows, cols = math.ceil(height / step), math.ceil(width / step)
+        per_image = rows * cols
+        pixels = torch.zeros(batch * images, vision.num_channels, rows * step, cols * step)
+        extra["image_sizes"] = torch.tensor([[rows * step, cols * step]] * (batch * images))
+        image_ids = ([config.image_token_index] * cols + [low]) * rows  # the break tokens are text
+        assumed.update(image_size=f"{(image_size or (448, 448))[1]}x{(image_size or (448, 448))[0]}",
+                       resized=f"{cols * step}x{rows * step}", longest_side=PIXTRAL_LONGEST[model_type])
+    elif model_type in QWEN_BOUNDS:
         patch, merge, temporal = vision.patch_size, vision.spatial_merge_size, vision.temporal_patch_size
         height, width = image_size or (448, 448)
         h, w = _qwen_resize(height, width, patch * merge, QWEN_BOUNDS[model_type])
@@ -169,6 +204,17 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
         extra["image_sizes"] = torch.tensor([[height, width]] * (batch * images))
         image_ids = [config.image_token_index] * per_image
         assumed.update(image_size=f"{width}x{height}", grid=f"{best[1] // side}x{best[0] // side} of {side}x{side}")
+    elif model_type == "internvl":  # tiles of the tower's size, each pooled by pixel shuffle to a fixed count
+        side = vision.image_size[0] if isinstance(vision.image_size, list | tuple) else vision.image_size
+        patch = vision.patch_size[0] if isinstance(vision.patch_size, list | tuple) else vision.patch_size
+        height, width = image_size or (448, 448)
+        tiles = _internvl_tiles(height, width, side, *INTERNVL_TILES)
+        per_tile = int((side // patch) ** 2 * config.downsample_ratio**2)
+        per_image = tiles * per_tile
+        pixels = torch.zeros(batch * images * tiles, vision.num_channels, side, side)
+        image_ids = [config.image_token_id] * per_image
+        assumed.update(image_size=f"{width}x{height}", tiles=tiles, tokens_per_tile=per_tile,
+                       tiling="{}-{} tiles and a thumbnail".format(*INTERNVL_TILES))
     elif model_type in ("idefics3", "smolvlm"):  # tiles of the tower's size, each pooled to a fixed count of tokens
         tile = vision.image_size
         height, width = image_size or (448, 448)
