@@ -30,7 +30,7 @@ CASES = [
     ("Qwen2-VL-7B OCR spec, default axes", ROOT / "examples" / "qwen2_vl_ocr.yaml", None, 24, None, 4, 1024, 0),
     ("Qwen2-VL-7B OCR spec, six axes", ROOT / "examples" / "qwen2_vl_ocr.yaml", None, 24,
      ("rank", "layers", "checkpointing", "batch", "quant", "optimizer"), 4, 1024, 0),
-    ("Qwen2.5-VL-7B VQA spec, 1 image, four axes", ROOT / "examples" / "qwen2_5_vl_vqa.yaml", None, 24,
+    ("Qwen2.5-VL-7B defaults (both towers), 1 image, four axes", None, "Qwen2.5-VL-7B-Instruct", 24,
      ("components", "layers", "checkpointing", "batch"), 4, 1024, 1),
     ("Llama-3.2-11B-Vision defaults, default axes", None, "Llama-3.2-11B-Vision", 24, None, 2, 2048, 0),
 ]

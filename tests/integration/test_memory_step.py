@@ -112,6 +112,16 @@ def test_plan_memory_on_a_full_size_reference(capsys):
     assert "predicted peak" in out and "language model" in out and "backward" in out
 
 
+def test_tied_weights_are_counted_once():
+    # Qwen2-VL-2B ties its input embeddings and lm_head: the base holds one copy (bf16, 2 bytes a parameter)
+    from vlora_core.cache import tree_for
+    from vlora_core.plugins import default_registry
+
+    tree = tree_for("Qwen2-VL-2B-Instruct", default_registry())
+    assert tree.tied
+    assert simulate_step(VisionLoRASpec(), tree, seq=64).base_weights == 2 * tree.total_params
+
+
 def test_plans_side_by_side_with_their_peaks(capsys):
     assert main(["plan", "examples/qwen2_vl_ocr.yaml", "--compare-tasks", "ocr", "vqa", "--memory", "--seq", "512",
                  "--json"]) == 0

@@ -83,13 +83,15 @@ class StepMemory:
 
 def _to_fake(model: Any, mode: Any, device: Any, quant: str | None, dtype: Any) -> list[Any]:
     """Every parameter and buffer of ``model`` (on the meta device) as a fake tensor on ``device``, a
-    bitsandbytes layer's weight quantized by bitsandbytes; the quantization statistics made (not parameters)."""
+    bitsandbytes layer's weight quantized by bitsandbytes; the quantization statistics made (not parameters).
+    A parameter two modules share (tied embeddings) stays one parameter."""
     import torch
 
     from .quant import fake_quantized_weight, is_quantized_linear
 
     convert = mode.fake_tensor_converter
     statistics: list[Any] = []
+    made: dict[int, Any] = {}
     for module in model.modules():
         if quant and is_quantized_linear(module):
             statistics += fake_quantized_weight(module, mode, device, dtype)[1:]
@@ -97,8 +99,10 @@ def _to_fake(model: Any, mode: Any, device: Any, quant: str | None, dtype: Any) 
             if quant and name == "weight" and is_quantized_linear(module):
                 continue
             if param is not None:
-                fake = convert.from_meta_and_device(mode, param.to("meta"), device)
-                module._parameters[name] = torch.nn.Parameter(fake, requires_grad=param.requires_grad)
+                if id(param) not in made:
+                    fake = convert.from_meta_and_device(mode, param.to("meta"), device)
+                    made[id(param)] = (param, torch.nn.Parameter(fake, requires_grad=param.requires_grad))
+                module._parameters[name] = made[id(param)][1]
         for name, buffer in list(module._buffers.items()):
             if buffer is not None:
                 module._buffers[name] = convert.from_meta_and_device(mode, buffer.to("meta"), device)
