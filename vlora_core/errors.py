@@ -162,6 +162,11 @@ class ModelLoadError(ResolutionError):
     """The model reference (bundled name, directory, config.json, Hub id) cannot be turned into a module tree."""
 
 
+class StepSimulationError(ResolutionError):
+    """The model's own training step fails inside the installed transformers (or PEFT) while vlora simulates it,
+    so no peak can be predicted; the message names the library's error."""
+
+
 class UnsupportedModelError(ResolutionError):
     """No installed plugin handles the model's ``model_type``; ``inference_refused`` is why structural
     inference refused it too, where it was tried (None: not tried)."""

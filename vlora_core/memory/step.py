@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import StepSimulationError, UsageError, VloraError
 from ..spec import VisionLoRASpec
 from .fsdp import fake_group, local, shard
 from .quant import QUANT, quantize_meta
@@ -137,16 +137,52 @@ def _unpadded() -> Iterator[None]:
             setattr(masking_utils, name, value)
 
 
+@contextlib.contextmanager
+def _the_model_step(tree: Any) -> Iterator[None]:
+    """An error raised by the model's own code (transformers, PEFT) as one message that names it."""
+    try:
+        yield
+    except VloraError:
+        raise
+    except Exception as exc:
+        import transformers
+
+        where = _library_frame(exc)
+        raise StepSimulationError(
+            f"the training step of {tree.model_type} fails inside {where or 'the model code'} (transformers "
+            f"{transformers.__version__}): {type(exc).__name__}: {exc}"[:600],
+            hint="a real step with this transformers likely fails the same way; try another transformers release, "
+            "and report it to vlora if a real step runs") from exc
+
+
+def _library_frame(exc: BaseException) -> str | None:
+    """The last frame of the traceback in transformers or PEFT, as ``package/file.py:line``."""
+    import traceback
+
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        for package in ("transformers", "peft"):
+            marker = f"/{package}/"
+            if marker in frame.filename:
+                found = f"{package}/{frame.filename.rsplit(marker, 1)[1]}:{frame.lineno}"
+    return found
+
+
 def _config(tree: Any, attention: str) -> Any:
     from ..modeltree import config_from_dict
 
     config = copy.deepcopy(tree.model_config) if tree.model_config is not None else \
         config_from_dict(dict(tree.config), where=tree.source)
-    for sub in [config, *(getattr(config, key, None) for key in getattr(config, "sub_configs", {}) or {})]:
+    # the attention of the towers the step runs (an audio tower keeps its own: Gemma-4's has no SDPA)
+    keys = [key for key in getattr(config, "sub_configs", {}) or {} if key != "audio_config"]
+    for sub in [config, *(getattr(config, key, None) for key in keys)]:
         if sub is not None and hasattr(sub, "_attn_implementation"):
             sub._attn_implementation = attention
         if sub is not None and hasattr(sub, "use_cache"):
             sub.use_cache = False  # a training step keeps no key/value cache
+    audio = getattr(config, "audio_config", None)
+    if audio is not None and hasattr(audio, "_attn_implementation"):
+        audio._attn_implementation = "eager"  # the top-level setting reaches every sub-config: set it back
     return config
 
 
@@ -242,6 +278,7 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
     dtype = getattr(torch, dtype_name, None)
     if not isinstance(dtype, torch.dtype):
         raise UsageError(f"--base-dtype {base_dtype!r}: one of " + ", ".join(DTYPES))
+    inputs = step_inputs(config, tree.model_type, batch=batch, seq=seq, images=images, image_size=image_size)
     model = build_meta_model(config).to(dtype)
     if quant:
         from ..resolve import resolve
@@ -267,20 +304,21 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
         tracker.existing([*(p for _, p, _ in named), *(local(b) for b in peft_model.buffers()), *statistics])
         tracker.tag = "embeddings, loss and the rest"
         handles = tag_modules(base, tracker, labels)
-        inputs = step_inputs(config, tree.model_type, batch=batch, seq=seq, images=images, image_size=image_size)
         try:
             with mode:
                 kwargs = {k: mode.from_tensor(v) if v.is_floating_point() and k not in inputs.real else v
                           for k, v in inputs.tensors.items()}
             tracker.existing(kwargs.values())
             with mode, tracker, _real_bookkeeping(), _unpadded():
-                loss = peft_model(**kwargs).loss
+                with _the_model_step(tree):
+                    loss = peft_model(**kwargs).loss
                 if not loss.requires_grad:
                     raise UsageError(NOTHING_TRAINS + ("" if images else
                                                        " (a text step: the vision tower does not run)"),
                                      hint="give --images N for a step with images, or train a part the step runs")
                 tracker.tag = BACKWARD + " (gradients, temporaries)"
-                loss.backward()
+                with _the_model_step(tree):
+                    loss.backward()
         finally:
             for handle in handles:
                 handle.remove()
