@@ -41,10 +41,13 @@ def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
     except Exception as exc:
         return row | {"status": "refused", "detail": f"transformers cannot make its default config ({_first(exc)})"}
     text_only = hasattr(config, "vision_config") and config.vision_config is None
+    claimed = [(a, r) for _, a, r in registry.references() if model_type in a.model_types]
+    if text_only and claimed:  # a plugin's claim, with its published references, beats a text-only default
+        return row | _from_references(claimed, registry)
     if text_only:
         return row | {"status": "refused",
-                      "detail": "the default config is text-only (its vision config is empty): a published config "
-                      "with one is needed"}
+                      "detail": "the default config is text-only (its vision config is empty), and no plugin claims "
+                      "it with a published config that has one"}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -69,7 +72,12 @@ def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
         elif refused is not None:
             message = "no plugin claims it, and inference refuses: " + refused
         return row | {"status": "refused", "detail": message}
-    config_dict = tree.config
+    detail, match = _counts(plan, tree.config)
+    return row | {"status": "inferred" if plan.inferred else "plugin", "detail": detail, "counts_match": match}
+
+
+def _counts(plan: Any, config_dict: dict[str, Any]) -> tuple[str, bool]:
+    """Each stack's layers with the config value that states the count, and whether every count has one."""
     parts, match = [], True
     for key, count in sorted(plan.layer_counts.items()):
         component = key.partition(".")[0]
@@ -77,8 +85,24 @@ def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
         checked = _config_key(sub, count)
         match = match and checked is not None
         parts.append(f"{key.replace('.', ' ')} {count} ({checked or 'no config value'})")
-    return row | {"status": "inferred" if plan.inferred else "plugin", "detail": "; ".join(parts),
-                  "counts_match": match}
+    return "; ".join(parts), match
+
+
+def _from_references(claimed: list[tuple[Any, Any]], registry: Registry) -> dict[str, Any]:
+    """A claimed model type resolved on each of the plugin's bundled references (its default config being
+    text-only): the plugin's row, each reference with its layers."""
+    from .cache import tree_for
+
+    parts, match = [], True
+    for _arch, reference in claimed:
+        tree = tree_for(reference.name, registry)
+        detail, ok = _counts(resolve({}, tree, registry=registry), tree.config)
+        parts.append(f"{reference.name}: {detail}")
+        match = match and ok
+    arch = claimed[0][0]
+    return {"status": "plugin", "counts_match": match,
+            "detail": f"the default config is text-only; resolved by the {arch.name} plugin on its bundled "
+            "references: " + " · ".join(parts)}
 
 
 def coverage_rows(registry: Registry, *, progress: bool = False) -> list[dict[str, Any]]:

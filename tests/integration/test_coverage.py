@@ -30,7 +30,9 @@ def test_coverage_page_is_current_and_most_types_resolve():
     by_type = {r["model_type"]: r for r in rows}
     assert by_type["qwen2_vl"]["status"] == "plugin" and by_type["internvl"]["status"] == "plugin"
     assert by_type["glm4v"]["status"] == "inferred"
-    assert "text-only" in by_type["gemma4"]["detail"]
+    # a plugin's claim beats a text-only default config: gemma4 is the plugin's, resolved on its references
+    assert by_type["gemma4"]["status"] == "plugin" and "gemma-4-E2B-it: audio 12" in by_type["gemma4"]["detail"]
+    assert by_type["gemma4_unified"]["status"] == "refused" and "text-only" in by_type["gemma4_unified"]["detail"]
     assert "not a vision encoder + projector + language model layout" in by_type["vision-encoder-decoder"]["detail"]
 
 
