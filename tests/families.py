@@ -32,6 +32,7 @@ def _llama4():
 
 # model type -> (what transformers module it needs, how to build it)
 FAMILIES: dict[str, tuple[str, Callable[[], object]]] = {
+    "fuyu": ("fuyu", lambda: _builders("fuyu", "test_fuyu").tiny()),
     "gemma3": ("gemma3", lambda: _builders("gemma3", "test_gemma3").tiny()),
     "gemma4": ("gemma4", lambda: _builders("gemma4", "gemma4_tiny").tiny_model("moe")),
     "idefics3": ("idefics3", lambda: _builders("idefics3", "test_idefics3").tiny("idefics3")),
@@ -62,3 +63,12 @@ def tiny(family: str):
 
         pytest.skip(f"transformers has no {needs} here")
     return build()
+
+
+NO_VISION_TOWER = {"fuyu"}  # image patches go through the projector alone
+
+
+def spec_for(family: str, spec: dict) -> dict:
+    """``spec`` for ``family``: a family without a vision tower leaves the vision toggle out (set on, it is an
+    error naming the part the model lacks)."""
+    return {k: v for k, v in spec.items() if not (family in NO_VISION_TOWER and k == "finetune_vision_layers")}

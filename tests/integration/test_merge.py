@@ -18,7 +18,7 @@ from vlora_core import UsageError, apply, merge
 from vlora_core.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from families import FAMILIES, tiny
+from families import FAMILIES, spec_for, tiny
 
 # random B (init_lora_weights: false): every adapter is non-zero, so every target must change
 SPEC = {"finetune_vision_layers": True, "finetune_projector": "lora", "init_lora_weights": False}
@@ -26,7 +26,7 @@ SPEC = {"finetune_vision_layers": True, "finetune_projector": "lora", "init_lora
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_merges_and_proves_it(family):
-    peft_model = apply(tiny(family), SPEC).eval()
+    peft_model = apply(tiny(family), spec_for(family, SPEC)).eval()
     plan = peft_model.vlora_plan
     result = merge(peft_model)
     assert result.ok, result.report()

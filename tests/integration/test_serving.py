@@ -18,7 +18,7 @@ from vlora_core.cli import main
 from vlora_core.serving import DROPPED, FLAG, REFUSED, RESCALED, SERVED, UNKNOWN
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from families import FAMILIES, tiny
+from families import FAMILIES, spec_for, tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 # every tower on: the question is what the engines do with each part
@@ -26,9 +26,10 @@ SPEC = {"finetune_vision_layers": True, "finetune_language_layers": True, "finet
         "lora_alpha": 16}
 # vllm/model_executor/models/registry.py: Mllama was dropped after 0.10.2;
 # llava_onevision.py: LlavaOnevisionForConditionalGeneration is no SupportsLoRA ("does not support LoRA yet")
-VLLM_LANGUAGE_REFUSED = {"mllama", "llava_onevision"}
+# and the 0.33.0 wheel holds no fuyu.py (nor persimmon.py): Fuyu is not served at all
+VLLM_LANGUAGE_REFUSED = {"mllama", "llava_onevision", "fuyu"}
 # sglang/srt/models: no native class for these (EntryClass lists none of their architectures)
-SGLANG_NO_CLASS = {"paligemma", "idefics3", "smolvlm", "internvl", "llava_next", "llava_onevision"}
+SGLANG_NO_CLASS = {"paligemma", "idefics3", "smolvlm", "internvl", "llava_next", "llava_onevision", "fuyu"}
 
 _built: dict[str, tuple[str, Path, Path]] = {}
 
@@ -39,7 +40,7 @@ def adapter(request, tmp_path_factory):
     family = request.param
     if family not in _built:
         model = tiny(family)
-        peft_model = apply(model, SPEC)
+        peft_model = apply(model, spec_for(family, SPEC))
         root = tmp_path_factory.mktemp(family)
         peft_model.save_pretrained(root / "adapter")
         peft_model.base_model.model.config.save_pretrained(root / "model")

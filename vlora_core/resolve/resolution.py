@@ -180,6 +180,11 @@ class Resolution(HolderRules, LayerRules, UserRules, PlanBuilder):
                     )
                 self.warn("absent-part", f"{toggle} is set, but {lacks}: it asks for nothing here",
                           spec.location(toggle))
+        if "vision" not in present and "projector" in present and spec.component_toggle("vision") not in \
+                spec.model_fields_set:
+            self.warn("absent-part", f"{arch.display_name} has no vision tower: image patches reach the language "
+                      "model through the projector alone, so the vision toggles select nothing here (finetune_"
+                      "projector: lora or full trains the image path)", spec.origin)
         for part in ("audio", "vision", "projector"):
             if part not in present and part in spec.model_fields_set:
                 self.warn("absent-part", f"{part}: its settings are ignored: {model} has no "
