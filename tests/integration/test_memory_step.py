@@ -150,13 +150,15 @@ IMAGE_CASES = [("qwen2_vl", 1, (32, 32)), ("qwen2_vl", 1, (64, 64)), ("qwen2_5_v
                ("llava_next", 1, (64, 40)), ("llava_onevision", 2, (40, 64)),
                # InternVL: 1-12 tiles and a thumbnail; Mistral-3 and Pixtral: any size, one token per (merged) patch
                ("internvl", 1, (64, 40)), ("internvl", 2, None), ("mistral3", 1, (64, 40)),
-               ("pixtral_llava", 1, (40, 64))]
+               ("pixtral_llava", 1, (40, 64)),
+               # Fuyu: no tower, the patches themselves are the image tokens
+               ("fuyu", 1, (64, 40)), ("fuyu", 2, (30, 50))]
 
 
-def real_tensor_peak(model, checkpointing: bool, tensors: dict) -> int:
+def real_tensor_peak(model, checkpointing: bool, tensors: dict, spec=SPEC) -> int:
     from vlora_core.memory.tracker import LiveStorage
 
-    peft_model = apply(model, SPEC, gradient_checkpointing=checkpointing).train()
+    peft_model = apply(model, spec, gradient_checkpointing=checkpointing).train()
     peft_model(**tensors).loss.backward()
     peft_model.zero_grad(set_to_none=True)
     tracker = LiveStorage()
@@ -175,10 +177,11 @@ def test_an_image_step_is_the_real_one(family, images, size, checkpointing):
     model = tiny(family)
     tree = tree_from_module(model)
     seq = 2048 if family.startswith("qwen3") else 1024
-    simulated = simulate_step(SPEC, tree, batch=2, seq=seq, images=images, image_size=size,
+    spec = VisionLoRASpec(finetune_projector="lora") if family == "fuyu" else SPEC  # Fuyu: no vision tower
+    simulated = simulate_step(spec, tree, batch=2, seq=seq, images=images, image_size=size,
                               gradient_checkpointing=checkpointing, base_dtype="fp32")
     inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=seq, images=images, image_size=size)
-    measured = real_tensor_peak(model, checkpointing, inputs.tensors)
+    measured = real_tensor_peak(model, checkpointing, inputs.tensors, spec)
     assert simulated.inputs["image_tokens"] == inputs.image_tokens > 0
     assert abs(simulated.step_peak / measured - 1) < 0.05, (simulated.step_peak, measured)
 

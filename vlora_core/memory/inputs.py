@@ -24,7 +24,8 @@ QWEN_BOUNDS = {"qwen2_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS), "qwen2_5_vl": (QW
                **dict.fromkeys(("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"),
                                (QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS))}
 IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "llava_next", "llava_onevision", "gemma3", "paligemma", "mllama", "idefics3",
-                  "smolvlm", "internvl", "mistral3")  # and LLaVA with a Pixtral tower (Pixtral-12B)
+                  "smolvlm", "internvl", "mistral3", "fuyu")  # and LLaVA with a Pixtral tower (Pixtral-12B)
+FUYU_CANVAS = (1080, 1920)  # Fuyu's processor: larger images are scaled down to fit this height x width
 INTERNVL_TILES = (1, 12)  # InternVL's dynamic tiling: 1 to 12 tiles of the tower's size, and a thumbnail
 # Pixtral's processor: the longer side at most this many pixels (the checkpoints' preprocessor_config.json: 1024
 # for Pixtral-12B, 1540 for Mistral-Small-3.x), then both sides rounded up to whole patches (x the merge)
@@ -133,14 +134,13 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
     if not images:
         ids = torch.randint(low, high, (batch, seq))
         return StepInputs({"input_ids": ids, "labels": ids})
-    pixtral = model_type == "mistral3" or (model_type == "llava" and getattr(config.vision_config, "model_type", "")
-                                             == "pixtral")
+    vision = getattr(config, "vision_config", None)  # Fuyu has none
+    pixtral = model_type == "mistral3" or (model_type == "llava" and getattr(vision, "model_type", "") == "pixtral")
     if model_type not in IMAGE_FAMILIES and not pixtral:
         raise UsageError(f"--images on {model_type}: vlora simulates image steps for "
                          + ", ".join(IMAGE_FAMILIES) + " so far",
                          hint="leave --images out for a text step (the vision tower's activations are then not in "
                          "it); what is simulated: " + see_docs("memory"))
-    vision = config.vision_config
     assumed: dict[str, Any] = {"images_per_sequence": images}
     extra: dict[str, Any] = {}
     if pixtral:  # any size: one token per patch (merged 2 x 2 in Mistral-3), rows ended by a break token
@@ -188,6 +188,18 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
         image_ids = [config.image_token_index]
         assumed.update(image_size=f"{width}x{height}", tiles=f"{ratio[1]}x{ratio[0]} of {tile}x{tile}",
                        tile_slots=most)
+    elif model_type == "fuyu":  # no tower: each patch of the (scaled-down) image, flattened, is a token
+        patch = config.patch_size
+        height, width = image_size or (448, 448)
+        if height > FUYU_CANVAS[0] or width > FUYU_CANVAS[1]:
+            scale = min(FUYU_CANVAS[0] / height, FUYU_CANVAS[1] / width)
+            height, width = int(height * scale), int(width * scale)
+        rows, cols = math.ceil(height / patch), math.ceil(width / patch)
+        per_image = rows * cols
+        pixels = torch.zeros(batch, images * per_image, config.num_channels * patch * patch)
+        image_ids = ([config.image_token_id] * cols + [low]) * rows  # a newline token ends each row
+        assumed.update(image_size=f"{(image_size or (448, 448))[1]}x{(image_size or (448, 448))[0]}",
+                       patches=f"{cols}x{rows} of {patch}x{patch}")
     elif model_type in ("llava_next", "llava_onevision"):  # anyres: the whole image and the tiles of a grid
         from transformers.image_processing_utils import select_best_resolution
 
