@@ -86,6 +86,14 @@ def spec_of(args: argparse.Namespace) -> VisionLoRASpec:
     return spec_from_data(apply_sets({}, args.set))
 
 
+def spec_and_tree(args: argparse.Namespace, usage: str) -> tuple[VisionLoRASpec, ModuleTree]:
+    """SPEC (or the defaults on --model) and the tree it resolves against; neither given is a usage error."""
+    if args.spec is None and args.model is None:
+        raise UsageError(f"no SPEC given, and no --model to {args.command} the defaults on", hint=usage)
+    spec = spec_of(args)
+    return spec, model_tree(args, spec)
+
+
 def model_tree(args: argparse.Namespace, spec: VisionLoRASpec, registry: Registry | None = None) -> ModuleTree:
     """The module tree of the model to resolve against: --model, else the spec's ``model:`` (the one place this
     step is written)."""
@@ -116,6 +124,7 @@ __all__ = [
     "positive_int",
     "resolution_options",
     "serve_options",
+    "spec_and_tree",
     "spec_of",
     "write",
 ]

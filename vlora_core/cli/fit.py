@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..boundary import escape, write_text
-from ..errors import UsageError
 from ..memory.fit import AXES, DEFAULT_AXES, Candidate, FitResult, fit
 from ..memory.step import GiB
 from ..spec import apply_sets, load_spec, spec_from_data
 from ..spec_file import spec_text
-from .common import command, errors, model_tree, resolution_options, spec_of
+from .common import command, errors, resolution_options, spec_and_tree
 from .plan import step_options
 
 UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 1 << 10, "mib": 1 << 20,
@@ -67,11 +66,7 @@ def add(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.spec is None and args.model is None:
-        raise UsageError("no SPEC given, and no --model to fit the defaults on",
-                         hint="vlora fit SPEC --budget 24GiB, or vlora fit --model REF --budget 24GiB")
-    spec = spec_of(args)
-    tree = model_tree(args, spec)
+    spec, tree = spec_and_tree(args, "vlora fit SPEC --budget 24GiB, or vlora fit --model REF --budget 24GiB")
 
     def make_spec(sets: list[str]) -> Any:
         if args.spec is not None:

@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 from ..boundary import escape
-from ..errors import UsageError
 from ..interop import EXPORTERS, IMPORTERS, export_plan, import_config
 from ..resolve import resolve
 from .common import (
@@ -15,9 +14,8 @@ from .common import (
     NO_CACHE_HELP,
     command,
     errors,
-    model_tree,
     resolution_options,
-    spec_of,
+    spec_and_tree,
     write,
 )
 
@@ -56,11 +54,7 @@ def add_import(sub: Any) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    if args.spec is None and args.model is None:
-        raise UsageError("no SPEC given, and no --model to export the defaults for",
-                         hint="vlora export SPEC --to TOOL [--model REF]")
-    spec = spec_of(args)
-    tree = model_tree(args, spec)
+    spec, tree = spec_and_tree(args, "vlora export SPEC --to TOOL [--model REF]")
     plan = resolve(spec, tree)
     result = export_plan(plan, args.to, tree, tool_version=args.tool_version)
     write(result.text, args.output, inputs=[args.spec])

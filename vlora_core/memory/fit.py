@@ -15,6 +15,7 @@ way. The base weights come from the probe, the adapters and the optimizer state 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,11 +139,16 @@ class _Search:
         self.spec, self.tree, self.make_spec, self.registry = spec, tree, make_spec, registry
         self.step, self.progress = step, progress
         self.probes: dict[tuple[Any, ...], StepMemory | None] = {}
+        self._plans: dict[tuple[str, ...], Any] = {}
 
     def plan(self, sets: list[str]) -> Any:
+        """The plan of the spec with ``sets`` (each resolved once: the same sets recur across a search)."""
         from ..resolve import resolve
 
-        return resolve(self.make_spec(sets), self.tree, registry=self.registry)
+        key = tuple(sets)
+        if key not in self._plans:
+            self._plans[key] = resolve(self.make_spec(sets), self.tree, registry=self.registry)
+        return self._plans[key]
 
     @staticmethod
     def component_sets(which: str) -> list[str]:
@@ -242,8 +248,6 @@ def fit(spec: VisionLoRASpec, tree: Any, budget: int, *, axes: Sequence[str] = D
         progress: Callable[[str], None] | None = None) -> FitResult:
     """The settings around ``spec`` (``make_spec(sets)`` gives the spec with --set overrides) whose predicted
     peak stays within ``budget`` bytes, varying ``axes``."""
-    import time
-
     started = time.perf_counter()
     unknown = [a for a in axes if a not in AXES]
     if unknown:
