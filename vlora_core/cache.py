@@ -32,7 +32,7 @@ from typing import Any
 from .architecture import ArchitectureSpec
 from .boundary import read_bytes, read_json, write_text
 from .errors import ModelLoadError, UsageError, VloraError
-from .infer import Inference, InferenceRefused, infer_architecture
+from .infer import INFERENCE_RULES, Inference, InferenceRefused, infer_architecture
 from .modeltree import ModuleEntry, ModuleTree, config_location, module_tree
 from .plugins import Registry
 from .versions import core_version, package_version
@@ -43,7 +43,7 @@ NO_CACHE_ENV = "VLORA_NO_CACHE"
 MAX_ENTRY_BYTES = 256 << 20  # far above the largest tree (a 100-layer model is about 1 MiB)
 _SUFFIX = ".tree.json"
 _KEY_NAME = re.compile(r"[0-9a-f]{64}" + re.escape(_SUFFIX))
-_INFERRED = "inferred"
+_INFERRED = f"inferred (rules {INFERENCE_RULES})"  # new rules make new keys: no stale inference
 
 
 def cache_dir() -> Path:

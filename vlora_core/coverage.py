@@ -10,7 +10,7 @@ import warnings
 from typing import Any
 
 from .errors import VloraError
-from .infer import TOWERS, layer_counts_of
+from .infer import TOWERS, layer_counts_of, tower_keys
 from .modeltree import quiet_transformers, tree_from_config
 from .plugins import Registry
 from .resolve import resolve
@@ -24,9 +24,15 @@ def registry_model_types() -> list[str]:
     return sorted(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
 
 
-def _config_key(sub: dict[str, Any], count: int) -> str | None:
-    """The sub-config value that states ``count`` layers (what the row says it was checked against)."""
-    return next((key for key, value in layer_counts_of(sub).items() if value == count), None)
+def _config_key(sub: dict[str, Any], count: int, stack: str) -> str | None:
+    """The sub-config value that states ``count`` layers (what the row says it was checked against): a stage's
+    entry of a per-stage list (``depths[2]``) for a staged tower, the key that names the stack
+    (``decoder_layers``) where several state the count."""
+    if stack.isdigit():
+        return next((f"{key}[{stack}]" for key, value in sub.items() if isinstance(value, list)
+                     and int(stack) < len(value) and value[int(stack)] == count), None)
+    keys = [key for key, value in layer_counts_of(sub).items() if value == count]
+    return (next((k for k in keys if stack and stack in k.split("_")), keys[0]) if keys else None)
 
 
 def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
@@ -72,17 +78,19 @@ def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
         elif refused is not None:
             message = "no plugin claims it, and inference refuses: " + refused
         return row | {"status": "refused", "detail": message}
-    detail, match = _counts(plan, tree.config)
+    detail, match = _counts(plan, tree)
     return row | {"status": "inferred" if plan.inferred else "plugin", "detail": detail, "counts_match": match}
 
 
-def _counts(plan: Any, config_dict: dict[str, Any]) -> tuple[str, bool]:
+def _counts(plan: Any, tree: Any) -> tuple[str, bool]:
     """Each stack's layers with the config value that states the count, and whether every count has one."""
+    config_dict = tree.config
+    sub_of = _SUB_CONFIG_OF | {c: k for k, c in tower_keys(config_dict, [k for _, k in tree.sub_models]).items()}
     parts, match = [], True
     for key, count in sorted(plan.layer_counts.items()):
-        component = key.partition(".")[0]
-        sub = config_dict.get(_SUB_CONFIG_OF[component]) or {}
-        checked = _config_key(sub, count)
+        component, _, stack = key.partition(".")
+        sub = config_dict.get(sub_of[component]) or {}
+        checked = _config_key(sub, count, stack)
         match = match and checked is not None
         parts.append(f"{key.replace('.', ' ')} {count} ({checked or 'no config value'})")
     return "; ".join(parts), match
@@ -96,7 +104,7 @@ def _from_references(claimed: list[tuple[Any, Any]], registry: Registry) -> dict
     parts, match = [], True
     for _arch, reference in claimed:
         tree = tree_for(reference.name, registry)
-        detail, ok = _counts(resolve({}, tree, registry=registry), tree.config)
+        detail, ok = _counts(resolve({}, tree, registry=registry), tree)
         parts.append(f"{reference.name}: {detail}")
         match = match and ok
     arch = claimed[0][0]

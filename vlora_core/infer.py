@@ -33,7 +33,7 @@ from .layouts import unused_after_feature_layer
 from .modeltree import ModuleTree
 from .plugins import PluginInfo
 from .versions import core_version
-from .vocabulary import CONV, LINEAR, SUB_CONFIG_COMPONENTS
+from .vocabulary import CONV, EMBEDDING, LINEAR, SUB_CONFIG_COMPONENTS
 
 TOWERS = SUB_CONFIG_COMPONENTS
 # sub-config keys that hold a layer count (an int), or a per-layer list whose length is one
@@ -43,6 +43,8 @@ _EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
 _HEADS_KEY = re.compile(r"\w*num_\w*heads")
 _TOWER_LIKE = re.compile(r"vision|image|video|audio|speech|text")  # sub-config names of encoders, not connectors
 INFERRED_DISTRIBUTION = "vlora (inferred)"
+# raised whenever what inference reads changes: cached inferences of older rules are then not read back
+INFERENCE_RULES = 2
 
 
 class InferenceRefused(ResolutionError):
@@ -139,10 +141,11 @@ class _Reader:
         roots: dict[str, list[str]] = {}
         keys: dict[str, str] = {}
         others: list[str] = []  # sub-models with a config of their own that is none of the three
+        towers = tower_keys(self.config, [key for _, key in self.tree.sub_models])
         for name, key in self.tree.sub_models:
-            if key in TOWERS:
-                roots.setdefault(TOWERS[key], []).append(name)
-                keys[TOWERS[key]] = key
+            if key in towers:
+                roots.setdefault(towers[key], []).append(name)
+                keys[towers[key]] = key
             elif _TOWER_LIKE.search(key):  # a second encoder (a high-resolution vision model): not placed
                 others.append(name)
         for needed in ("vision", "language"):
@@ -178,13 +181,15 @@ class _Reader:
             unclassified += [path for path, _ in missing]
             unplaced[component] = sorted({leaf for _, leaf in missing})
         projector = self.projector(roots, stacks, others)
-        if projector is None:
+        cross = any("cross_attention" in c.roles for c in components if c.name == "language")
+        if projector is None and not cross:
             raise self.refuse(
                 "nothing connects the vision tower to the language model outside their layers (an encoder-"
                 "decoder, or a language model that reads the image through cross-attention only)",
                 "write a plugin for this family (`vlora plugins` lists what is installed)",
             )
-        components.insert(1 + ("audio" in roots), projector)
+        if projector is not None:  # none: the decoder reads the vision tower's output through cross-attention
+            components.insert(1 + ("audio" in roots), projector)
         unclassified += [f"{name} (a sub-model with a config of its own)" for name in others]
         arch = ArchitectureSpec(
             name=f"inferred_{self.model_type}",
@@ -206,11 +211,16 @@ class _Reader:
             kids = self.children.get(name, [])
             if kids and all(k.rpartition(".")[2].isdigit() for k in kids) and any(self.has_weights(k) for k in kids):
                 found.append((name, len(kids)))
-        matched = []
+        matched: list[tuple[str, int, str]] = []
         for name, n in found:
-            keys = [k for k, v in wanted.items() if v == n]
+            staged = self.stages(name, sub)
+            if staged:
+                matched += staged
+                continue
+            keys = [k for k, v in wanted.items() if v == n and not k.startswith("len(")] or [
+                k for k, v in wanted.items() if v == n]
             if keys:
-                matched.append((name, n, keys[0]))
+                matched.append((name, n, _closest_key(name, keys)))
         if not matched:
             seen = ", ".join(f"{n} ({length})" for n, length in found) or "none"
             raise self.refuse(
@@ -218,11 +228,35 @@ class _Reader:
                 f"({', '.join(f'{k}={v}' for k, v in wanted.items()) or 'no layer count'}); lists found: {seen}",
                 "write a plugin for this family (start from `vlora plan --infer` on a similar model)",
             )
-        if len({key for _, _, key in matched}) != len(matched):
-            names = ", ".join(n for n, _, _ in matched)
-            raise self.refuse(f"the {component} tower has several lists of layers of one length ({names})",
-                              "write a plugin that says which one is the tower")
+        by_key: dict[str, list[str]] = {}
+        for name, n, key in matched:
+            by_key.setdefault(key, []).append(name)
+        shared = [names for key, names in by_key.items() if len(names) > 1]
+        if shared:
+            for names in shared:  # one count, several lists: distinct keys of that value, one per list
+                n = next(length for name, length, _ in matched if name == names[0])
+                keys = [k for k, v in wanted.items() if v == n and not k.startswith("len(")]
+                if len(keys) < len(names):
+                    raise self.refuse(f"the {component} tower has several lists of layers of one length "
+                                      f"({', '.join(names)})", "write a plugin that says which one is the tower")
+                for name in names:
+                    key = _closest_key(name, keys)
+                    keys.remove(key)
+                    matched = [(m, length, key if m == name else k) for m, length, k in matched]
         return matched
+
+    def stages(self, name: str, sub: dict[str, Any]) -> list[tuple[str, int, str]]:
+        """A staged tower (DaViT, Swin: a list of stages, each a list of blocks): each stage as a stack, when
+        the stages' lengths are a per-stage list of the sub-config (``depths: [1, 1, 9, 1]``); else []."""
+        kids = self.children.get(name, [])
+        inner = [(k, len(self.children.get(k, []))) for k in kids if self.tree.get(k).type_name == "ModuleList"]
+        if len(inner) != len(kids):
+            return []
+        lengths = [n for _, n in inner]
+        for key, value in sub.items():
+            if isinstance(value, list) and value == lengths and all(isinstance(v, int) for v in value):
+                return [(k, n, f"{key}[{i}]") for i, (k, n) in enumerate(inner)]
+        return []
 
     def prefix_of(self, lists: list[tuple[str, int, str]]) -> str:
         if len(lists) == 1:
@@ -255,6 +289,8 @@ class _Reader:
         for list_name, _, _ in lists:
             for layer in self.children.get(list_name, []):
                 layer_path = list_name + ".*"
+                cross = self.cross_attention_modules(layer) if component == "language" else set()
+                feed_forward = self.bare_feed_forward(layer, gate_widths)
                 for name in self.subtree(layer)[1:]:
                     entry = self.tree.get(name)
                     leaf = name[len(layer) + 1:]
@@ -262,8 +298,15 @@ class _Reader:
                     if entry.kind == CONV:
                         frozen.setdefault(leaf, "a convolution inside a layer")
                         continue
+                    if entry.kind == EMBEDDING:
+                        frozen.setdefault(leaf, "an embedding inside a layer (a position bias)")
+                        continue
                     if entry.kind == LINEAR:
                         decided = self.linear_role(entry, classes, gate_widths)
+                        if any(name.startswith(f"{c}.") for c in cross) and decided == ("attention", None):
+                            decided = ("cross_attention", None)
+                        elif name in feed_forward and decided is None:
+                            decided = ("mlp", None)
                     else:
                         decided = None
                         for pname, shape in self.params.get(name, []):
@@ -308,6 +351,46 @@ class _Reader:
             current = current.rpartition(".")[0]
         return out
 
+    def attention_modules(self, layer: str) -> list[str]:
+        """The outermost attention modules of a layer, in registration order."""
+        out: list[str] = []
+        for name in self.subtree(layer)[1:]:
+            cls = self.tree.get(name).type_name.lower()
+            if ("attention" in cls or cls.endswith("attn")) and not any(name.startswith(f"{o}.") for o in out):
+                out.append(name)
+        return out
+
+    def cross_attention_modules(self, layer: str) -> set[str]:
+        """Attention modules of a decoder layer that read the encoder's (the image's) states although their
+        class does not say so: where a layer holds two attention modules of one class (BART's self_attn and
+        encoder_attn, BLIP's attention and crossattention), the second is the cross-attention; transformers
+        registers a decoder layer's self-attention first, and an encoder layer has one."""
+        seen: dict[str, str] = {}
+        cross: set[str] = set()
+        for name in self.attention_modules(layer):
+            cls = self.tree.get(name).type_name
+            if cls in seen:
+                cross.add(name)
+            seen.setdefault(cls, name)
+        return cross
+
+    def bare_feed_forward(self, layer: str, gate_widths: set[int]) -> set[str]:
+        """The layer's feed-forward where no module class says so: the Linears of a layer outside its attention
+        modules that no class places, when they are one up/down pair (hidden -> d_ff -> hidden): BART's and
+        Whisper's fc1 and fc2 held by the layer itself, BERT's intermediate.dense and output.dense."""
+        inside = self.attention_modules(layer)
+        if not inside:
+            return set()
+        free = [n for n in self.subtree(layer)[1:] if self.tree.get(n).kind == LINEAR
+                and not any(n.startswith(f"{a}.") for a in inside)
+                and self.linear_role(self.tree.get(n), self.classes_between(layer, n), gate_widths) is None]
+        if len(free) != 2:
+            return set()
+        a, b = (self.tree.get(n) for n in free)
+        if a.in_features == b.out_features and a.out_features == b.in_features and a.out_features > a.in_features:
+            return set(free)
+        return set()
+
     @staticmethod
     def linear_role(entry: Any, classes: list[str], gate_widths: set[int]) -> tuple[str, str | None] | None:
         own = classes[0].lower()
@@ -318,16 +401,17 @@ class _Reader:
         if entry.out_features in gate_widths:
             return "frozen", "a gate (one output, or one per head or expert)"
         holders = [c.lower() for c in classes[1:]]
+        if any("crossattention" in cls for cls in holders):  # also around an inner attention (T5's layers)
+            return "cross_attention", None
         for i, cls in enumerate(holders):
-            if "crossattention" in cls:
-                return "cross_attention", None
             if "deltanet" in cls or "linearattention" in cls:
                 return "attention", "linear"
             if "attention" in cls or cls.endswith("attn"):
                 return "attention", None
             if "expert" in cls and i == 0 and not cls.endswith("experts"):
                 continue
-            if any(word in cls for word in ("mlp", "feedforward", "ffn", "moe", "expert", "conv")):
+            if any(word in cls for word in ("mlp", "feedforward", "ffn", "moe", "expert", "conv")) or (
+                    cls.endswith("layerff") or "denseactdense" in cls or "densegatedactdense" in cls):  # T5's
                 if "conv" in cls:
                     return "mlp", "conv module"
                 inside_moe = any("moe" in c or "sparse" in c for c in holders[i + 1:])
@@ -357,7 +441,8 @@ class _Reader:
         last = max(self.index[self.subtree(n)[-1]] for n in stacks["vision"])
         for vision_root in vision_roots:
             for name in self.children.get(vision_root, []):
-                if self.index[name] <= last or not self.has_weights(name) or self.attends(name):
+                if self.index[name] <= last or not self.has_weights(name) or self.attends(name) or \
+                        self.tree.get(name).type_name.endswith("Pooler"):  # the encoder's pooler: not read by a decoder
                     continue
                 if self.tree.get(name).type_name == "ModuleList":
                     holders += self.children.get(name, [])
@@ -386,6 +471,26 @@ class _Reader:
         return any("attention" in self.tree.get(n).type_name.lower() for n in self.subtree(name))
 
 
+def _closest_key(name: str, keys: list[str]) -> str:
+    """Of config keys stating one count, the one that shares a word with the list's path (``encoder_layers``
+    for ``encoder.layers``); else the first."""
+    words = set(re.split(r"[._]", name))
+    return next((k for k in keys if words & set(re.split(r"[._]", k)) - {"layers", "num", "hidden"}), keys[0])
+
+
+def tower_keys(config: dict[str, Any], keys: list[str]) -> dict[str, str]:
+    """Sub-config key -> component: ``vision_config``, ``text_config``, ``audio_config``; and in a composite of
+    ``encoder`` and ``decoder`` configs whose encoder reads images (it states an ``image_size`` or a
+    ``patch_size``: Donut, TrOCR and other vision-encoder-decoder models), the encoder is the vision tower and
+    the decoder the language model."""
+    towers = {key: TOWERS[key] for key in keys if key in TOWERS}
+    encoder = config.get("encoder")
+    if {"encoder", "decoder"} <= set(keys) and isinstance(encoder, dict) and (
+            "image_size" in encoder or "patch_size" in encoder):
+        towers |= {"encoder": "vision", "decoder": "language"}
+    return towers
+
+
 def _common_parent(a: str, b: str) -> str:
     pa, pb = a.split("."), b.split(".")
     common = []
@@ -396,4 +501,5 @@ def _common_parent(a: str, b: str) -> str:
     return ".".join(common)
 
 
-__all__ = ["INFERRED_DISTRIBUTION", "Inference", "InferenceRefused", "infer_architecture", "layer_counts_of"]
+__all__ = ["INFERENCE_RULES", "INFERRED_DISTRIBUTION", "Inference", "InferenceRefused", "infer_architecture", "layer_counts_of",
+           "tower_keys"]

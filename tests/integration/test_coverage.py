@@ -33,7 +33,12 @@ def test_coverage_page_is_current_and_most_types_resolve():
     # a plugin's claim beats a text-only default config: gemma4 is the plugin's, resolved on its references
     assert by_type["gemma4"]["status"] == "plugin" and "gemma-4-E2B-it: audio 12" in by_type["gemma4"]["detail"]
     assert by_type["gemma4_unified"]["status"] == "refused" and "text-only" in by_type["gemma4_unified"]["detail"]
-    assert "not a vision encoder + projector + language model layout" in by_type["vision-encoder-decoder"]["detail"]
+    # encoder-decoder shapes: the decoder's cross-attention reads the vision tower (no projector), or a text encoder
+    # and decoder, each a stack (Florence-2, whose DaViT tower is staged: a stack per stage)
+    for model_type in ("blip", "pix2struct", "vision-encoder-decoder", "florence2"):
+        assert by_type[model_type]["status"] == "inferred", by_type[model_type]
+    assert "language decoder 12 (decoder_layers); language encoder 12 (encoder_layers)" in by_type["florence2"]["detail"]
+    assert "vision 2 9 (depths[2])" in by_type["florence2"]["detail"]
 
 
 class _Terminal(io.StringIO):

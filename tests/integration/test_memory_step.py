@@ -21,6 +21,7 @@ from vlora_core.memory import simulate_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from families import tiny
+from steps import real_tensor_peak
 
 SPEC = VisionLoRASpec(finetune_vision_layers=True)
 
@@ -155,19 +156,6 @@ IMAGE_CASES = [("qwen2_vl", 1, (32, 32)), ("qwen2_vl", 1, (64, 64)), ("qwen2_5_v
                ("fuyu", 1, (64, 40)), ("fuyu", 2, (30, 50))]
 
 
-def real_tensor_peak(model, checkpointing: bool, tensors: dict, spec=SPEC) -> int:
-    from vlora_core.memory.tracker import LiveStorage
-
-    peft_model = apply(model, spec, gradient_checkpointing=checkpointing).train()
-    peft_model(**tensors).loss.backward()
-    peft_model.zero_grad(set_to_none=True)
-    tracker = LiveStorage()
-    tracker.existing([*peft_model.parameters(), *peft_model.buffers(), *tensors.values()])
-    with tracker:
-        peft_model(**tensors).loss.backward()
-    return tracker.peak
-
-
 @pytest.mark.parametrize(("family", "images", "size"), IMAGE_CASES,
                          ids=[f"{f}-{n}x{'x'.join(map(str, s)) if s else 'fixed'}" for f, n, s in IMAGE_CASES])
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointing"])
@@ -232,7 +220,7 @@ def test_a_quantized_step_is_the_real_one(family, quant, checkpointing, tmp_path
         BitsAndBytesConfig(load_in_8bit=True)
     real = type(model).from_pretrained(tmp_path, quantization_config=config, device_map="cpu", dtype=torch.bfloat16)
     ids = torch.randint(3, 50, (2, 512))
-    measured = real_tensor_peak(real, checkpointing, {"input_ids": ids, "labels": ids})
+    measured = real_tensor_peak(real, checkpointing, {"input_ids": ids, "labels": ids}, SPEC)
     assert abs(simulated.step_peak / measured - 1) < 0.01, (simulated.step_peak, measured)
     held = sum(p.numel() * p.element_size() for p in real.parameters() if not p.requires_grad)
     for module in real.modules():  # and the quantization statistics beside the packed weights

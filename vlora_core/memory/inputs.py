@@ -23,8 +23,15 @@ QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS = 65536, 16777216
 QWEN_BOUNDS = {"qwen2_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS), "qwen2_5_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS),
                **dict.fromkeys(("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe"),
                                (QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS))}
+# encoder-decoder families: the decoder reads the image through cross-attention (or the text encoder reads it,
+# Florence-2); ``seq`` is then the decoder's (the target's) tokens, and the encoder side has its own length
+ENCODER_DECODER = ("blip", "pix2struct", "vision-encoder-decoder", "florence2")
+IMAGE_NEEDED = ("blip", "pix2struct", "vision-encoder-decoder")  # their forward takes no step without an image
 IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "llava_next", "llava_onevision", "gemma3", "paligemma", "mllama", "idefics3",
-                  "smolvlm", "internvl", "mistral3", "fuyu")  # and LLaVA with a Pixtral tower (Pixtral-12B)
+                  "smolvlm", "internvl", "mistral3", "fuyu", *ENCODER_DECODER)  # and LLaVA with a Pixtral tower
+PIX2STRUCT_MAX_PATCHES = 2048  # Pix2Struct's image processor: max_patches (the default of its preprocess)
+FLORENCE2_SIDE = 768  # Florence-2's published preprocessor_config.json: 768 x 768 images, image_seq_length 577
+PROMPT_TOKENS = 8  # an encoder-decoder's text prompt beside the image (Florence-2's task prompt, "<OCR>")
 FUYU_CANVAS = (1080, 1920)  # Fuyu's processor: larger images are scaled down to fit this height x width
 INTERNVL_TILES = (1, 12)  # InternVL's dynamic tiling: 1 to 12 tiles of the tower's size, and a thumbnail
 # Pixtral's processor: the longer side at most this many pixels (the checkpoints' preprocessor_config.json: 1024
@@ -41,6 +48,7 @@ class StepInputs:
     image_tokens: int = 0  # per image
     assumed: dict[str, Any] = field(default_factory=dict)
     real: tuple[str, ...] = ()  # float inputs that stay real (the model's code reads their values)
+    images: int | None = None  # images per sequence where the family decides it (None: as asked)
 
 
 def _qwen_resize(height: int, width: int, factor: int, bounds: tuple[int, int]) -> tuple[int, int]:
@@ -131,6 +139,9 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
     special = [v for k, v in config.to_dict().items() if isinstance(v, int) and not isinstance(v, bool)
                and (k.endswith("_token_id") or k.endswith("_token_index")) and v > 3]
     low, high = 3, min([int(text.vocab_size), 1000, *special])
+    if model_type in ENCODER_DECODER:
+        return _encoder_decoder(config, model_type, batch=batch, seq=seq, images=images, image_size=image_size,
+                                low=low, high=high)
     if not images:
         ids = torch.randint(low, high, (batch, seq))
         return StepInputs({"input_ids": ids, "labels": ids})
@@ -273,4 +284,63 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
                       real=("pixel_values",) if model_type in ("idefics3", "smolvlm") else ())
 
 
-__all__ = ["IMAGE_FAMILIES", "QWEN_MAX_PIXELS", "QWEN_MIN_PIXELS", "StepInputs", "step_inputs"]
+def _encoder_decoder(config: Any, model_type: str, *, batch: int, seq: int, images: int,
+                     image_size: tuple[int, int] | None, low: int, high: int) -> StepInputs:
+    """A step of an encoder-decoder family: ``seq`` target tokens for the decoder (labels), the image on the
+    encoder side. BLIP, Pix2Struct and vision-encoder-decoder models read one image per sequence, always (their
+    forward needs it); Florence-2's text encoder reads the image's tokens and a short prompt."""
+    import torch
+
+    if images > 1:
+        raise UsageError(f"--images {images} on {model_type}: its encoder reads one image per sequence",
+                         hint="give --images 1 (or leave it out)")
+    target = torch.randint(low, high, (batch, seq))
+    assumed: dict[str, Any] = {"target_tokens": seq}
+    if model_type in IMAGE_NEEDED:
+        images = 1
+        assumed["images_per_sequence"] = "1 (its forward needs the image)"
+    shown = images
+    if model_type == "pix2struct":  # patches of the resized image, each with its row and column, up to max_patches
+        vision = config.vision_config
+        patches = PIX2STRUCT_MAX_PATCHES
+        side = int(math.sqrt(patches))
+        rows = torch.arange(patches) // side + 1
+        flat = torch.zeros(batch, patches, 2 + vision.patch_embed_hidden_size)
+        flat[:, :, 0], flat[:, :, 1] = rows, torch.arange(patches) % side + 1
+        assumed.update(max_patches=patches)
+        return StepInputs({"flattened_patches": flat, "attention_mask": torch.ones(batch, patches),
+                           "labels": target}, image_tokens=patches, assumed=assumed,
+                          real=("flattened_patches", "attention_mask"),
+                          images=shown)
+    if model_type in ("blip", "vision-encoder-decoder"):
+        vision = config.vision_config if model_type == "blip" else config.encoder
+        side = vision.image_size if isinstance(vision.image_size, (list, tuple)) else (vision.image_size,) * 2
+        pixels = torch.zeros(batch, getattr(vision, "num_channels", 3), *side)
+        tensors = {"pixel_values": pixels, "labels": target}
+        if model_type == "blip":
+            tensors["input_ids"] = target  # BLIP's captioning: the decoder's input is the caption
+        assumed.update(image_size="{}x{}".format(side[1], side[0]))
+        patches = (side[0] // vision.patch_size) * (side[1] // vision.patch_size)
+        depths = getattr(vision, "depths", None)  # a Swin tower (Donut) halves each side between its stages
+        tokens = patches // 4 ** (len(depths) - 1) if depths else patches + 1  # a ViT's: and its class token
+        return StepInputs(tensors, image_tokens=tokens, assumed=assumed, images=shown)
+    # Florence-2: the image's tokens (the DaViT strides' product per side, squared, and one pooled token), a
+    # prompt, through the BART encoder; the target through the decoder
+    vision = config.vision_config
+    stride = math.prod(vision.patch_stride)
+    height, width = image_size or (FLORENCE2_SIDE, FLORENCE2_SIDE)
+    if images:
+        height, width = FLORENCE2_SIDE, FLORENCE2_SIDE  # the processor resizes every image to this square
+        per_image = (height // stride) * (width // stride) + 1
+        ids = [config.image_token_id] * per_image + torch.randint(low, high, (PROMPT_TOKENS,)).tolist()
+        assumed.update(images_per_sequence=1, image_size=f"{(image_size or (height, width))[1]}x"
+                       f"{(image_size or (height, width))[0]}", resized=f"{width}x{height}", prompt_tokens=PROMPT_TOKENS)
+        tensors = {"input_ids": torch.tensor([ids] * batch), "labels": target,
+                   "pixel_values": torch.zeros(batch, 3, height, width)}
+        return StepInputs(tensors, image_tokens=per_image, assumed=assumed, images=1)
+    assumed["prompt_tokens"] = PROMPT_TOKENS
+    return StepInputs({"input_ids": torch.randint(low, high, (batch, PROMPT_TOKENS)), "labels": target},
+                      assumed=assumed)
+
+
+__all__ = ["ENCODER_DECODER", "IMAGE_FAMILIES", "QWEN_MAX_PIXELS", "QWEN_MIN_PIXELS", "StepInputs", "step_inputs"]

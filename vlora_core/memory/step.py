@@ -271,7 +271,15 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
     if batch < 1 or seq < 1:
         raise UsageError("--batch and --seq are at least 1")
     started = time.perf_counter()
+    from ..modeltree import model_class
+
     config = _config(tree, attention)
+    cls = model_class(config)
+    if hasattr(cls, "_model_mapping"):  # an Auto class: the class it picks for this config
+        cls = cls._model_mapping.get(type(config), cls)
+    if attention == "sdpa" and not getattr(cls, "_supports_sdpa", True):
+        attention = "eager (the model has no SDPA)"  # transformers refuses sdpa for it (BLIP): a real step is eager
+        config = _config(tree, "eager")
     dtype_name = DTYPES.get(base_dtype or "", base_dtype) or str(getattr(config, "dtype", None)
                                                                    or getattr(config, "torch_dtype", None)
                                                                    or "bfloat16").replace("torch.", "")
@@ -296,7 +304,18 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
         weights = sum(p.numel() * p.element_size() for _, p, grad in named if not grad) + sum(
             t.numel() * t.element_size() for t in statistics)
         base = peft_model.get_base_model()
-        labels = {name: _LABELS.get(kind, kind.removesuffix("_config")) for name, kind in tree.sub_models}
+        from ..infer import tower_keys
+        from ..vocabulary import SUB_CONFIG_COMPONENTS
+
+        towers = {k: _LABELS[f] for k, c in tower_keys(tree.config, [k for _, k in tree.sub_models]).items()
+                  for f, fc in SUB_CONFIG_COMPONENTS.items() if fc == c}
+        labels = {name: towers.get(kind, kind.removesuffix("_config")) for name, kind in tree.sub_models}
+        # a tower's parts too: a composite model may call them without the tower's own forward (Florence-2 runs
+        # its BART's encoder and decoder one by one)
+        modules = dict(base.named_modules())
+        for name, label in list(labels.items()):
+            for child, _ in modules[name].named_children() if name in modules else []:
+                labels.setdefault(f"{name}.{child}", label)
         labels.update({name: "logits (lm_head)" for name, _ in base.named_modules()
                        if name.rpartition(".")[2] == "lm_head"})
         labels.update(tags or {})
@@ -324,7 +343,8 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
                 handle.remove()
     return StepMemory(
         inputs={"batch": batch, "seq": seq, "attention": attention, "gradient_checkpointing": gradient_checkpointing,
-                "base_dtype": dtype_name, "quant": quant, "optimizer": optimizer, "device": device, "images": images,
+                "base_dtype": dtype_name, "quant": quant, "optimizer": optimizer, "device": device,
+                "images": images if inputs.images is None else inputs.images,
                 "image_tokens": inputs.image_tokens, **inputs.assumed,
                 "adapter_dtype": ", ".join(sorted({str(p.dtype).replace("torch.", "") for p in trainable})),
                 **({"world_size": world_size, "fsdp_units": sharded} if world_size > 1 else {})},

@@ -185,6 +185,11 @@ class Resolution(HolderRules, LayerRules, UserRules, PlanBuilder):
             self.warn("absent-part", f"{arch.display_name} has no vision tower: image patches reach the language "
                       "model through the projector alone, so the vision toggles select nothing here (finetune_"
                       "projector: lora or full trains the image path)", spec.origin)
+        if "projector" not in present and "vision" in present and "cross_attention" in roles and \
+                spec.component_toggle("projector") not in spec.model_fields_set:
+            self.warn("absent-part", f"{arch.display_name} has no projector: its language model reads the vision "
+                      "tower's output through cross-attention (finetune_cross_attention trains that path)",
+                      spec.origin)
         for part in ("audio", "vision", "projector"):
             if part not in present and part in spec.model_fields_set:
                 self.warn("absent-part", f"{part}: its settings are ignored: {model} has no "

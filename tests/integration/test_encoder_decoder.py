@@ -1,0 +1,205 @@
+"""Encoder-decoder shapes, inferred: a vision encoder whose output a text decoder reads through cross-attention
+(BLIP, Pix2Struct, vision-encoder-decoder models such as TrOCR and Donut), and a vision encoder -> projector ->
+text encoder + decoder (Florence-2, a staged DaViT tower). Tiny real models on the CPU: the plan's targets are
+checked against the modules transformers names for each part (the cross-attention module names below are
+transformers' own attribute names, which inference never reads), then forward and backward through apply."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from vlora_core import SpecArchitectureMismatch, VloraError, apply, resolve
+
+warnings.filterwarnings("ignore", message=".*token_id must be.*")
+
+
+def _blip():
+    from transformers import BlipConfig, BlipForConditionalGeneration
+
+    config = BlipConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=16, patch_size=8),
+        text_config=dict(hidden_size=24, intermediate_size=48, num_hidden_layers=3, num_attention_heads=2,
+                         vocab_size=100, encoder_hidden_size=32, max_position_embeddings=128))
+    ids = torch.tensor([[1, 5, 6, 7]])
+    return BlipForConditionalGeneration(config), dict(pixel_values=torch.randn(1, 3, 16, 16), input_ids=ids,
+                                                      labels=ids)
+
+
+def _pix2struct():
+    from transformers import Pix2StructConfig, Pix2StructForConditionalGeneration
+
+    config = Pix2StructConfig(
+        vision_config=dict(hidden_size=32, d_ff=64, num_hidden_layers=2, num_attention_heads=2, d_kv=16,
+                           patch_embed_hidden_size=12, seq_len=2048),
+        text_config=dict(hidden_size=32, d_ff=64, num_layers=3, num_heads=2, d_kv=16, vocab_size=100))
+    rows = torch.arange(16.0).view(1, 16, 1)  # each patch: its row and column (from 1), then its pixels
+    patches = torch.cat([rows // 4 + 1, rows % 4 + 1, torch.randn(1, 16, 12)], -1)
+    return Pix2StructForConditionalGeneration(config), dict(
+        flattened_patches=patches, attention_mask=torch.ones(1, 16), labels=torch.tensor([[1, 5, 6, 7]]))
+
+
+def _vision_encoder_decoder():
+    from transformers import BertConfig, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(
+        ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=16,
+                  patch_size=8),
+        BertConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=3, num_attention_heads=2,
+                   vocab_size=100, pad_token_id=0))
+    config.decoder_start_token_id, config.pad_token_id = 1, 0
+    return VisionEncoderDecoderModel(config), dict(pixel_values=torch.randn(1, 3, 16, 16),
+                                                   labels=torch.tensor([[1, 5, 6, 7]]))
+
+
+def _florence2():
+    from transformers import Florence2Config, Florence2ForConditionalGeneration
+
+    config = Florence2Config(
+        vision_config=dict(embed_dim=[16, 32], depths=[1, 2], num_heads=[2, 2], num_groups=[2, 2], patch_size=[7, 5],
+                           patch_stride=[4, 4], patch_padding=[3, 2], patch_prenorm=[False, True], window_size=2,
+                           projection_dim=32),
+        text_config=dict(d_model=32, encoder_layers=2, decoder_layers=3, encoder_attention_heads=2,
+                         decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=120,
+                         max_position_embeddings=10240))
+    config.image_token_id = 110
+    ids = torch.tensor([[0] + [110] * 5 + [5, 6, 2]])  # a 32x32 image: 2 x 2 patch tokens and a pooled one
+    return Florence2ForConditionalGeneration(config), dict(input_ids=ids, pixel_values=torch.randn(1, 3, 32, 32),
+                                                           labels=torch.tensor([[0, 5, 6, 7, 2]]))
+
+
+# family -> (builder, vision sub-model, language sub-model, the decoder's cross-attention module name (transformers'),
+#            the layer counts the config states)
+FAMILIES = {
+    "blip": (_blip, "vision_model", "text_decoder", "crossattention", {"vision": 2, "language": 3}),
+    "pix2struct": (_pix2struct, "encoder", "decoder", "encoder_decoder_attention", {"vision": 2, "language": 3}),
+    "vision-encoder-decoder": (_vision_encoder_decoder, "encoder", "decoder", "crossattention",
+                               {"vision": 2, "language": 3}),
+    "florence2": (_florence2, "model.vision_tower", "model.language_model", "encoder_attn",
+                  {"vision.0": 1, "vision.1": 2, "language.encoder": 2, "language.decoder": 3}),
+}
+ALL_ON = {"finetune_vision_layers": True, "finetune_language_layers": True, "finetune_attention_modules": True,
+          "finetune_mlp_modules": True}
+
+
+def _linears(model, under: str, *, inside: str | None = None) -> set[str]:
+    """Names of the Linear modules under ``under`` (and with ``.inside.`` in their name, when given)."""
+    return {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
+            and name.startswith(under + ".") and (inside is None or f".{inside}." in name)}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_part_lands_in_its_sub_model_and_cross_attention_is_found(family):
+    build, vision, language, cross, counts = FAMILIES[family]
+    model, _ = build()
+    plan = resolve(ALL_ON, model)
+    assert plan.inferred and plan.layer_counts == counts
+    by: dict[tuple[str, str], set[str]] = {}
+    for t in plan.targets:
+        by.setdefault((t.component, t.role), set()).add(t.name)
+    assert by[("language", "cross_attention")] == _linears(model, language, inside=cross)
+    assert all(name.startswith(vision + ".") for (c, _), names in by.items() if c == "vision" for name in names)
+    assert all(name.startswith(language + ".") for (c, _), names in by.items() if c == "language" for name in names)
+    # every Linear of the decoder's layers is a target but the output head: self-attention, cross-attention, MLP
+    decoder_layers = {n for n in _linears(model, language) if ".layer" in n}
+    assert set().union(*(v for (c, _), v in by.items() if c == "language")) == decoder_layers
+    assert by[("language", "mlp")] and by[("vision", "mlp")] and by[("vision", "attention")]
+    assert not by[("language", "attention")] & by[("language", "cross_attention")]
+
+
+@pytest.mark.parametrize("family", ["blip", "pix2struct"])
+def test_no_projector_follows_the_rule_of_absent_parts(family):
+    build = FAMILIES[family][0]
+    model, _ = build()
+    plan = resolve({**ALL_ON, "finetune_projector": "frozen"}, model)
+    assert "projector" not in {t.component for t in plan.targets}
+    assert any(d.code == "absent-part" and "no projector component" in d.message for d in plan.diagnostics)
+    with pytest.raises(SpecArchitectureMismatch, match="has no projector component"):
+        resolve({**ALL_ON, "finetune_projector": "lora"}, model)
+
+
+def test_a_vision_encoder_decoder_s_bridge_is_its_projector():
+    """Where the encoder's width is not the decoder's, VisionEncoderDecoderModel adds enc_to_dec_proj."""
+    model, _ = _vision_encoder_decoder()
+    plan = resolve({**ALL_ON, "finetune_projector": "lora"}, model)
+    assert {t.name for t in plan.targets if t.component == "projector"} == {"enc_to_dec_proj"}
+
+
+def test_cross_attention_has_its_own_toggle():
+    build, _, language, cross, _ = FAMILIES["florence2"]
+    model, _ = build()
+    plan = resolve({**ALL_ON, "finetune_cross_attention": False}, model)
+    roles = {t.role for t in plan.targets if t.component == "language"}
+    assert roles == {"attention", "mlp"}
+    only = resolve({**ALL_ON, "finetune_vision_layers": False, "finetune_attention_modules": False,
+                    "finetune_mlp_modules": False, "finetune_cross_attention": True}, model)
+    assert {t.name for t in only.targets} == _linears(model, language, inside=cross)
+
+
+def test_stacks_of_an_encoder_decoder_and_of_a_staged_tower_are_selectable():
+    model, _ = _florence2()
+    plan = resolve({**ALL_ON, "language": {"layers": {"decoder": {"last": 1}}},
+                    "vision": {"layers": {"1": [1]}}}, model)
+    layers = {(t.component, t.placement.stack, t.layer) for t in plan.targets if t.component != "projector"}
+    assert layers == {("language", "decoder", 2), ("vision", "1", 1)}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forward_and_backward_through_apply(family):
+    build = FAMILIES[family][0]
+    torch.manual_seed(0)
+    model, inputs = build()
+    peft_model = apply(model, ALL_ON)
+    peft_model.train()
+    loss = peft_model(**inputs).loss
+    assert torch.isfinite(loss)
+    loss.backward()
+    plan = peft_model.vlora_plan
+    modules = dict(peft_model.base_model.model.named_modules())
+    for key in {(t.component, t.role) for t in plan.targets}:  # each part's adapters learn
+        grads = [modules[t.name].lora_B["default"].weight.grad for t in plan.targets if (t.component, t.role) == key]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), key
+    frozen = [n for n, p in peft_model.named_parameters() if "lora_" not in n and p.requires_grad]
+    assert not frozen
+
+
+# Pix2Struct: transformers does not checkpoint it (vlora says so before PEFT touches the model). BLIP: transformers
+# 5.24's checkpointing makes the embeddings' output require grad, and BLIP's text embeddings add to it in place: a
+# real step fails, and the simulation says so
+FAILS_CHECKPOINTED = {"pix2struct": "does not support gradient checkpointing",
+                      "blip": "leaf Variable that requires grad is being used in an in-place operation"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointing"])
+def test_the_simulated_step_is_the_real_one(family, checkpointing):
+    """--memory on these shapes: the image on the encoder side, the target through the decoder; equal to the
+    same step run for real (live tensor storage)."""
+    from steps import real_tensor_peak
+
+    from vlora_core import VisionLoRASpec, tree_from_module
+    from vlora_core.memory import simulate_step
+    from vlora_core.memory.inputs import step_inputs
+
+    model, _ = FAMILIES[family][0]()
+    tree = tree_from_module(model)
+    spec = VisionLoRASpec(**ALL_ON)
+    if checkpointing and family in FAILS_CHECKPOINTED:
+        inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=64, images=1)
+        with pytest.raises(Exception, match=FAILS_CHECKPOINTED[family]):  # the real step
+            real_tensor_peak(model, checkpointing, inputs.tensors, spec)
+        with pytest.raises(VloraError, match=FAILS_CHECKPOINTED[family]) as simulated:  # the simulation, as one error
+            simulate_step(spec, tree_from_module(FAMILIES[family][0]()[0]), batch=2, seq=64, images=1,
+                          gradient_checkpointing=True, base_dtype="fp32")
+        assert simulated.value.hint
+        return
+    simulated = simulate_step(spec, tree, batch=2, seq=64, images=1, gradient_checkpointing=checkpointing,
+                              base_dtype="fp32")
+    inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=64, images=1)
+    model.config._attn_implementation = simulated.inputs["attention"].split()[0]
+    measured = real_tensor_peak(model, checkpointing, inputs.tensors, spec)
+    assert simulated.inputs["images"] == 1 and simulated.inputs["image_tokens"] == inputs.image_tokens > 0
+    assert abs(simulated.step_peak / measured - 1) < 0.05, (simulated.step_peak, measured)
