@@ -229,9 +229,9 @@ class _Reader:
                 "write a plugin for this family (start from `vlora plan --infer` on a similar model)",
             )
         by_key: dict[str, list[str]] = {}
-        for name, n, key in matched:
+        for name, _, key in matched:
             by_key.setdefault(key, []).append(name)
-        shared = [names for key, names in by_key.items() if len(names) > 1]
+        shared = [names for names in by_key.values() if len(names) > 1]
         if shared:
             for names in shared:  # one count, several lists: distinct keys of that value, one per list
                 n = next(length for name, length, _ in matched if name == names[0])
@@ -501,5 +501,5 @@ def _common_parent(a: str, b: str) -> str:
     return ".".join(common)
 
 
-__all__ = ["INFERENCE_RULES", "INFERRED_DISTRIBUTION", "Inference", "InferenceRefused", "infer_architecture", "layer_counts_of",
-           "tower_keys"]
+__all__ = ["INFERENCE_RULES", "INFERRED_DISTRIBUTION", "Inference", "InferenceRefused", "infer_architecture",
+           "layer_counts_of", "tower_keys"]

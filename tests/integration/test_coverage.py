@@ -37,7 +37,8 @@ def test_coverage_page_is_current_and_most_types_resolve():
     # and decoder, each a stack (Florence-2, whose DaViT tower is staged: a stack per stage)
     for model_type in ("blip", "pix2struct", "vision-encoder-decoder", "florence2"):
         assert by_type[model_type]["status"] == "inferred", by_type[model_type]
-    assert "language decoder 12 (decoder_layers); language encoder 12 (encoder_layers)" in by_type["florence2"]["detail"]
+    florence = by_type["florence2"]["detail"]
+    assert "language decoder 12 (decoder_layers); language encoder 12 (encoder_layers)" in florence
     assert "vision 2 9 (depths[2])" in by_type["florence2"]["detail"]
 
 

@@ -43,7 +43,7 @@ def _pix2struct():
 
 
 def _vision_encoder_decoder():
-    from transformers import BertConfig, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+    from transformers import BertConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel, ViTConfig
 
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(
         ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=16,

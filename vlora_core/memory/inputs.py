@@ -319,7 +319,7 @@ def _encoder_decoder(config: Any, model_type: str, *, batch: int, seq: int, imag
         tensors = {"pixel_values": pixels, "labels": target}
         if model_type == "blip":
             tensors["input_ids"] = target  # BLIP's captioning: the decoder's input is the caption
-        assumed.update(image_size="{}x{}".format(side[1], side[0]))
+        assumed.update(image_size=f"{side[1]}x{side[0]}")
         patches = (side[0] // vision.patch_size) * (side[1] // vision.patch_size)
         depths = getattr(vision, "depths", None)  # a Swin tower (Donut) halves each side between its stages
         tokens = patches // 4 ** (len(depths) - 1) if depths else patches + 1  # a ViT's: and its class token
@@ -328,15 +328,15 @@ def _encoder_decoder(config: Any, model_type: str, *, batch: int, seq: int, imag
     # prompt, through the BART encoder; the target through the decoder
     vision = config.vision_config
     stride = math.prod(vision.patch_stride)
-    height, width = image_size or (FLORENCE2_SIDE, FLORENCE2_SIDE)
     if images:
-        height, width = FLORENCE2_SIDE, FLORENCE2_SIDE  # the processor resizes every image to this square
-        per_image = (height // stride) * (width // stride) + 1
+        asked = image_size or (FLORENCE2_SIDE, FLORENCE2_SIDE)
+        side = FLORENCE2_SIDE  # the processor resizes every image to this square
+        per_image = (side // stride) ** 2 + 1
         ids = [config.image_token_id] * per_image + torch.randint(low, high, (PROMPT_TOKENS,)).tolist()
-        assumed.update(images_per_sequence=1, image_size=f"{(image_size or (height, width))[1]}x"
-                       f"{(image_size or (height, width))[0]}", resized=f"{width}x{height}", prompt_tokens=PROMPT_TOKENS)
+        assumed.update(images_per_sequence=1, image_size=f"{asked[1]}x{asked[0]}", resized=f"{side}x{side}",
+                       prompt_tokens=PROMPT_TOKENS)
         tensors = {"input_ids": torch.tensor([ids] * batch), "labels": target,
-                   "pixel_values": torch.zeros(batch, 3, height, width)}
+                   "pixel_values": torch.zeros(batch, 3, side, side)}
         return StepInputs(tensors, image_tokens=per_image, assumed=assumed, images=1)
     assumed["prompt_tokens"] = PROMPT_TOKENS
     return StepInputs({"input_ids": torch.randint(low, high, (batch, PROMPT_TOKENS)), "labels": target},
