@@ -10,7 +10,7 @@ import warnings
 from typing import Any
 
 from .errors import VloraError
-from .infer import TOWERS, layer_counts_of, tower_keys
+from .infer import TOWERS, closest_key, layer_counts_of, tower_keys
 from .modeltree import quiet_transformers, tree_from_config
 from .plugins import Registry
 from .resolve import resolve
@@ -32,7 +32,7 @@ def _config_key(sub: dict[str, Any], count: int, stack: str) -> str | None:
         return next((f"{key}[{stack}]" for key, value in sub.items() if isinstance(value, list)
                      and int(stack) < len(value) and value[int(stack)] == count), None)
     keys = [key for key, value in layer_counts_of(sub).items() if value == count]
-    return (next((k for k in keys if stack and stack in k.split("_")), keys[0]) if keys else None)
+    return closest_key(stack, keys) if keys else None
 
 
 def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
@@ -89,7 +89,7 @@ def _counts(plan: Any, tree: Any) -> tuple[str, bool]:
     parts, match = [], True
     for key, count in sorted(plan.layer_counts.items()):
         component, _, stack = key.partition(".")
-        sub = config_dict.get(sub_of[component]) or {}
+        sub = config_dict.get(sub_of[component]) or (config_dict if component == "language" else {})
         checked = _config_key(sub, count, stack)
         match = match and checked is not None
         parts.append(f"{key.replace('.', ' ')} {count} ({checked or 'no config value'})")

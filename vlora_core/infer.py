@@ -20,6 +20,7 @@ The result has the same shape as a plugin's declaration, which is what ``vlora s
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,9 @@ def layer_counts_of(sub_config: dict[str, Any]) -> dict[str, int]:
               and not isinstance(v, bool) and v > 0}
     counts |= {f"len({k})": len(v) for k, v in sub_config.items()
                if _PER_LAYER_KEY.fullmatch(k) and isinstance(v, list) and v}
+    interval = sub_config.get("cross_layer_interval")  # Idefics: a gated cross-attention layer every N layers
+    if isinstance(interval, int) and interval > 0 and isinstance(counts.get("num_hidden_layers"), int):
+        counts["num_hidden_layers / cross_layer_interval"] = counts["num_hidden_layers"] // interval
     return counts
 
 
@@ -131,7 +135,15 @@ class _Reader:
         return any(self.tree.get(n).kind in (LINEAR, CONV) for n in self.subtree(name)) or any(
             len(shape) == 2 for _, shape in self.params.get(name, []))
 
+    @staticmethod
+    def is_text_config(config: dict[str, Any]) -> bool:
+        """Whether a config states a text model itself: a vocabulary, a hidden size and a layer count."""
+        return isinstance(config.get("vocab_size"), int) and isinstance(config.get("hidden_size"), int) and any(
+            not k.startswith("len(") for k in layer_counts_of(config))
+
     def sub_config(self, key: str) -> dict[str, Any]:
+        if key == "":  # the composite config itself
+            return self.config
         value = self.config.get(key)
         return value if isinstance(value, dict) else {}
 
@@ -148,6 +160,11 @@ class _Reader:
                 keys[towers[key]] = key
             elif _TOWER_LIKE.search(key):  # a second encoder (a high-resolution vision model): not placed
                 others.append(name)
+        self.text_key = keys.get("language", "text_config")
+        if "language" not in roots and "vision" in roots and self.is_text_config(self.config):
+            # the composite config is the text config itself (GIT, Idefics): the language model is the rest of
+            # the model, its layers the lists outside every sub-model with a config of its own
+            roots["language"], keys["language"], self.text_key = [""], "", ""
         for needed in ("vision", "language"):
             if needed not in roots:
                 found = ", ".join(f"{c} ({', '.join(n)})" for c, n in roots.items()) or "none"
@@ -174,6 +191,8 @@ class _Reader:
                     refusals.append(refusal)
             if not lists:
                 raise refusals[0]
+            if kept == [""]:  # the rest of the model: its root is the module that holds its lists of layers
+                kept = [functools.reduce(_common_parent, [n.rpartition(".")[0] for n, _, _ in lists])]
             roots[component] = kept  # the towers are the modules that hold layers
             stacks[component] = [name for name, _, _ in lists]
             comp, missing = self.tower(component, lists, sub)
@@ -203,11 +222,16 @@ class _Reader:
         """(list name, length, config key) of the layer lists of a tower, checked against its sub-config."""
         wanted = layer_counts_of(sub)
         found: list[tuple[str, int]] = []
+        elsewhere = [n for n, _ in self.tree.sub_models] if root == "" else []  # the rest of the model: not theirs
         for name in self.subtree(root):
             if self.tree.get(name).type_name != "ModuleList":
                 continue
             if any(name.startswith(f"{outer}.") for outer, _ in found):
                 continue  # inside a layer of a list already taken
+            if any(name.startswith(f"{other}.") for other in elsewhere):
+                continue
+            if root == "" and not self.reads_width(name, sub.get("hidden_size")):
+                continue  # not the text model's layers (Idefics' perceiver resampler works at the vision width)
             kids = self.children.get(name, [])
             if kids and all(k.rpartition(".")[2].isdigit() for k in kids) and any(self.has_weights(k) for k in kids):
                 found.append((name, len(kids)))
@@ -220,7 +244,7 @@ class _Reader:
             keys = [k for k, v in wanted.items() if v == n and not k.startswith("len(")] or [
                 k for k, v in wanted.items() if v == n]
             if keys:
-                matched.append((name, n, _closest_key(name, keys)))
+                matched.append((name, n, closest_key(name, keys)))
         if not matched:
             seen = ", ".join(f"{n} ({length})" for n, length in found) or "none"
             raise self.refuse(
@@ -240,10 +264,15 @@ class _Reader:
                     raise self.refuse(f"the {component} tower has several lists of layers of one length "
                                       f"({', '.join(names)})", "write a plugin that says which one is the tower")
                 for name in names:
-                    key = _closest_key(name, keys)
+                    key = closest_key(name, keys)
                     keys.remove(key)
                     matched = [(m, length, key if m == name else k) for m, length, k in matched]
         return matched
+
+    def reads_width(self, name: str, width: Any) -> bool:
+        """Whether a Linear under ``name`` reads vectors of ``width`` (the text model's hidden size)."""
+        return any(self.tree.get(n).kind == LINEAR and self.tree.get(n).in_features == width
+                   for n in self.subtree(name))
 
     def stages(self, name: str, sub: dict[str, Any]) -> list[tuple[str, int, str]]:
         """A staged tower (DaViT, Swin: a list of stages, each a list of blocks): each stage as a stack, when
@@ -290,6 +319,8 @@ class _Reader:
             for layer in self.children.get(list_name, []):
                 layer_path = list_name + ".*"
                 cross = self.cross_attention_modules(layer) if component == "language" else set()
+                if "crossattention" in self.tree.get(layer).type_name.lower():  # a cross-attention layer (Idefics')
+                    cross |= set(self.attention_modules(layer))
                 feed_forward = self.bare_feed_forward(layer, gate_widths)
                 for name in self.subtree(layer)[1:]:
                     entry = self.tree.get(name)
@@ -426,11 +457,12 @@ class _Reader:
         vision_roots, language_root = roots["vision"], roots["language"][0]
         inner = _common_parent(vision_roots[0], language_root)
         tower_roots = {name for names in roots.values() for name in names} | set(others)
-        vocab = self.sub_config("text_config").get("vocab_size")
+        vocab = self.sub_config(self.text_key).get("vocab_size")
+        lists = {name for names in stacks.values() for name in names}
         holders: list[str] = []
         for name in self.children.get(inner, []):
             holds_a_tower = any(root == name or root.startswith(f"{name}.") for root in tower_roots)
-            if holds_a_tower or not self.has_weights(name):
+            if holds_a_tower or name in lists or self.tree.get(name).kind == EMBEDDING or not self.has_weights(name):
                 continue
             entry = self.tree.get(name)
             if entry.kind == LINEAR and entry.out_features == vocab:
@@ -471,11 +503,12 @@ class _Reader:
         return any("attention" in self.tree.get(n).type_name.lower() for n in self.subtree(name))
 
 
-def _closest_key(name: str, keys: list[str]) -> str:
+def closest_key(name: str, keys: list[str]) -> str:
     """Of config keys stating one count, the one that shares a word with the list's path (``encoder_layers``
     for ``encoder.layers``); else the first."""
-    words = set(re.split(r"[._]", name))
-    return next((k for k in keys if words & set(re.split(r"[._]", k)) - {"layers", "num", "hidden"}), keys[0])
+    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    return next((k for k in keys if words & set(re.split(r"[^a-z0-9]+", k.lower())) - {"layers", "num", "hidden"}),
+                keys[0])
 
 
 def tower_keys(config: dict[str, Any], keys: list[str]) -> dict[str, str]:
@@ -501,5 +534,13 @@ def _common_parent(a: str, b: str) -> str:
     return ".".join(common)
 
 
-__all__ = ["INFERENCE_RULES", "INFERRED_DISTRIBUTION", "Inference", "InferenceRefused", "infer_architecture",
-           "layer_counts_of", "tower_keys"]
+__all__ = [
+    "INFERENCE_RULES",
+    "INFERRED_DISTRIBUTION",
+    "Inference",
+    "InferenceRefused",
+    "closest_key",
+    "infer_architecture",
+    "layer_counts_of",
+    "tower_keys",
+]

@@ -1,8 +1,10 @@
-"""Encoder-decoder shapes, inferred: a vision encoder whose output a text decoder reads through cross-attention
-(BLIP, Pix2Struct, vision-encoder-decoder models such as TrOCR and Donut), and a vision encoder -> projector ->
-text encoder + decoder (Florence-2, a staged DaViT tower). Tiny real models on the CPU: the plan's targets are
-checked against the modules transformers names for each part (the cross-attention module names below are
-transformers' own attribute names, which inference never reads), then forward and backward through apply."""
+"""Shapes beyond encoder -> projector -> decoder, inferred: a vision encoder whose output a text decoder reads
+through cross-attention (BLIP, Pix2Struct, vision-encoder-decoder models such as TrOCR and Donut), a vision
+encoder -> projector -> text encoder + decoder (Florence-2, a staged DaViT tower), and models whose top-level
+config is the text model's (GIT; Idefics with its perceiver resampler and gated cross-attention layers). Tiny real
+models on the CPU: the plan's targets are checked against the modules transformers names for each part (the
+cross-attention module names below are transformers' own attribute names, which inference never reads), then
+forward and backward through apply."""
 
 from __future__ import annotations
 
@@ -71,6 +73,32 @@ def _florence2():
                                                            labels=torch.tensor([[0, 5, 6, 7, 2]]))
 
 
+def _git():
+    from transformers import GitConfig, GitForCausalLM
+
+    config = GitConfig(vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                          num_attention_heads=2, image_size=16, patch_size=8),
+                       hidden_size=24, intermediate_size=48, num_hidden_layers=3, num_attention_heads=2,
+                       vocab_size=100, max_position_embeddings=64)
+    ids = torch.tensor([[1, 5, 6, 7]])
+    return GitForCausalLM(config), dict(pixel_values=torch.randn(1, 3, 16, 16), input_ids=ids, labels=ids)
+
+
+def _idefics():
+    from transformers import IdeficsConfig, IdeficsForVisionText2Text
+
+    config = IdeficsConfig(
+        cross_layer_interval=2, use_resampler=True, num_hidden_layers=4, hidden_size=32, intermediate_size=64,
+        alpha_initializer="ones",  # a trained checkpoint's gates are open (zeros, the pretraining start, pass nothing)
+        num_attention_heads=2, vocab_size=100,
+        vision_config=dict(embed_dim=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+                           image_size=16, patch_size=8),
+        perceiver_config=dict(resampler_depth=2, resampler_n_latents=4, resampler_n_heads=2, resampler_head_dim=8))
+    ids = torch.tensor([[1, 5, 6, 7]])
+    return IdeficsForVisionText2Text(config), dict(pixel_values=torch.randn(1, 1, 3, 16, 16), input_ids=ids,
+                                                   labels=ids, image_attention_mask=torch.ones(1, 4, 1).long())
+
+
 # family -> (builder, vision sub-model, language sub-model, the decoder's cross-attention module name (transformers'),
 #            the layer counts the config states)
 FAMILIES = {
@@ -80,6 +108,16 @@ FAMILIES = {
                                {"vision": 2, "language": 3}),
     "florence2": (_florence2, "model.vision_tower", "model.language_model", "encoder_attn",
                   {"vision.0": 1, "vision.1": 2, "language.encoder": 2, "language.decoder": 3}),
+}
+# the top-level config is the text model's: family -> (builder, vision sub-model, the language layers' lists, the
+# projector's module (transformers' names), cross-attention module name or None, the layer counts)
+TEXT_AT_TOP = {
+    "git": (_git, "git.image_encoder", ("git.encoder.layer",), "git.visual_projection", None,
+            {"vision": 2, "language": 3}),
+    # Idefics: 4 decoder layers, a gated cross-attention layer every 2 (num_hidden_layers / cross_layer_interval)
+    "idefics": (_idefics, "model.vision_model", ("model.layers", "model.gated_cross_attn_layers"),
+                "model.perceiver_resampler", "cross_attn",
+                {"vision": 2, "language.layers": 4, "language.gated_cross_attn_layers": 2}),
 }
 ALL_ON = {"finetune_vision_layers": True, "finetune_language_layers": True, "finetune_attention_modules": True,
           "finetune_mlp_modules": True}
@@ -166,14 +204,14 @@ def test_forward_and_backward_through_apply(family):
     assert not frozen
 
 
-# Pix2Struct: transformers does not checkpoint it (vlora says so before PEFT touches the model). BLIP: transformers
-# 5.24's checkpointing makes the embeddings' output require grad, and BLIP's text embeddings add to it in place: a
-# real step fails, and the simulation says so
-FAILS_CHECKPOINTED = {"pix2struct": "does not support gradient checkpointing",
-                      "blip": "leaf Variable that requires grad is being used in an in-place operation"}
+# Pix2Struct: transformers does not checkpoint it (vlora says so before PEFT touches the model). BLIP and GIT:
+# transformers 5.24's checkpointing makes the embeddings' output require grad, and their BERT-style embeddings add
+# the position embeddings to it in place: a real step fails, and the simulation says so
+IN_PLACE = "leaf Variable that requires grad is being used in an in-place operation"
+FAILS_CHECKPOINTED = {"pix2struct": "does not support gradient checkpointing", "blip": IN_PLACE, "git": IN_PLACE}
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", [*FAMILIES, *TEXT_AT_TOP])
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "checkpointing"])
 def test_the_simulated_step_is_the_real_one(family, checkpointing):
     """--memory on these shapes: the image on the encoder side, the target through the decoder; equal to the
@@ -184,22 +222,49 @@ def test_the_simulated_step_is_the_real_one(family, checkpointing):
     from vlora_core.memory import simulate_step
     from vlora_core.memory.inputs import step_inputs
 
-    model, _ = FAMILIES[family][0]()
+    build = (FAMILIES.get(family) or TEXT_AT_TOP[family])[0]
+    model, _ = build()
     tree = tree_from_module(model)
-    spec = VisionLoRASpec(**ALL_ON)
+    spec = VisionLoRASpec(**ALL_ON, finetune_projector="lora" if family in TEXT_AT_TOP else "frozen")
     if checkpointing and family in FAILS_CHECKPOINTED:
         inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=64, images=1)
         with pytest.raises(Exception, match=FAILS_CHECKPOINTED[family]):  # the real step
             real_tensor_peak(model, checkpointing, inputs.tensors, spec)
         with pytest.raises(VloraError, match=FAILS_CHECKPOINTED[family]) as simulated:  # the simulation, as one error
-            simulate_step(spec, tree_from_module(FAMILIES[family][0]()[0]), batch=2, seq=64, images=1,
+            simulate_step(spec, tree_from_module(build()[0]), batch=2, seq=64, images=1,
                           gradient_checkpointing=True, base_dtype="fp32")
         assert simulated.value.hint
         return
-    simulated = simulate_step(spec, tree, batch=2, seq=64, images=1, gradient_checkpointing=checkpointing,
+    images = 2 if family == "idefics" else 1
+    simulated = simulate_step(spec, tree, batch=2, seq=64, images=images, gradient_checkpointing=checkpointing,
                               base_dtype="fp32")
-    inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=64, images=1)
+    inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=64, images=images)
     model.config._attn_implementation = simulated.inputs["attention"].split()[0]
     measured = real_tensor_peak(model, checkpointing, inputs.tensors, spec)
-    assert simulated.inputs["images"] == 1 and simulated.inputs["image_tokens"] == inputs.image_tokens > 0
+    assert simulated.inputs["images"] == images and simulated.inputs["image_tokens"] == inputs.image_tokens > 0
     assert abs(simulated.step_peak / measured - 1) < 0.05, (simulated.step_peak, measured)
+
+
+@pytest.mark.parametrize("family", TEXT_AT_TOP)
+def test_a_top_level_text_config_is_the_language_model(family):
+    build, vision, lists, projector, cross, counts = TEXT_AT_TOP[family]
+    model, inputs = build()
+    plan = resolve({**ALL_ON, "finetune_projector": "lora"}, model)
+    assert plan.inferred and plan.layer_counts == counts
+    by: dict[tuple[str, str], set[str]] = {}
+    for t in plan.targets:
+        by.setdefault((t.component, t.role), set()).add(t.name)
+    language = set().union(*(v for (c, _), v in by.items() if c == "language"))
+    assert language == set().union(*(_linears(model, name) for name in lists))  # every Linear of its layers
+    assert all(n.startswith(vision + ".") for (c, _), v in by.items() if c == "vision" for n in v)
+    assert by[("projector", "projection")] == _linears(model, projector) | (
+        {projector} if isinstance(dict(model.named_modules())[projector], torch.nn.Linear) else set())
+    crossing = _linears(model, "model", inside=cross) if cross else set()
+    assert by.get(("language", "cross_attention"), set()) == crossing
+    peft_model = apply(model, {**ALL_ON, "finetune_projector": "lora"})
+    loss = peft_model.train()(**inputs).loss
+    loss.backward()
+    modules = dict(peft_model.base_model.model.named_modules())
+    for key in by:  # each part's adapters learn
+        grads = [modules[name].lora_B["default"].weight.grad for name in by[key]]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), key

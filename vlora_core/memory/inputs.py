@@ -26,9 +26,13 @@ QWEN_BOUNDS = {"qwen2_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS), "qwen2_5_vl": (QW
 # encoder-decoder families: the decoder reads the image through cross-attention (or the text encoder reads it,
 # Florence-2); ``seq`` is then the decoder's (the target's) tokens, and the encoder side has its own length
 ENCODER_DECODER = ("blip", "pix2struct", "vision-encoder-decoder", "florence2")
-IMAGE_NEEDED = ("blip", "pix2struct", "vision-encoder-decoder")  # their forward takes no step without an image
+# GIT (image tokens the model puts before the text) and Idefics (images through gated cross-attention): a text
+# model whose config is the top-level one, and whose forward takes no step without an image either
+TEXT_AT_TOP = ("git", "idefics")
+IMAGE_NEEDED = ("blip", "pix2struct", "vision-encoder-decoder", *TEXT_AT_TOP)
+# and LLaVA with a Pixtral tower
 IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "llava_next", "llava_onevision", "gemma3", "paligemma", "mllama", "idefics3",
-                  "smolvlm", "internvl", "mistral3", "fuyu", *ENCODER_DECODER)  # and LLaVA with a Pixtral tower
+                  "smolvlm", "internvl", "mistral3", "fuyu", *ENCODER_DECODER, *TEXT_AT_TOP)
 PIX2STRUCT_MAX_PATCHES = 2048  # Pix2Struct's image processor: max_patches (the default of its preprocess)
 FLORENCE2_SIDE = 768  # Florence-2's published preprocessor_config.json: 768 x 768 images, image_seq_length 577
 PROMPT_TOKENS = 8  # an encoder-decoder's text prompt beside the image (Florence-2's task prompt, "<OCR>")
@@ -139,6 +143,8 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
     special = [v for k, v in config.to_dict().items() if isinstance(v, int) and not isinstance(v, bool)
                and (k.endswith("_token_id") or k.endswith("_token_index")) and v > 3]
     low, high = 3, min([int(text.vocab_size), 1000, *special])
+    if model_type in TEXT_AT_TOP:
+        return _text_at_top(config, model_type, batch=batch, seq=seq, images=images, low=low, high=high)
     if model_type in ENCODER_DECODER:
         return _encoder_decoder(config, model_type, batch=batch, seq=seq, images=images, image_size=image_size,
                                 low=low, high=high)
@@ -284,6 +290,38 @@ def step_inputs(config: Any, model_type: str | None, *, batch: int, seq: int, im
                       real=("pixel_values",) if model_type in ("idefics3", "smolvlm") else ())
 
 
+def _text_at_top(config: Any, model_type: str, *, batch: int, seq: int, images: int, low: int,
+                 high: int) -> StepInputs:
+    """GIT: one image, resized to the tower's size, its patches and class token put before the text by the model
+    (counted in ``seq``). Idefics: ``images`` (at least 1) of the tower's size, read through the gated cross-
+    attention layers (the perceiver's latents, or the patches and class token, per image), every text token
+    attending to them; the text is ``seq`` tokens."""
+    import torch
+
+    vision = config.vision_config
+    side = vision.image_size
+    patches = (side // vision.patch_size) ** 2 + 1
+    if model_type == "git":
+        if images > 1:
+            raise UsageError(f"--images {images} on git: GIT reads one image per sequence", hint="give --images 1")
+        if seq <= patches:
+            raise UsageError(f"--seq {seq} on git: its image alone is {patches} tokens",
+                             hint=f"give --seq above {patches}")
+        ids = torch.randint(low, high, (batch, seq - patches))
+        return StepInputs({"input_ids": ids, "labels": ids, "pixel_values": torch.zeros(batch, 3, side, side)},
+                          image_tokens=patches, images=1,
+                          assumed={"images_per_sequence": "1 (its forward needs the image)",
+                                   "image_size": f"{side}x{side}"})
+    images = max(images, 1)
+    latents = config.perceiver_config.resampler_n_latents if config.use_resampler else patches
+    ids = torch.randint(low, high, (batch, seq))
+    return StepInputs({"input_ids": ids, "labels": ids, "pixel_values": torch.zeros(batch, images, 3, side, side),
+                       "image_attention_mask": torch.ones(batch, seq, images, dtype=torch.long)},
+                      image_tokens=latents, images=images,
+                      assumed={"images_per_sequence": images, "image_size": f"{side}x{side}",
+                               "cross_attention": "every text token attends to the images"})
+
+
 def _encoder_decoder(config: Any, model_type: str, *, batch: int, seq: int, images: int,
                      image_size: tuple[int, int] | None, low: int, high: int) -> StepInputs:
     """A step of an encoder-decoder family: ``seq`` target tokens for the decoder (labels), the image on the
@@ -343,4 +381,5 @@ def _encoder_decoder(config: Any, model_type: str, *, batch: int, seq: int, imag
                       assumed=assumed)
 
 
-__all__ = ["ENCODER_DECODER", "IMAGE_FAMILIES", "QWEN_MAX_PIXELS", "QWEN_MIN_PIXELS", "StepInputs", "step_inputs"]
+__all__ = ["ENCODER_DECODER", "IMAGE_FAMILIES", "QWEN_MAX_PIXELS", "QWEN_MIN_PIXELS", "TEXT_AT_TOP", "StepInputs",
+           "step_inputs"]

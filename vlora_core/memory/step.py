@@ -305,7 +305,7 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
             t.numel() * t.element_size() for t in statistics)
         base = peft_model.get_base_model()
         from ..infer import tower_keys
-        from ..vocabulary import SUB_CONFIG_COMPONENTS
+        from ..vocabulary import SUB_CONFIG_COMPONENTS, layer_count_key
 
         towers = {k: _LABELS[f] for k, c in tower_keys(tree.config, [k for _, k in tree.sub_models]).items()
                   for f, fc in SUB_CONFIG_COMPONENTS.items() if fc == c}
@@ -316,6 +316,12 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
         for name, label in list(labels.items()):
             for child, _ in modules[name].named_children() if name in modules else []:
                 labels.setdefault(f"{name}.{child}", label)
+        if not any(label == "language model" for label in labels.values()):  # a top-level text config (GIT)
+            plan = peft_model.vlora_plan
+            paths = {(t.placement.path, layer_count_key("language", t.stack)) for t in plan.targets
+                     if t.component == "language" and t.layer is not None}
+            labels.update({path.replace("*", str(i)): "language model" for path, key in paths
+                           for i in range(plan.layer_counts.get(key, 0))})  # its layers, each
         labels.update({name: "logits (lm_head)" for name, _ in base.named_modules()
                        if name.rpartition(".")[2] == "lm_head"})
         labels.update(tags or {})
