@@ -10,7 +10,7 @@ import warnings
 from typing import Any
 
 from .errors import VloraError
-from .infer import TOWERS, closest_key, layer_counts_of, tower_keys
+from .infer import TOWERS, closest_key, tower_counts, tower_keys
 from .modeltree import quiet_transformers, tree_from_config
 from .plugins import Registry
 from .resolve import resolve
@@ -31,7 +31,7 @@ def _config_key(sub: dict[str, Any], count: int, stack: str) -> str | None:
     if stack.isdigit():
         return next((f"{key}[{stack}]" for key, value in sub.items() if isinstance(value, list)
                      and int(stack) < len(value) and value[int(stack)] == count), None)
-    keys = [key for key, value in layer_counts_of(sub).items() if value == count]
+    keys = [key for key, value in tower_counts(sub).items() if value == count]
     return closest_key(stack, keys) if keys else None
 
 

@@ -45,7 +45,7 @@ _HEADS_KEY = re.compile(r"\w*num_\w*heads")
 _TOWER_LIKE = re.compile(r"vision|image|video|audio|speech|text")  # sub-config names of encoders, not connectors
 INFERRED_DISTRIBUTION = "vlora (inferred)"
 # raised whenever what inference reads changes: cached inferences of older rules are then not read back
-INFERENCE_RULES = 2
+INFERENCE_RULES = 3
 
 
 class InferenceRefused(ResolutionError):
@@ -82,10 +82,10 @@ class _InferredHooks:
 
 def layer_counts_of(sub_config: dict[str, Any]) -> dict[str, int]:
     """The layer counts a sub-config states: ``{"num_hidden_layers": 32, "len(layer_types)": 32, ...}``."""
-    counts = {k: v for k, v in sub_config.items() if _COUNT_KEY.fullmatch(k) and isinstance(v, int)
-              and not isinstance(v, bool) and v > 0}
+    counts = {k: v for k, v in sub_config.items() if isinstance(k, str) and _COUNT_KEY.fullmatch(k)
+              and isinstance(v, int) and not isinstance(v, bool) and v > 0}
     counts |= {f"len({k})": len(v) for k, v in sub_config.items()
-               if _PER_LAYER_KEY.fullmatch(k) and isinstance(v, list) and v}
+               if isinstance(k, str) and _PER_LAYER_KEY.fullmatch(k) and isinstance(v, list) and v}
     interval = sub_config.get("cross_layer_interval")  # Idefics: a gated cross-attention layer every N layers
     if isinstance(interval, int) and interval > 0 and isinstance(counts.get("num_hidden_layers"), int):
         counts["num_hidden_layers / cross_layer_interval"] = counts["num_hidden_layers"] // interval
@@ -219,8 +219,10 @@ class _Reader:
         return Inference(arch, sorted(set(unclassified)), {c: v for c, v in unplaced.items() if v})
 
     def layer_lists(self, component: str, root: str, sub: dict[str, Any]) -> list[tuple[str, int, str]]:
-        """(list name, length, config key) of the layer lists of a tower, checked against its sub-config."""
-        wanted = layer_counts_of(sub)
+        """(list name, length, config key) of the layer lists of a tower, checked against its sub-config (or,
+        where it states no count itself, the sub-configs it holds: two encoders' ``sam_config`` and
+        ``encoder_config``)."""
+        wanted = tower_counts(sub)
         found: list[tuple[str, int]] = []
         elsewhere = [n for n, _ in self.tree.sub_models] if root == "" else []  # the rest of the model: not theirs
         for name in self.subtree(root):
@@ -288,20 +290,26 @@ class _Reader:
         return []
 
     def prefix_of(self, lists: list[tuple[str, int, str]]) -> str:
+        """The prefix regex of a tower's layers; several lists are stacks, named by the first path segment in
+        which they differ (``encoder``/``decoder``; ``sam_encoder``/``vision_encoder``), whatever follows it."""
         if len(lists) == 1:
             return re.escape(lists[0][0]) + r"\.(?P<layer>\d+)"
         parts = [name.split(".") for name, _, _ in lists]
-        if len({len(p) for p in parts}) != 1:
-            raise self.refuse("its stacks of layers differ in depth", "write a plugin for this family")
-        differing = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
-        if len(differing) != 1:
-            raise self.refuse("its stacks of layers differ in more than one path segment",
-                              "write a plugin for this family")
-        i = differing[0]
-        head, tail = ".".join(parts[0][:i]), ".".join(parts[0][i + 1:])
-        names = "|".join(re.escape(p[i]) for p in parts)
-        return (re.escape(head) + r"\." if head else "") + f"(?P<stack>{names})" + (
-            r"\." + re.escape(tail) if tail else "") + r"\.(?P<layer>\d+)"
+        head = 0
+        while all(len(p) > head + 1 and p[head] == parts[0][head] for p in parts):
+            head += 1
+        tail = 0
+        while all(len(p) > head + tail + 1 and p[-1 - tail] == parts[0][-1 - tail] for p in parts):
+            tail += 1
+        names = [p[head] for p in parts]
+        if len(set(names)) != len(names):
+            raise self.refuse(f"its stacks of layers ({', '.join(n for n, _, _ in lists)}) are not told apart by "
+                              "one path segment", "write a plugin for this family")
+        rests = sorted({".".join(p[head + 1:len(p) - tail]) for p in parts})
+        middle = "" if rests == [""] else "(?:" + "|".join(r"\." + re.escape(r) if r else "" for r in rests) + ")"
+        start = (re.escape(".".join(parts[0][:head])) + r"\.") if head else ""
+        end = (r"\." + re.escape(".".join(parts[0][len(parts[0]) - tail:]))) if tail else ""
+        return start + f"(?P<stack>{'|'.join(map(re.escape, names))})" + middle + end + r"\.(?P<layer>\d+)"
 
     # --- roles inside a layer ---------------------------------------------------------------------------
 
@@ -503,10 +511,17 @@ class _Reader:
         return any("attention" in self.tree.get(n).type_name.lower() for n in self.subtree(name))
 
 
+def tower_counts(sub_config: dict[str, Any]) -> dict[str, int]:
+    """The layer counts of a tower's sub-config, or where it states none itself, those of the sub-configs it
+    holds, by dotted key (``sam_config.num_hidden_layers``: a tower of two encoders)."""
+    return layer_counts_of(sub_config) or {f"{key}.{k}": v for key, value in sub_config.items()
+                                           if isinstance(value, dict) for k, v in layer_counts_of(value).items()}
+
+
 def closest_key(name: str, keys: list[str]) -> str:
     """Of config keys stating one count, the one that shares a word with the list's path (``encoder_layers``
     for ``encoder.layers``); else the first."""
-    words = set(re.split(r"[^a-z0-9]+", name.lower()))
+    words = set(re.split(r"[^a-z0-9]+", name.lower())) - {""}
     return next((k for k in keys if words & set(re.split(r"[^a-z0-9]+", k.lower())) - {"layers", "num", "hidden"}),
                 keys[0])
 
@@ -542,5 +557,6 @@ __all__ = [
     "closest_key",
     "infer_architecture",
     "layer_counts_of",
+    "tower_counts",
     "tower_keys",
 ]

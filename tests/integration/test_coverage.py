@@ -35,12 +35,14 @@ def test_coverage_page_is_current_and_most_types_resolve():
     assert by_type["gemma4_unified"]["status"] == "refused" and "text-only" in by_type["gemma4_unified"]["detail"]
     # encoder-decoder shapes: the decoder's cross-attention reads the vision tower (no projector), or a text encoder
     # and decoder, each a stack (Florence-2, whose DaViT tower is staged: a stack per stage)
-    for model_type in ("blip", "pix2struct", "vision-encoder-decoder", "florence2", "git", "idefics"):
+    for model_type in ("blip", "pix2struct", "vision-encoder-decoder", "florence2", "git", "idefics",
+                       "unlimited_ocr"):
         assert by_type[model_type]["status"] == "inferred", by_type[model_type]
     florence = by_type["florence2"]["detail"]
     assert "language decoder 12 (decoder_layers); language encoder 12 (encoder_layers)" in florence
     assert "vision 2 9 (depths[2])" in florence
     assert "gated_cross_attn_layers 32 (num_hidden_layers / cross_layer_interval)" in by_type["idefics"]["detail"]
+    assert "vision sam_encoder 12 (sam_config.num_hidden_layers)" in by_type["unlimited_ocr"]["detail"]
 
 
 class _Terminal(io.StringIO):

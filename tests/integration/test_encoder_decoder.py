@@ -1,7 +1,8 @@
 """Shapes beyond encoder -> projector -> decoder, inferred: a vision encoder whose output a text decoder reads
 through cross-attention (BLIP, Pix2Struct, vision-encoder-decoder models such as TrOCR and Donut), a vision
 encoder -> projector -> text encoder + decoder (Florence-2, a staged DaViT tower), and models whose top-level
-config is the text model's (GIT; Idefics with its perceiver resampler and gated cross-attention layers). Tiny real
+config is the text model's (GIT; Idefics with its perceiver resampler and gated cross-attention layers), and a
+tower of two encoders (unlimited_ocr: SAM and CLIP, DeepSeek-OCR style). Tiny real
 models on the CPU: the plan's targets are checked against the modules transformers names for each part (the
 cross-attention module names below are transformers' own attribute names, which inference never reads), then
 forward and backward through apply."""
@@ -267,4 +268,47 @@ def test_a_top_level_text_config_is_the_language_model(family):
     modules = dict(peft_model.base_model.model.named_modules())
     for key in by:  # each part's adapters learn
         grads = [modules[name].lora_B["default"].weight.grad for name in by[key]]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), key
+
+
+def _unlimited_ocr():
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    config = AutoConfig.for_model(
+        "unlimited_ocr", image_token_id=150,
+        vision_config=dict(
+            sam_config=dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, image_size=64, patch_size=16,
+                            window_size=2, global_attn_indexes=[1], mlp_dim=32, output_channels=16,
+                            downsample_channels=[32, 24], initializer_range=0.02),  # the default (1e-10) zeroes grads
+            encoder_config=dict(hidden_size=24, intermediate_size=48, num_hidden_layers=3, num_attention_heads=2,
+                                image_size=64, patch_size=16)),
+        text_config=dict(vocab_size=200, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, head_dim=16, n_routed_experts=4,
+                         n_shared_experts=1, num_experts_per_tok=2, moe_intermediate_size=16,
+                         max_position_embeddings=256))
+    return AutoModelForImageTextToText.from_config(config)
+
+
+def test_a_tower_of_two_encoders_is_two_stacks():
+    """unlimited_ocr: a SAM encoder feeding a CLIP encoder, each counted by its own sub-config (sam_config,
+    encoder_config); each a stack, selectable apart, and each stack's adapters learn."""
+    model = _unlimited_ocr()
+    spec = {**ALL_ON, "finetune_projector": "lora"}
+    plan = resolve(spec, model)
+    assert plan.inferred and plan.layer_counts == {"vision.sam_encoder": 2, "vision.vision_encoder": 3,
+                                                   "language": 2}
+    for stack, tower in (("sam_encoder", "model.vision_tower.sam_encoder"),
+                         ("vision_encoder", "model.vision_tower.vision_encoder")):
+        names = {t.name for t in plan.targets if t.placement.stack == stack}
+        assert names == {n for n in _linears(model, tower) if ".layers." in n}, stack
+    only_sam = resolve({**spec, "vision": {"layers": {"sam_encoder": [1]}}}, model)
+    assert {(t.placement.stack, t.layer) for t in only_sam.targets if t.component == "vision"} == {("sam_encoder", 1)}
+    image_tokens = model.model.get_image_features(torch.zeros(1, 3, 64, 64)).pooler_output[0].shape[0]
+    ids = torch.tensor([[1] + [150] * image_tokens + [5, 6, 7]])
+    peft_model = apply(model, spec)
+    peft_model.train()(input_ids=ids, pixel_values=torch.randn(1, 3, 64, 64), labels=ids).loss.backward()
+    modules = dict(peft_model.base_model.model.named_modules())
+    for key in {(t.component, t.placement.stack) for t in plan.targets}:
+        grads = [modules[t.name].lora_B["default"].weight.grad for t in plan.targets
+                 if (t.component, t.placement.stack) == key and t.name in modules]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), key
