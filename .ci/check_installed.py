@@ -84,16 +84,23 @@ def main_check() -> None:
     registry = default_registry()
     if registry.failures:
         raise SystemExit(f"plugins failed to load: {registry.failures}")
-    checked = []
+    checked, needs_timm = [], []
     for info in registry.plugins:  # the conformance kit on every installed plugin, at full size, on meta
         refs = [r for a in info.architectures for r in a.references]
-        if refs:
-            model = reference_model(refs[0].name, registry)
-        else:
-            model = build_meta_model(AutoConfig.for_model(info.architectures[0].model_types[0]))
+        try:
+            if refs:
+                model = reference_model(refs[0].name, registry)
+            else:
+                model = build_meta_model(AutoConfig.for_model(info.architectures[0].model_types[0]))
+        except ImportError as exc:  # a timm tower (Gemma-3n, FastVLM): CI's timm environment checks these
+            if "timm" not in str(exc):
+                raise
+            needs_timm.append(info.name)
+            continue
         check_plugin(info.name, model, registry=registry)
         checked.append(info.name)
-    print(f"conformance kit on {len(checked)} installed plugins: ok ({', '.join(checked)})")
+    print(f"conformance kit on {len(checked)} installed plugins: ok ({', '.join(checked)})"
+          + (f"; {', '.join(needs_timm)} need timm, checked in the timm environment" if needs_timm else ""))
 
 
 if __name__ == "__main__":

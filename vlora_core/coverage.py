@@ -16,6 +16,8 @@ from .plugins import Registry
 from .resolve import resolve
 
 _SUB_CONFIG_OF = {component: key for key, component in TOWERS.items()}
+# timm with a torchvision it can load: a CUDA build of torch that runs on the CPU, from pip's local wheels here
+TIMM_SETUP = "`pip install torch==2.14.1 torchvision==0.29.1 timm==1.0.31`"
 
 
 def registry_model_types() -> list[str]:
@@ -29,8 +31,11 @@ def _config_key(sub: dict[str, Any], count: int, stack: str) -> str | None:
     entry of a per-stage list (``depths[2]``) for a staged tower, the key that names the stack
     (``decoder_layers``) where several state the count."""
     if stack.isdigit():
-        return next((f"{key}[{stack}]" for key, value in sub.items() if isinstance(value, list)
-                     and int(stack) < len(value) and value[int(stack)] == count), None)
+        staged = next((f"{key}[{stack}]" for key, value in sub.items() if isinstance(value, list)
+                       and int(stack) < len(value) and value[int(stack)] == count), None)
+        if staged is None and isinstance(sub.get("architecture"), str):  # a timm tower: its architecture's stage
+            return f"a stage of timm's {sub['architecture']}"
+        return staged
     keys = [key for key, value in tower_counts(sub).items() if value == count]
     return closest_key(stack, keys) if keys else None
 
@@ -61,7 +66,10 @@ def coverage_row(model_type: str, registry: Registry) -> dict[str, Any]:
     except ImportError as exc:
         named = re.search(r"requires the (\S+) library", str(exc))
         missing = getattr(exc, "name", None) or (named.group(1) if named else _first(exc))
-        return row | {"status": "refused", "detail": f"needs {missing}, which is not installed here"}
+        detail = f"needs {missing}, which is not installed here"
+        if missing == "timm":  # timm needs torchvision, which the CPU build of torch cannot sit beside
+            detail += f" ({TIMM_SETUP} sets up an environment where it builds; CI's timm environment checks it)"
+        return row | {"status": "refused", "detail": detail}
     except VloraError as exc:
         return row | {"status": "refused", "detail": exc.message}
     except Exception as exc:

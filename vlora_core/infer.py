@@ -38,7 +38,7 @@ from .vocabulary import CONV, EMBEDDING, LINEAR, SUB_CONFIG_COMPONENTS
 
 TOWERS = SUB_CONFIG_COMPONENTS
 # sub-config keys that hold a layer count (an int), or a per-layer list whose length is one
-_COUNT_KEY = re.compile(r"num_\w*layers|n_layers|layers|encoder_layers|decoder_layers|\w*depth")
+_COUNT_KEY = re.compile(r"(?:\w+_)?num_\w*layers|n_layers|layers|encoder_layers|decoder_layers|\w*depth")
 _PER_LAYER_KEY = re.compile(r"\w*layer_types|layers_block_type")
 _EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
 _HEADS_KEY = re.compile(r"\w*num_\w*heads")
@@ -247,6 +247,12 @@ class _Reader:
                 k for k, v in wanted.items() if v == n]
             if keys:
                 matched.append((name, n, closest_key(name, keys)))
+        if not matched and self.tree.get(root).type_name == "TimmWrapperModel":
+            architecture = sub.get("architecture", "?")
+            raise self.refuse(
+                f"the {component} tower {root} is timm's {architecture}: stages of blocks that no config counts, "
+                "which inference does not read", "write a plugin that names its stages and blocks (the gemma3n "
+                "plugin does it for MobileNetV5)")
         if not matched:
             seen = ", ".join(f"{n} ({length})" for n, length in found) or "none"
             raise self.refuse(
