@@ -37,7 +37,7 @@ from .modeltree import ModuleEntry, ModuleTree, config_location, module_tree
 from .plugins import Registry
 from .versions import core_version, package_version
 
-FORMAT = 1
+FORMAT = 2  # 2: sub_models name a composite encoder's own towers (encoder.vision_config)
 CACHE_ENV = "VLORA_CACHE_DIR"
 NO_CACHE_ENV = "VLORA_NO_CACHE"
 MAX_ENTRY_BYTES = 256 << 20  # far above the largest tree (a 100-layer model is about 1 MiB)

@@ -97,11 +97,18 @@ def _counts(plan: Any, tree: Any) -> tuple[str, bool]:
     parts, match = [], True
     for key, count in sorted(plan.layer_counts.items()):
         component, _, stack = key.partition(".")
-        sub = config_dict.get(sub_of[component]) or (config_dict if component == "language" else {})
+        sub = _at(config_dict, sub_of[component]) or (config_dict if component == "language" else {})
         checked = _config_key(sub, count, stack)
         match = match and checked is not None
         parts.append(f"{key.replace('.', ' ')} {count} ({checked or 'no config value'})")
     return "; ".join(parts), match
+
+
+def _at(config: dict[str, Any], key: str) -> dict[str, Any]:
+    """The sub-config at a key, dotted for a composite encoder's own (``encoder.vision_config``)."""
+    for part in key.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config if isinstance(config, dict) else {}
 
 
 def _from_references(claimed: list[tuple[Any, Any]], registry: Registry) -> dict[str, Any]:

@@ -45,7 +45,7 @@ _HEADS_KEY = re.compile(r"\w*num_\w*heads")
 _TOWER_LIKE = re.compile(r"vision|image|video|audio|speech|text")  # sub-config names of encoders, not connectors
 INFERRED_DISTRIBUTION = "vlora (inferred)"
 # raised whenever what inference reads changes: cached inferences of older rules are then not read back
-INFERENCE_RULES = 3
+INFERENCE_RULES = 4
 
 
 class InferenceRefused(ResolutionError):
@@ -144,6 +144,10 @@ class _Reader:
     def sub_config(self, key: str) -> dict[str, Any]:
         if key == "":  # the composite config itself
             return self.config
+        if "." in key:  # a composite encoder's own (encoder.vision_config)
+            outer, _, inner = key.partition(".")
+            value = self.sub_config(outer).get(inner)
+            return value if isinstance(value, dict) else {}
         value = self.config.get(key)
         return value if isinstance(value, dict) else {}
 
@@ -154,19 +158,37 @@ class _Reader:
         keys: dict[str, str] = {}
         others: list[str] = []  # sub-models with a config of their own that is none of the three
         towers = tower_keys(self.config, [key for _, key in self.tree.sub_models])
+        root_keys: dict[str, str] = {}
         for name, key in self.tree.sub_models:
             if key in towers:
                 roots.setdefault(towers[key], []).append(name)
-                keys[towers[key]] = key
+                keys.setdefault(towers[key], key)
+                root_keys[name] = key
             elif _TOWER_LIKE.search(key):  # a second encoder (a high-resolution vision model): not placed
                 others.append(name)
+        if any("." in key for key in root_keys.values()):  # towers inside a composite sub-model (T5Gemma-2, pi0)
+            for name, key in self.tree.sub_models:
+                inside = any(root.startswith(f"{name}.") for root in root_keys)
+                if "." in key or key in towers or inside:
+                    continue
+                counts = layer_counts_of(self.sub_config(key))
+                if any(self.tree.get(n).type_name == "ModuleList" and len(self.children.get(n, [])) in counts.values()
+                       for n in self.subtree(name)):
+                    raise self.refuse(
+                        f"its vision-language part is one sub-model of a larger model: {name} ({key}) holds layers "
+                        "of its own beside it (an action expert, as in pi0); vlora plans vision-language models",
+                        "write a plugin that says what the other part is, if it is to be trained")
+        # a tower whose config states a codebook is a tokenizer (Apertus 1.5's image and audio tokenizers): its output
+        # is discrete codes the language model reads as tokens of its vocabulary, so no gradient reaches it
+        tokenizers = {c: roots.pop(c) for c in ("vision", "audio") if c in roots
+                      and "codebook_size" in self.sub_config(keys[c])}
         self.text_key = keys.get("language", "text_config")
         if "language" not in roots and "vision" in roots and self.is_text_config(self.config):
             # the composite config is the text config itself (GIT, Idefics): the language model is the rest of
             # the model, its layers the lists outside every sub-model with a config of its own
             roots["language"], keys["language"], self.text_key = [""], "", ""
         for needed in ("vision", "language"):
-            if needed not in roots:
+            if needed not in roots and needed not in tokenizers:
                 found = ", ".join(f"{c} ({', '.join(n)})" for c, n in roots.items()) or "none"
                 raise self.refuse(
                     f"no sub-model carries its {'vision' if needed == 'vision' else 'text'} config (towers found: "
@@ -185,7 +207,7 @@ class _Reader:
             kept = []
             for root in roots[component]:  # a second module with the same sub-config (kosmos-2's x_attn) may hold none
                 try:
-                    lists += self.layer_lists(component, root, sub)
+                    lists += self.layer_lists(component, root, self.sub_config(root_keys.get(root, keys[component])))
                     kept.append(root)
                 except InferenceRefused as refusal:
                     refusals.append(refusal)
@@ -199,9 +221,9 @@ class _Reader:
             components.append(comp)
             unclassified += [path for path, _ in missing]
             unplaced[component] = sorted({leaf for _, leaf in missing})
-        projector = self.projector(roots, stacks, others)
+        projector = self.projector(roots, stacks, others) if "vision" in roots else None
         cross = any("cross_attention" in c.roles for c in components if c.name == "language")
-        if projector is None and not cross:
+        if projector is None and not cross and "vision" not in tokenizers:
             raise self.refuse(
                 "nothing connects the vision tower to the language model outside their layers (an encoder-"
                 "decoder, or a language model that reads the image through cross-attention only)",
@@ -366,8 +388,13 @@ class _Reader:
                     else:
                         self.place(roles, placed, variants, leaf, decided)
         if not roles:
-            raise self.refuse(f"no attention or MLP module found in the {component} layers",
-                              "write a plugin for this family")
+            first = self.children[lists[0][0]][0]
+            held = sorted({leaf for _, leaf in unclassified}) or ["no Linear"]
+            raise self.refuse(
+                f"no attention or MLP module found in the {component} layers: each "
+                f"({self.tree.get(first).type_name}) holds {', '.join(held)} and nothing a class names; which role "
+                "those play (a patch-folding projection is neither attention nor MLP) is a plugin's decision",
+                "write a plugin for this family")
         comp = Component(
             name=component,
             prefix=self.prefix_of(lists),
@@ -538,6 +565,10 @@ def tower_keys(config: dict[str, Any], keys: list[str]) -> dict[str, str]:
     ``patch_size``: Donut, TrOCR and other vision-encoder-decoder models), the encoder is the vision tower and
     the decoder the language model."""
     towers = {key: TOWERS[key] for key in keys if key in TOWERS}
+    # a composite encoder (T5Gemma-2's: a vision tower and a text encoder) with a text decoder beside it
+    towers |= {key: TOWERS[key.partition(".")[2]] for key in keys if key.partition(".")[2] in TOWERS}
+    if "decoder" in keys and any(c == "language" and "." in k for k, c in towers.items()):
+        towers["decoder"] = "language"
     encoder = config.get("encoder")
     if {"encoder", "decoder"} <= set(keys) and isinstance(encoder, dict) and (
             "image_size" in encoder or "patch_size" in encoder):

@@ -218,14 +218,20 @@ def tree_from_module(model: nn.Module, *, source: str | None = None, through_ada
     keys = [*SUB_CONFIGS, *(k for k in getattr(config, "sub_configs", None) or {} if k not in SUB_CONFIGS)]
     sub_configs = {id(c): key for key in keys
                    if (c := getattr(config, key, None)) is not None and hasattr(c, "to_dict")}
+    for key in keys[len(SUB_CONFIGS):]:  # a composite encoder's own towers (T5Gemma-2: encoder.vision_config, ...)
+        outer = getattr(config, key, None)
+        for inner in getattr(outer, "sub_configs", None) or {}:
+            if (c := getattr(outer, inner, None)) is not None and hasattr(c, "to_dict") and id(c) not in sub_configs:
+                sub_configs[id(c)] = f"{key}.{inner}"
     sub_models: list[tuple[str, str]] = []
     adapted: list[str] = []  # modules PEFT has wrapped already
     for name, module in (_base_modules(model) if through_adapters else model.named_modules()):
         if type(module).__module__.startswith("peft.tuners") and hasattr(module, "base_layer"):
             adapted.append(name)
         key = sub_configs.get(id(getattr(module, "config", None)))
-        if key is not None and name and not any(name.startswith(f"{outer}.") for outer, _ in sub_models):
-            sub_models.append((name, key))  # the outermost module of each tower only
+        if key is not None and name and not any(name.startswith(f"{outer}.") and not key.startswith(f"{k}.")
+                                                for outer, k in sub_models):
+            sub_models.append((name, key))  # the outermost module of each tower only (and of a composite's towers)
         own = bias = 0
         for pname, param in module._parameters.items():  # own parameters, as named_parameters(recurse=False)
             if param is None:

@@ -14,7 +14,7 @@ from transformers import AutoConfig
 
 from vlora_core import cache as cache_module
 from vlora_core import resolve
-from vlora_core.cache import cache_entries, tree_for
+from vlora_core.cache import FORMAT, cache_entries, tree_for
 from vlora_core.cli import main
 from vlora_core.plugins import default_registry
 
@@ -143,7 +143,7 @@ def _wrong_types(path: Path) -> None:
     pytest.param(lambda p: p.write_text(""), id="empty"),
     pytest.param(_damage_payload, id="payload-changed"),
     pytest.param(_foreign_key, id="foreign-key"),
-    pytest.param(lambda p: p.write_text(p.read_text().replace('"vlora_cache": 1', '"vlora_cache": 99')),
+    pytest.param(lambda p: p.write_text(p.read_text().replace(f'"vlora_cache": {FORMAT}', '"vlora_cache": 99')),
                  id="other-format"),
     pytest.param(_wrong_types, id="wrong-types"),
 ])

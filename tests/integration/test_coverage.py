@@ -43,6 +43,9 @@ def test_coverage_page_is_current_and_most_types_resolve():
     assert "vision 2 9 (depths[2])" in florence
     assert "gated_cross_attn_layers 32 (num_hidden_layers / cross_layer_interval)" in by_type["idefics"]["detail"]
     assert "vision sam_encoder 12 (sam_config.num_hidden_layers)" in by_type["unlimited_ocr"]["detail"]
+    assert "language decoder 26 (num_hidden_layers); language encoder 26" in by_type["t5gemma2"]["detail"]
+    assert by_type["apertus1p5"]["status"] == "inferred"  # its image and audio tokenizers are not towers
+    assert "beside it (an action expert, as in pi0)" in by_type["pi0"]["detail"]
 
 
 class _Terminal(io.StringIO):

@@ -312,3 +312,99 @@ def test_a_tower_of_two_encoders_is_two_stacks():
         grads = [modules[t.name].lora_B["default"].weight.grad for t in plan.targets
                  if (t.component, t.placement.stack) == key and t.name in modules]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), key
+
+
+def _apertus1p5():
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    config = AutoConfig.for_model(
+        "apertus1p5", image_token_id=30, audio_token_id=31, image_token_offset=40, audio_token_offset=168,
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, vocab_size=300),
+        vision_config=dict(codebook_size=128, embed_dim=8, latent_channels=8, base_channels=32,
+                           channel_multiplier=[1, 2], num_res_blocks=1, attn_resolutions=[], resolution=32),
+        audio_config=dict(codebook_size=64, codebook_dim=16, hidden_size=16, num_filters=4, decoder_hidden_size=16,
+                          decoder_intermediate_size=32, decoder_num_layers=1, decoder_attention_num_groups=4))
+    return AutoModelForImageTextToText.from_config(config)
+
+
+def test_image_tokenizers_are_not_towers():
+    """Apertus 1.5 turns images (and audio) into codes of its vocabulary with VQ tokenizers (their configs state a
+    codebook): no gradient passes through them, so only the language model trains, and the plan says why."""
+    model = _apertus1p5()
+    plan = resolve({}, model)
+    assert plan.inferred and plan.layer_counts == {"language": 2}
+    assert {t.name for t in plan.targets} == {n for n in _linears(model, "model.language_model") if ".layers." in n}
+    assert any("tokens of its vocabulary" in w for w in plan.warnings)
+    with pytest.raises(SpecArchitectureMismatch, match="no vision component"):
+        resolve({"finetune_vision_layers": True}, model)
+    ids = torch.tensor([[1, 30, 45, 46, 47, 5, 6, 7]])  # an image's codes are ordinary tokens (offset 40)
+    peft_model = apply(model, {})
+    peft_model.train()(input_ids=ids, labels=ids).loss.backward()
+    grads = [p.grad for n, p in peft_model.named_parameters() if "lora_B" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def _t5gemma2():
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                head_dim=16, vocab_size=300, layer_types=["sliding_attention", "full_attention"], sliding_window=8)
+    config = AutoConfig.for_model(
+        "t5gemma2", image_token_index=252,
+        encoder=dict(text_config=text, vision_config=dict(hidden_size=24, intermediate_size=48, num_hidden_layers=2,
+                                                          num_attention_heads=2, image_size=32, patch_size=8),
+                     mm_tokens_per_image=4, boi_token_index=250, eoi_token_index=251, image_token_index=252),
+        decoder={**text, "num_hidden_layers": 3,
+                 "layer_types": ["sliding_attention", "full_attention", "sliding_attention"]})
+    model = AutoModelForImageTextToText.from_config(config)
+    with torch.no_grad():  # transformers initialises the projection to zeros (no gradient would reach the tower)
+        model.model.encoder.multi_modal_projector.mm_input_projection_weight.normal_(0, 0.2)
+    return model
+
+
+def test_a_composite_encoder_and_a_decoder():
+    """T5Gemma-2: the encoder holds a SigLIP tower, a projector and a Gemma text encoder; the decoder merges self-
+    and cross-attention in one module (its attention). The towers are the encoder's own sub-configs'."""
+    model = _t5gemma2()
+    spec = {**ALL_ON, "finetune_projector": "lora"}
+    plan = resolve(spec, model)
+    assert plan.inferred and plan.layer_counts == {"vision": 2, "language.encoder": 2, "language.decoder": 3}
+    by: dict[str, set[str]] = {}
+    for t in plan.targets:
+        by.setdefault(t.component, set()).add(t.name)
+    assert by["vision"] == {n for n in _linears(model, "model.encoder.vision_tower") if ".layers." in n}
+    assert by["language"] == {n for n in _linears(model, "model.encoder.text_model") | _linears(model, "model.decoder")
+                              if ".layers." in n}
+    assert by["projector"] == {"model.encoder.multi_modal_projector.mm_input_projection_weight"}
+    ids = torch.tensor([[2, 250] + [252] * 4 + [251, 5, 6]])
+    peft_model = apply(model, spec)
+    peft_model.train()(input_ids=ids, pixel_values=torch.randn(1, 3, 32, 32),
+                       labels=torch.tensor([[5, 6, 7, 8]])).loss.backward()
+    learned = {n for n, p in peft_model.named_parameters() if p.requires_grad and p.grad is not None
+               and p.grad.abs().sum() > 0}
+    for part in ("vision_tower", "multi_modal_projector", "encoder.text_model", "decoder.layers"):
+        assert any(part in n for n in learned), part
+
+
+@pytest.mark.parametrize("family", ["t5gemma2", "apertus1p5", "unlimited_ocr"])
+def test_a_text_step_of_the_other_shapes_is_the_real_one(family):
+    """--memory without images on T5Gemma-2 (the text through its encoder, the labels through its decoder),
+    Apertus 1.5 (whose image tokenizer has no SDPA: it keeps eager attention, and the header says so) and
+    unlimited_ocr, equal to the same step run for real."""
+    from steps import real_tensor_peak
+
+    from vlora_core import VisionLoRASpec, tree_from_module
+    from vlora_core.memory import simulate_step
+    from vlora_core.memory.inputs import step_inputs
+
+    build = {"t5gemma2": _t5gemma2, "apertus1p5": _apertus1p5, "unlimited_ocr": _unlimited_ocr}[family]
+    model = build()
+    dtype = "bf16" if family == "unlimited_ocr" else "fp32"  # its experts' grouped matmul is bfloat16 only
+    model = model.to(torch.bfloat16 if dtype == "bf16" else torch.float32)
+    spec = VisionLoRASpec(finetune_vision_layers=False)
+    simulated = simulate_step(spec, tree_from_module(model), batch=2, seq=32, base_dtype=dtype)
+    inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=32)
+    measured = real_tensor_peak(model, False, inputs.tensors, spec)
+    assert abs(simulated.step_peak / measured - 1) < 0.05, (simulated.step_peak, measured)
+    assert ("eager in Apertus1p5VisionTokenizerModel" in simulated.inputs["attention"]) == (family == "apertus1p5")

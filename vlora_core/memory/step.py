@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -186,6 +187,25 @@ def _config(tree: Any, attention: str) -> Any:
     return config
 
 
+def _build(config: Any) -> tuple[Any, str | None]:
+    """The meta model of ``config``; where a tower's model has no SDPA (Apertus 1.5's image tokenizer), the towers
+    other than the language model keep eager attention, and the second value says which class refused."""
+    from ..modeltree import build_meta_model
+
+    try:
+        return build_meta_model(config), None
+    except ValueError as exc:
+        refused = re.match(r"(\w+) does not support an attention implementation through torch\.nn\.functional\."
+                           r"scaled_dot_product_attention", str(exc))
+        if refused is None:
+            raise
+        for key in getattr(config, "sub_configs", {}) or {}:
+            sub = getattr(config, key, None)
+            if key != "text_config" and hasattr(sub, "_attn_implementation"):
+                sub._attn_implementation = "eager"
+        return build_meta_model(config), refused.group(1)
+
+
 def _real_bookkeeping() -> Any:
     """A dispatch mode under which the step's bookkeeping on its real inputs stays real: an op whose tensor
     arguments are all real (token ids, image grids, masks made from them) runs for real, and a small integer or
@@ -252,7 +272,6 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from ..apply import apply
-    from ..modeltree import build_meta_model
     from .inputs import step_inputs
     from .tracker import BACKWARD, LiveStorage, tag_modules
 
@@ -287,7 +306,10 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
     if not isinstance(dtype, torch.dtype):
         raise UsageError(f"--base-dtype {base_dtype!r}: one of " + ", ".join(DTYPES))
     inputs = step_inputs(config, tree.model_type, batch=batch, seq=seq, images=images, image_size=image_size)
-    model = build_meta_model(config).to(dtype)
+    model, eager = _build(config)
+    model = model.to(dtype)
+    if eager:
+        attention = f"{attention} (eager in {eager}, which has no SDPA)"
     if quant:
         from ..resolve import resolve
 

@@ -185,6 +185,10 @@ class Resolution(HolderRules, LayerRules, UserRules, PlanBuilder):
             self.warn("absent-part", f"{arch.display_name} has no vision tower: image patches reach the language "
                       "model through the projector alone, so the vision toggles select nothing here (finetune_"
                       "projector: lora or full trains the image path)", spec.origin)
+        if not {"vision", "projector"} & present and spec.component_toggle("vision") not in spec.model_fields_set:
+            self.warn("absent-part", f"{arch.display_name} has no vision tower and no projector: its images reach the "
+                      "language model as tokens of its vocabulary (an image tokenizer, which no gradient passes "
+                      "through), so only the language model trains", spec.origin)
         if "projector" not in present and "vision" in present and "cross_attention" in roles and \
                 spec.component_toggle("projector") not in spec.model_fields_set:
             self.warn("absent-part", f"{arch.display_name} has no projector: its language model reads the vision "
