@@ -45,7 +45,7 @@ _HEADS_KEY = re.compile(r"\w*num_\w*heads")
 _TOWER_LIKE = re.compile(r"vision|image|video|audio|speech|text")  # sub-config names of encoders, not connectors
 INFERRED_DISTRIBUTION = "vlora (inferred)"
 # raised whenever what inference reads changes: cached inferences of older rules are then not read back
-INFERENCE_RULES = 4
+INFERENCE_RULES = 5
 
 
 class InferenceRefused(ResolutionError):
@@ -138,7 +138,8 @@ class _Reader:
     @staticmethod
     def is_text_config(config: dict[str, Any]) -> bool:
         """Whether a config states a text model itself: a vocabulary, a hidden size and a layer count."""
-        return isinstance(config.get("vocab_size"), int) and isinstance(config.get("hidden_size"), int) and any(
+        width = config.get("hidden_size", config.get("d_model"))
+        return isinstance(config.get("vocab_size"), int) and isinstance(width, int) and any(
             not k.startswith("len(") for k in layer_counts_of(config))
 
     def sub_config(self, key: str) -> dict[str, Any]:
@@ -183,12 +184,15 @@ class _Reader:
         tokenizers = {c: roots.pop(c) for c in ("vision", "audio") if c in roots
                       and "codebook_size" in self.sub_config(keys[c])}
         self.text_key = keys.get("language", "text_config")
-        if "language" not in roots and "vision" in roots and self.is_text_config(self.config):
+        # no vision tower at all (UDOP): a convolution outside every sub-model that reads the config's image
+        # channels is the patch embedding, and the image path's only weights: the projector, as Fuyu's plugin says
+        patches = self.patch_embedding() if "vision" not in roots and not tokenizers else None
+        if "language" not in roots and ("vision" in roots or patches) and self.is_text_config(self.config):
             # the composite config is the text config itself (GIT, Idefics): the language model is the rest of
             # the model, its layers the lists outside every sub-model with a config of its own
             roots["language"], keys["language"], self.text_key = [""], "", ""
         for needed in ("vision", "language"):
-            if needed not in roots and needed not in tokenizers:
+            if needed not in roots and needed not in tokenizers and not (needed == "vision" and patches):
                 found = ", ".join(f"{c} ({', '.join(n)})" for c, n in roots.items()) or "none"
                 raise self.refuse(
                     f"no sub-model carries its {'vision' if needed == 'vision' else 'text'} config (towers found: "
@@ -222,6 +226,12 @@ class _Reader:
             unclassified += [path for path, _ in missing]
             unplaced[component] = sorted({leaf for _, leaf in missing})
         projector = self.projector(roots, stacks, others) if "vision" in roots else None
+        if patches:  # the copy a stack's holder runs (UDOP's encoder.embed_patches; its top-level twin is tied)
+            holders = [name.rpartition(".")[0] for name in stacks["language"]]
+            patches = next((p for p in self.patch_embeddings() if any(p.startswith(f"{h}.") for h in holders if h)),
+                           patches)
+            holder, leaf = patches.rpartition(".")[0], patches.rpartition(".")[2]
+            projector = Component(name="projector", prefix=re.escape(holder), roles={"projection": (leaf,)})
         cross = any("cross_attention" in c.roles for c in components if c.name == "language")
         if projector is None and not cross and "vision" not in tokenizers:
             raise self.refuse(
@@ -254,7 +264,7 @@ class _Reader:
                 continue  # inside a layer of a list already taken
             if any(name.startswith(f"{other}.") for other in elsewhere):
                 continue
-            if root == "" and not self.reads_width(name, sub.get("hidden_size")):
+            if root == "" and not self.reads_width(name, sub.get("hidden_size", sub.get("d_model"))):
                 continue  # not the text model's layers (Idefics' perceiver resampler works at the vision width)
             kids = self.children.get(name, [])
             if kids and all(k.rpartition(".")[2].isdigit() for k in kids) and any(self.has_weights(k) for k in kids):
@@ -298,6 +308,20 @@ class _Reader:
                     keys.remove(key)
                     matched = [(m, length, key if m == name else k) for m, length, k in matched]
         return matched
+
+    def patch_embeddings(self) -> list[str]:
+        """The convolutions outside every sub-model that read the config's ``num_channels`` image channels, where
+        the config states a ``patch_size`` (patch embeddings)."""
+        channels = self.config.get("num_channels")
+        if not isinstance(channels, int) or "patch_size" not in self.config:
+            return []
+        towers = [n for n, _ in self.tree.sub_models]
+        return [e.name for e in self.tree.entries if e.kind == CONV and e.in_features == channels and "." in e.name
+                and not any(e.name.startswith(f"{t}.") for t in towers)]
+
+    def patch_embedding(self) -> str | None:
+        """The first patch embedding (None: there is none)."""
+        return next(iter(self.patch_embeddings()), None)
 
     def reads_width(self, name: str, width: Any) -> bool:
         """Whether a Linear under ``name`` reads vectors of ``width`` (the text model's hidden size)."""

@@ -46,6 +46,7 @@ def test_coverage_page_is_current_and_most_types_resolve():
     assert "language decoder 26 (num_hidden_layers); language encoder 26" in by_type["t5gemma2"]["detail"]
     assert by_type["apertus1p5"]["status"] == "inferred"  # its image and audio tokenizers are not towers
     assert "beside it (an action expert, as in pi0)" in by_type["pi0"]["detail"]
+    assert by_type["udop"]["status"] == "inferred"  # no vision tower: its patch embedding is the projector
 
 
 class _Terminal(io.StringIO):

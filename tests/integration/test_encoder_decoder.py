@@ -387,24 +387,54 @@ def test_a_composite_encoder_and_a_decoder():
         assert any(part in n for n in learned), part
 
 
-@pytest.mark.parametrize("family", ["t5gemma2", "apertus1p5", "unlimited_ocr"])
+@pytest.mark.parametrize("family", ["t5gemma2", "apertus1p5", "unlimited_ocr", "udop"])
 def test_a_text_step_of_the_other_shapes_is_the_real_one(family):
     """--memory without images on T5Gemma-2 (the text through its encoder, the labels through its decoder),
     Apertus 1.5 (whose image tokenizer has no SDPA: it keeps eager attention, and the header says so) and
-    unlimited_ocr, equal to the same step run for real."""
+    unlimited_ocr, and UDOP (a document's words with their boxes), equal to the same step run for real."""
     from steps import real_tensor_peak
 
     from vlora_core import VisionLoRASpec, tree_from_module
     from vlora_core.memory import simulate_step
     from vlora_core.memory.inputs import step_inputs
 
-    build = {"t5gemma2": _t5gemma2, "apertus1p5": _apertus1p5, "unlimited_ocr": _unlimited_ocr}[family]
+    build = {"t5gemma2": _t5gemma2, "apertus1p5": _apertus1p5, "unlimited_ocr": _unlimited_ocr, "udop": _udop}[family]
     model = build()
     dtype = "bf16" if family == "unlimited_ocr" else "fp32"  # its experts' grouped matmul is bfloat16 only
     model = model.to(torch.bfloat16 if dtype == "bf16" else torch.float32)
     spec = VisionLoRASpec(finetune_vision_layers=False)
-    simulated = simulate_step(spec, tree_from_module(model), batch=2, seq=32, base_dtype=dtype)
-    inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=32)
+    images = 0
+    spec = VisionLoRASpec(finetune_vision_layers=False)
+    simulated = simulate_step(spec, tree_from_module(model), batch=2, seq=32, base_dtype=dtype, images=images)
+    inputs = step_inputs(model.config, model.config.model_type, batch=2, seq=32, images=images)
     measured = real_tensor_peak(model, False, inputs.tensors, spec)
     assert abs(simulated.step_peak / measured - 1) < 0.05, (simulated.step_peak, measured)
     assert ("eager in Apertus1p5VisionTokenizerModel" in simulated.inputs["attention"]) == (family == "apertus1p5")
+
+
+def _udop():
+    from transformers import UdopConfig, UdopForConditionalGeneration
+
+    config = UdopConfig(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=3, num_heads=2, vocab_size=100,
+                        image_size=32, patch_size=8, max_2d_position_embeddings=64, decoder_start_token_id=0)
+    return UdopForConditionalGeneration(config)
+
+
+def test_no_vision_tower_and_an_encoder_decoder_text_side():
+    """UDOP: a T5 encoder and decoder (stacks), no vision sub-model; its patch embedding is the image path's only
+    weights (the projector, as in Fuyu's plugin), and of its tied copies the one the encoder runs is adapted."""
+    model = _udop()
+    plan = resolve({"finetune_projector": "lora"}, model)
+    assert plan.inferred and plan.layer_counts == {"language.encoder": 2, "language.decoder": 3}
+    assert {t.name for t in plan.targets if t.component == "projector"} == {"encoder.embed_patches.proj"}
+    crossing = {n for n in _linears(model, "decoder") if ".EncDecAttention." in n}
+    assert {t.name for t in plan.targets if t.role == "cross_attention"} == crossing
+    assert any("no vision tower" in w for w in plan.warnings)
+    peft_model = apply(model, {"finetune_projector": "lora"})
+    ids = torch.tensor([[5, 6, 7, 8]])
+    peft_model.train()(input_ids=ids, bbox=torch.tensor([[[0.1, 0.1, 0.2, 0.2]] * 4]),
+                       pixel_values=torch.randn(1, 3, 32, 32), labels=torch.tensor([[5, 6, 7]])).loss.backward()
+    modules = dict(peft_model.base_model.model.named_modules())
+    for role in {t.role for t in plan.targets}:
+        grads = [modules[t.name].lora_B["default"].weight.grad for t in plan.targets if t.role == role]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), role

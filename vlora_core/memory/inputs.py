@@ -25,14 +25,14 @@ QWEN_BOUNDS = {"qwen2_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS), "qwen2_5_vl": (QW
                                (QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS))}
 # encoder-decoder families: the decoder reads the image through cross-attention (or the text encoder reads it,
 # Florence-2); ``seq`` is then the decoder's (the target's) tokens, and the encoder side has its own length
-ENCODER_DECODER = ("blip", "pix2struct", "vision-encoder-decoder", "florence2")
+ENCODER_DECODER = ("blip", "pix2struct", "vision-encoder-decoder", "florence2", "udop")  # UDOP: text steps only
 # GIT (image tokens the model puts before the text) and Idefics (images through gated cross-attention): a text
 # model whose config is the top-level one, and whose forward takes no step without an image either
 TEXT_AT_TOP = ("git", "idefics")
 IMAGE_NEEDED = ("blip", "pix2struct", "vision-encoder-decoder", *TEXT_AT_TOP)
 # and LLaVA with a Pixtral tower
 IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "llava_next", "llava_onevision", "gemma3", "paligemma", "mllama", "idefics3",
-                  "smolvlm", "internvl", "mistral3", "fuyu", *ENCODER_DECODER, *TEXT_AT_TOP)
+                  "smolvlm", "internvl", "mistral3", "fuyu", *ENCODER_DECODER[:-1], *TEXT_AT_TOP)
 PIX2STRUCT_MAX_PATCHES = 2048  # Pix2Struct's image processor: max_patches (the default of its preprocess)
 FLORENCE2_SIDE = 768  # Florence-2's published preprocessor_config.json: 768 x 768 images, image_seq_length 577
 PROMPT_TOKENS = 8  # an encoder-decoder's text prompt beside the image (Florence-2's task prompt, "<OCR>")
@@ -362,6 +362,16 @@ def _encoder_decoder(config: Any, model_type: str, *, batch: int, seq: int, imag
         depths = getattr(vision, "depths", None)  # a Swin tower (Donut) halves each side between its stages
         tokens = patches // 4 ** (len(depths) - 1) if depths else patches + 1  # a ViT's: and its class token
         return StepInputs(tensors, image_tokens=tokens, assumed=assumed, images=shown)
+    if model_type == "udop":  # a document's words with their boxes through the encoder (and the page's patches)
+        boxes = torch.rand(batch, seq, 2) * 0.8
+        tensors = {"input_ids": torch.randint(low, high, (batch, seq)), "labels": target,
+                   "bbox": torch.cat([boxes, boxes + 0.1], -1)}
+        assumed.update(document_tokens=seq)
+        if images:  # its page's patches join the words by a boolean mask made from the image's features
+            raise UsageError("--images on udop: UDOP merges the page's patches with the words through a mask it makes "
+                             "from the image's features, which the simulation cannot follow yet",
+                             hint="leave --images out: the step then holds the document's words with their boxes")
+        return StepInputs(tensors, assumed=assumed, real=("bbox",))
     # Florence-2: the image's tokens (the DaViT strides' product per side, squared, and one pooled token), a
     # prompt, through the BART encoder; the target through the decoder
     vision = config.vision_config
