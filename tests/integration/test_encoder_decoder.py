@@ -9,6 +9,7 @@ forward and backward through apply."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -438,3 +439,40 @@ def test_no_vision_tower_and_an_encoder_decoder_text_side():
     for role in {t.role for t in plan.targets}:
         grads = [modules[t.name].lora_B["default"].weight.grad for t in plan.targets if t.role == role]
         assert any(g is not None and g.abs().sum() > 0 for g in grads), role
+
+
+SHAPES = ["blip", "pix2struct", "vision-encoder-decoder", "florence2", "git", "idefics", "unlimited_ocr", "t5gemma2",
+          "apertus1p5", "udop"]
+
+
+@pytest.mark.parametrize("model_type", SHAPES)
+def test_every_command_on_the_full_size_default_config(model_type, tmp_path, capsys):
+    """What a user runs, on transformers' default config of each new shape (built on the meta device): the plan,
+    --explain, a lock and its validation, an export to each tool, the serving check; --memory on two."""
+    from transformers import AutoConfig
+
+    from vlora_core.cli import main
+
+    folder = tmp_path / "model"
+    AutoConfig.for_model(model_type).save_pretrained(folder)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"model: {folder}\n")
+    assert main(["plan", str(spec), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["inferred"] and plan["targets"]
+    target = plan["targets"][0]["name"]
+    assert main(["plan", str(spec), "--explain", target]) == 0
+    assert f"{target}: target: {plan['targets'][0]['component']}" in capsys.readouterr().out
+    lock = tmp_path / "spec.lock.json"
+    assert main(["lock", str(spec), "-o", str(lock)]) == 0
+    assert main(["validate", str(spec), "--lock", str(lock)]) == 0
+    for tool in ("peft", "unsloth", "llamafactory", "swift"):
+        assert main(["export", str(spec), "--to", tool, "-o", str(tmp_path / tool)]) == 0, tool
+    assert json.loads((tmp_path / "peft").read_text())["target_modules"]  # a PEFT LoraConfig
+    for engine in ("vllm", "sglang"):
+        main(["plan", str(spec), "--serve", engine])
+        assert "serve with:" in capsys.readouterr().out
+    if model_type in ("blip", "florence2"):
+        assert main(["plan", str(spec), "--memory", "--images", "1", "--seq", "64", "--json"]) == 0
+        memory = json.loads(capsys.readouterr().out)["memory"]
+        assert memory["inputs"]["image_tokens"] == 577 and memory["peak_bytes"] > memory["base_weights_bytes"]
