@@ -167,18 +167,7 @@ class _Reader:
                 root_keys[name] = key
             elif _TOWER_LIKE.search(key):  # a second encoder (a high-resolution vision model): not placed
                 others.append(name)
-        if any("." in key for key in root_keys.values()):  # towers inside a composite sub-model (T5Gemma-2, pi0)
-            for name, key in self.tree.sub_models:
-                inside = any(root.startswith(f"{name}.") for root in root_keys)
-                if "." in key or key in towers or inside:
-                    continue
-                counts = layer_counts_of(self.sub_config(key))
-                if any(self.tree.get(n).type_name == "ModuleList" and len(self.children.get(n, [])) in counts.values()
-                       for n in self.subtree(name)):
-                    raise self.refuse(
-                        f"its vision-language part is one sub-model of a larger model: {name} ({key}) holds layers "
-                        "of its own beside it (an action expert, as in pi0); vlora plans vision-language models",
-                        "write a plugin that says what the other part is, if it is to be trained")
+        self.refuse_a_part_beside(root_keys, towers)
         # a tower whose config states a codebook is a tokenizer (Apertus 1.5's image and audio tokenizers): its output
         # is discrete codes the language model reads as tokens of its vocabulary, so no gradient reaches it
         tokenizers = {c: roots.pop(c) for c in ("vision", "audio") if c in roots
@@ -226,12 +215,8 @@ class _Reader:
             unclassified += [path for path, _ in missing]
             unplaced[component] = sorted({leaf for _, leaf in missing})
         projector = self.projector(roots, stacks, others) if "vision" in roots else None
-        if patches:  # the copy a stack's holder runs (UDOP's encoder.embed_patches; its top-level twin is tied)
-            holders = [name.rpartition(".")[0] for name in stacks["language"]]
-            patches = next((p for p in self.patch_embeddings() if any(p.startswith(f"{h}.") for h in holders if h)),
-                           patches)
-            holder, leaf = patches.rpartition(".")[0], patches.rpartition(".")[2]
-            projector = Component(name="projector", prefix=re.escape(holder), roles={"projection": (leaf,)})
+        if patches:
+            projector = self.patch_projector(stacks["language"])
         cross = any("cross_attention" in c.roles for c in components if c.name == "language")
         if projector is None and not cross and "vision" not in tokenizers:
             raise self.refuse(
@@ -249,6 +234,33 @@ class _Reader:
             components=tuple(components),
         )
         return Inference(arch, sorted(set(unclassified)), {c: v for c, v in unplaced.items() if v})
+
+    def refuse_a_part_beside(self, root_keys: dict[str, str], towers: dict[str, str]) -> None:
+        """Where the towers lie inside a composite sub-model (T5Gemma-2's encoder, pi0's PaliGemma), a sub-model
+        beside it that holds layers of its own and is no tower (pi0's action expert) would go unplanned without a
+        word: refuse instead."""
+        if not any("." in key for key in root_keys.values()):
+            return
+        for name, key in self.tree.sub_models:
+            if "." in key or key in towers or any(root.startswith(f"{name}.") for root in root_keys):
+                continue
+            counts = layer_counts_of(self.sub_config(key))
+            if any(self.tree.get(n).type_name == "ModuleList" and len(self.children.get(n, [])) in counts.values()
+                   for n in self.subtree(name)):
+                raise self.refuse(
+                    f"its vision-language part is one sub-model of a larger model: {name} ({key}) holds layers "
+                    "of its own beside it (an action expert, as in pi0); vlora plans vision-language models",
+                    "write a plugin that says what the other part is, if it is to be trained")
+
+    def patch_projector(self, language_lists: list[str]) -> Component:
+        """The projector of a model without a vision tower (UDOP): its patch embedding, the copy a language stack's
+        holder runs where there are tied twins (UDOP's encoder.embed_patches; the top-level patch_embed is tied
+        to it and never run)."""
+        holders = [name.rpartition(".")[0] for name in language_lists]
+        found = self.patch_embeddings()
+        patches = next((p for p in found if any(p.startswith(f"{h}.") for h in holders if h)), found[0])
+        holder, _, leaf = patches.rpartition(".")
+        return Component(name="projector", prefix=re.escape(holder), roles={"projection": (leaf,)})
 
     def layer_lists(self, component: str, root: str, sub: dict[str, Any]) -> list[tuple[str, int, str]]:
         """(list name, length, config key) of the layer lists of a tower, checked against its sub-config (or,
