@@ -57,7 +57,7 @@ def apply(
             hint="use a transformers model, or turn checkpointing on yourself (torch.utils.checkpoint)",
         )
     if gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", True) is False:
-        raise VloraError(
+        raise UsageError(
             f"gradient_checkpointing=True: transformers does not support gradient checkpointing for "
             f"{type(model).__name__} (its supports_gradient_checkpointing is False)",
             hint="train it without checkpointing (leave --gradient-checkpointing out), with a smaller batch or "
