@@ -45,7 +45,7 @@ _HEADS_KEY = re.compile(r"\w*num_\w*heads")
 _TOWER_LIKE = re.compile(r"vision|image|video|audio|speech|text")  # sub-config names of encoders, not connectors
 INFERRED_DISTRIBUTION = "vlora (inferred)"
 # raised whenever what inference reads changes: cached inferences of older rules are then not read back
-INFERENCE_RULES = 5
+INFERENCE_RULES = 6
 
 
 class InferenceRefused(ResolutionError):
@@ -341,11 +341,17 @@ class _Reader:
                    for n in self.subtree(name))
 
     def stages(self, name: str, sub: dict[str, Any]) -> list[tuple[str, int, str]]:
-        """A staged tower (DaViT, Swin: a list of stages, each a list of blocks): each stage as a stack, when
-        the stages' lengths are a per-stage list of the sub-config (``depths: [1, 1, 9, 1]``); else []."""
-        kids = self.children.get(name, [])
-        inner = [(k, len(self.children.get(k, []))) for k in kids if self.tree.get(k).type_name == "ModuleList"]
-        if len(inner) != len(kids):
+        """A staged tower (Florence-2's DaViT: a list of stages, each a list of blocks; Swin, Donut's: a list of
+        stage modules, each holding one list of blocks): each stage's blocks as a stack, when the stages' lengths
+        are a per-stage list of the sub-config (``depths: [2, 2, 14, 2]``); else []."""
+        inner = []
+        for kid in self.children.get(name, []):
+            lists = [kid] if self.tree.get(kid).type_name == "ModuleList" else [
+                k for k in self.children.get(kid, []) if self.tree.get(k).type_name == "ModuleList"]
+            if len(lists) != 1:
+                return []
+            inner.append((lists[0], len(self.children.get(lists[0], []))))
+        if not inner:
             return []
         lengths = [n for _, n in inner]
         for key, value in sub.items():

@@ -188,8 +188,9 @@ def _config(tree: Any, attention: str) -> Any:
 
 
 def _build(config: Any) -> tuple[Any, str | None]:
-    """The meta model of ``config``; where a tower's model has no SDPA (Apertus 1.5's image tokenizer), the towers
-    other than the language model keep eager attention, and the second value says which class refused."""
+    """The meta model of ``config``; where a tower's model has no SDPA (Apertus 1.5's image tokenizer, Donut's Swin
+    encoder), the towers other than the language model keep eager attention, and the second value says which
+    class refused."""
     from ..modeltree import build_meta_model
 
     try:
@@ -199,9 +200,13 @@ def _build(config: Any) -> tuple[Any, str | None]:
                            r"scaled_dot_product_attention", str(exc))
         if refused is None:
             raise
-        for key in getattr(config, "sub_configs", {}) or {}:
+        from ..infer import tower_keys
+
+        keys = list(getattr(config, "sub_configs", {}) or {})
+        language = {k for k, c in tower_keys(config.to_dict(), keys).items() if c == "language"} | {"text_config"}
+        for key in keys:
             sub = getattr(config, key, None)
-            if key != "text_config" and hasattr(sub, "_attn_implementation"):
+            if key not in language and hasattr(sub, "_attn_implementation"):
                 sub._attn_implementation = "eager"
         return build_meta_model(config), refused.group(1)
 
