@@ -7,6 +7,8 @@ whose CPU build of torch cannot load torchvision)."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +22,12 @@ from vlora_core.plugins import default_registry
 
 
 def test_coverage_of_the_timm_families():
-    rows = {t: coverage_row(t, default_registry()) for t in ("gemma3n", "fast_vlm", "perception_lm")}
+    from vlora_core.coverage import render_coverage
+
+    rows = {t: coverage_row(t, default_registry()) for t in ("fast_vlm", "gemma3n", "perception_lm")}
+    page = (Path(__file__).resolve().parents[2] / "docs" / "coverage.md").read_text()
+    documented = re.search(r"<!-- coverage-timm:begin -->\n(.*?)<!-- coverage-timm:end -->", page, re.S).group(1)
+    assert documented == render_coverage(list(rows.values())), "docs/coverage.md's timm block is stale"
     for family in ("gemma3n", "fast_vlm"):
         assert rows[family]["status"] == "plugin" and rows[family]["counts_match"], rows[family]
     assert "audio 12 (conf_num_hidden_layers)" in rows["gemma3n"]["detail"]
