@@ -175,7 +175,7 @@ class _Reader:
         self.text_key = keys.get("language", "text_config")
         # no vision tower at all (UDOP): a convolution outside every sub-model that reads the config's image
         # channels is the patch embedding, and the image path's only weights: the projector, as Fuyu's plugin says
-        patches = self.patch_embedding() if "vision" not in roots and not tokenizers else None
+        patches = self.patch_embeddings() if "vision" not in roots and not tokenizers else []
         if "language" not in roots and ("vision" in roots or patches) and self.is_text_config(self.config):
             # the composite config is the text config itself (GIT, Idefics): the language model is the rest of
             # the model, its layers the lists outside every sub-model with a config of its own
@@ -216,7 +216,7 @@ class _Reader:
             unplaced[component] = sorted({leaf for _, leaf in missing})
         projector = self.projector(roots, stacks, others) if "vision" in roots else None
         if patches:
-            projector = self.patch_projector(stacks["language"])
+            projector = self.patch_projector(patches, stacks["language"])
         cross = any("cross_attention" in c.roles for c in components if c.name == "language")
         if projector is None and not cross and "vision" not in tokenizers:
             raise self.refuse(
@@ -252,12 +252,11 @@ class _Reader:
                     "of its own beside it (an action expert, as in pi0); vlora plans vision-language models",
                     "write a plugin that says what the other part is, if it is to be trained")
 
-    def patch_projector(self, language_lists: list[str]) -> Component:
+    def patch_projector(self, found: list[str], language_lists: list[str]) -> Component:
         """The projector of a model without a vision tower (UDOP): its patch embedding, the copy a language stack's
         holder runs where there are tied twins (UDOP's encoder.embed_patches; the top-level patch_embed is tied
         to it and never run)."""
         holders = [name.rpartition(".")[0] for name in language_lists]
-        found = self.patch_embeddings()
         patches = next((p for p in found if any(p.startswith(f"{h}.") for h in holders if h)), found[0])
         holder, _, leaf = patches.rpartition(".")
         return Component(name="projector", prefix=re.escape(holder), roles={"projection": (leaf,)})
@@ -330,10 +329,6 @@ class _Reader:
         towers = [n for n, _ in self.tree.sub_models]
         return [e.name for e in self.tree.entries if e.kind == CONV and e.in_features == channels and "." in e.name
                 and not any(e.name.startswith(f"{t}.") for t in towers)]
-
-    def patch_embedding(self) -> str | None:
-        """The first patch embedding (None: there is none)."""
-        return next(iter(self.patch_embeddings()), None)
 
     def reads_width(self, name: str, width: Any) -> bool:
         """Whether a Linear under ``name`` reads vectors of ``width`` (the text model's hidden size)."""

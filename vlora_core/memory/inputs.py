@@ -25,14 +25,15 @@ QWEN_BOUNDS = {"qwen2_vl": (QWEN_MIN_PIXELS, QWEN_MAX_PIXELS), "qwen2_5_vl": (QW
                                (QWEN3_MIN_PIXELS, QWEN3_MAX_PIXELS))}
 # encoder-decoder families: the decoder reads the image through cross-attention (or the text encoder reads it,
 # Florence-2); ``seq`` is then the decoder's (the target's) tokens, and the encoder side has its own length
-ENCODER_DECODER = ("blip", "pix2struct", "vision-encoder-decoder", "florence2", "udop")  # UDOP: text steps only
+ENCODER_DECODER_IMAGES = ("blip", "pix2struct", "vision-encoder-decoder", "florence2")
+ENCODER_DECODER = (*ENCODER_DECODER_IMAGES, "udop")  # UDOP: text steps only
 # GIT (image tokens the model puts before the text) and Idefics (images through gated cross-attention): a text
 # model whose config is the top-level one, and whose forward takes no step without an image either
 TEXT_AT_TOP = ("git", "idefics")
 IMAGE_NEEDED = ("blip", "pix2struct", "vision-encoder-decoder", *TEXT_AT_TOP)
 # and LLaVA with a Pixtral tower
 IMAGE_FAMILIES = (*QWEN_BOUNDS, "llava", "llava_next", "llava_onevision", "gemma3", "paligemma", "mllama", "idefics3",
-                  "smolvlm", "internvl", "mistral3", "fuyu", *ENCODER_DECODER[:-1], *TEXT_AT_TOP)
+                  "smolvlm", "internvl", "mistral3", "fuyu", *ENCODER_DECODER_IMAGES, *TEXT_AT_TOP)
 PIX2STRUCT_MAX_PATCHES = 2048  # Pix2Struct's image processor: max_patches (the default of its preprocess)
 FLORENCE2_SIDE = 768  # Florence-2's published preprocessor_config.json: 768 x 768 images, image_seq_length 577
 PROMPT_TOKENS = 8  # an encoder-decoder's text prompt beside the image (Florence-2's task prompt, "<OCR>")
@@ -337,7 +338,6 @@ def _encoder_decoder(config: Any, model_type: str, *, batch: int, seq: int, imag
     if model_type in IMAGE_NEEDED:
         images = 1
         assumed["images_per_sequence"] = "1 (its forward needs the image)"
-    shown = images
     if model_type == "pix2struct":  # patches of the resized image, each with its row and column, up to max_patches
         vision = config.vision_config
         patches = PIX2STRUCT_MAX_PATCHES
@@ -348,8 +348,7 @@ def _encoder_decoder(config: Any, model_type: str, *, batch: int, seq: int, imag
         assumed.update(max_patches=patches)
         return StepInputs({"flattened_patches": flat, "attention_mask": torch.ones(batch, patches),
                            "labels": target}, image_tokens=patches, assumed=assumed,
-                          real=("flattened_patches", "attention_mask"),
-                          images=shown)
+                          real=("flattened_patches", "attention_mask"), images=images)
     if model_type in ("blip", "vision-encoder-decoder"):
         vision = config.vision_config if model_type == "blip" else config.encoder
         side = vision.image_size if isinstance(vision.image_size, (list, tuple)) else (vision.image_size,) * 2
@@ -361,7 +360,7 @@ def _encoder_decoder(config: Any, model_type: str, *, batch: int, seq: int, imag
         patches = (side[0] // vision.patch_size) * (side[1] // vision.patch_size)
         depths = getattr(vision, "depths", None)  # a Swin tower (Donut) halves each side between its stages
         tokens = patches // 4 ** (len(depths) - 1) if depths else patches + 1  # a ViT's: and its class token
-        return StepInputs(tensors, image_tokens=tokens, assumed=assumed, images=shown)
+        return StepInputs(tensors, image_tokens=tokens, assumed=assumed, images=images)
     if model_type == "udop":  # a document's words with their boxes through the encoder (and the page's patches)
         boxes = torch.rand(batch, seq, 2) * 0.8
         tensors = {"input_ids": torch.randint(low, high, (batch, seq)), "labels": target,

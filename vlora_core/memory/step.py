@@ -26,7 +26,7 @@ ATTENTION = ("sdpa", "eager")
 OPTIMIZERS = {"adamw": 8, "adamw8bit": 2, "sgd": 0}  # optimizer state bytes per trainable weight (fp32 Adam: 2 x 4)
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 GiB = 1 << 30
-_LABELS = {"vision_config": "vision tower", "text_config": "language model", "audio_config": "audio tower"}
+_LABELS = {"vision": "vision tower", "language": "language model", "audio": "audio tower"}  # by component
 
 
 @dataclass
@@ -188,27 +188,51 @@ def _config(tree: Any, attention: str) -> Any:
 
 
 def _build(config: Any) -> tuple[Any, str | None]:
-    """The meta model of ``config``; where a tower's model has no SDPA (Apertus 1.5's image tokenizer, Donut's Swin
-    encoder), the towers other than the language model keep eager attention, and the second value says which
-    class refused."""
+    """The meta model of ``config``, and what became of SDPA where transformers refuses it for a model (None: it
+    is used). A tower whose model has none (Apertus 1.5's image tokenizer, Donut's Swin encoder) keeps eager
+    attention beside the language model's SDPA; a model that has none at all (BLIP, GIT) is eager throughout, as a
+    real step would be."""
+    from ..infer import tower_keys
     from ..modeltree import build_meta_model
 
-    try:
-        return build_meta_model(config), None
-    except ValueError as exc:
-        refused = re.match(r"(\w+) does not support an attention implementation through torch\.nn\.functional\."
-                           r"scaled_dot_product_attention", str(exc))
-        if refused is None:
-            raise
-        from ..infer import tower_keys
-
-        keys = list(getattr(config, "sub_configs", {}) or {})
-        language = {k for k, c in tower_keys(config.to_dict(), keys).items() if c == "language"} | {"text_config"}
-        for key in keys:
-            sub = getattr(config, key, None)
-            if key not in language and hasattr(sub, "_attn_implementation"):
+    keys = list(getattr(config, "sub_configs", {}) or {})
+    language = {k for k, c in tower_keys(config.to_dict(), keys).items() if c == "language"} | {"text_config"}
+    refused = None
+    for eager in ([k for k in keys if k not in language], ["", *keys]):  # first the towers, then everything
+        try:
+            return build_meta_model(config), refused and f"eager in {refused}, which has no SDPA"
+        except ValueError as exc:
+            match = re.match(r"(\w+) does not support an attention implementation through "
+                             r"torch\.nn\.functional\.scaled_dot_product_attention", str(exc))
+            if match is None:
+                raise
+            refused = match.group(1)
+        for key in eager:
+            sub = getattr(config, key, None) if key else config
+            if hasattr(sub, "_attn_implementation"):
                 sub._attn_implementation = "eager"
-        return build_meta_model(config), refused.group(1)
+    return build_meta_model(config), "eager: the model has no SDPA"
+
+
+def _part_labels(tree: Any, base: Any, plan: Any) -> dict[str, str]:
+    """Module name -> the part the step's memory is counted under: each tower's sub-model and its children (a
+    composite may run a tower's parts without the tower's own forward: Florence-2 runs its BART's encoder and
+    decoder one by one); where the language model is no sub-model (GIT's top-level text config), its layers."""
+    from ..infer import tower_keys
+    from ..vocabulary import layer_count_key
+
+    towers = tower_keys(tree.config, [k for _, k in tree.sub_models])
+    labels = {name: _LABELS.get(towers.get(kind, ""), kind.removesuffix("_config")) for name, kind in tree.sub_models}
+    modules = dict(base.named_modules())
+    for name, label in list(labels.items()):
+        for child, _ in modules[name].named_children() if name in modules else []:
+            labels.setdefault(f"{name}.{child}", label)
+    if _LABELS["language"] not in labels.values():
+        paths = {(t.placement.path, layer_count_key("language", t.stack)) for t in plan.targets
+                 if t.component == "language" and t.layer is not None}
+        labels.update({path.replace("*", str(i)): _LABELS["language"] for path, key in paths
+                       for i in range(plan.layer_counts.get(key, 0))})
+    return labels
 
 
 def _real_bookkeeping() -> Any:
@@ -295,15 +319,7 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
     if batch < 1 or seq < 1:
         raise UsageError("--batch and --seq are at least 1")
     started = time.perf_counter()
-    from ..modeltree import model_class
-
     config = _config(tree, attention)
-    cls = model_class(config)
-    if hasattr(cls, "_model_mapping"):  # an Auto class: the class it picks for this config
-        cls = cls._model_mapping.get(type(config), cls)
-    if attention == "sdpa" and not getattr(cls, "_supports_sdpa", True):
-        attention = "eager (the model has no SDPA)"  # transformers refuses sdpa for it (BLIP): a real step is eager
-        config = _config(tree, "eager")
     dtype_name = DTYPES.get(base_dtype or "", base_dtype) or str(getattr(config, "dtype", None)
                                                                    or getattr(config, "torch_dtype", None)
                                                                    or "bfloat16").replace("torch.", "")
@@ -314,7 +330,7 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
     model, eager = _build(config)
     model = model.to(dtype)
     if eager:
-        attention = f"{attention} (eager in {eager}, which has no SDPA)"
+        attention = "eager (the model has no SDPA)" if eager.startswith("eager:") else f"{attention} ({eager})"
     if quant:
         from ..resolve import resolve
 
@@ -331,24 +347,7 @@ def simulate_step(spec: VisionLoRASpec, tree: Any, *, batch: int = 1, seq: int =
         weights = sum(p.numel() * p.element_size() for _, p, grad in named if not grad) + sum(
             t.numel() * t.element_size() for t in statistics)
         base = peft_model.get_base_model()
-        from ..infer import tower_keys
-        from ..vocabulary import SUB_CONFIG_COMPONENTS, layer_count_key
-
-        towers = {k: _LABELS[f] for k, c in tower_keys(tree.config, [k for _, k in tree.sub_models]).items()
-                  for f, fc in SUB_CONFIG_COMPONENTS.items() if fc == c}
-        labels = {name: towers.get(kind, kind.removesuffix("_config")) for name, kind in tree.sub_models}
-        # a tower's parts too: a composite model may call them without the tower's own forward (Florence-2 runs
-        # its BART's encoder and decoder one by one)
-        modules = dict(base.named_modules())
-        for name, label in list(labels.items()):
-            for child, _ in modules[name].named_children() if name in modules else []:
-                labels.setdefault(f"{name}.{child}", label)
-        if not any(label == "language model" for label in labels.values()):  # a top-level text config (GIT)
-            plan = peft_model.vlora_plan
-            paths = {(t.placement.path, layer_count_key("language", t.stack)) for t in plan.targets
-                     if t.component == "language" and t.layer is not None}
-            labels.update({path.replace("*", str(i)): "language model" for path, key in paths
-                           for i in range(plan.layer_counts.get(key, 0))})  # its layers, each
+        labels = _part_labels(tree, base, peft_model.vlora_plan)
         labels.update({name: "logits (lm_head)" for name, _ in base.named_modules()
                        if name.rpartition(".")[2] == "lm_head"})
         labels.update(tags or {})
